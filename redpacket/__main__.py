@@ -1,0 +1,3 @@
+from redpacket.cli import main
+
+raise SystemExit(main())

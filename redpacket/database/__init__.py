@@ -1,0 +1,1 @@
+"""Where PostgreSQL comes from, and the lab's own objects in it."""

@@ -1,0 +1,85 @@
+"""Alembic, driven on the lab's own connection, once per schema of the lab database."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from redpacket.database.lab import Lab, Schema, translate_connect_errors
+from redpacket.errors import LabError
+
+
+def migrations_dir() -> Path:
+    return Path(str(resources.files("redpacket.migrations")))
+
+
+def alembic_config(connection: Connection | None = None, schema: Schema | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    if schema is not None:
+        config.attributes["schema"] = schema.value
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def resolve(revision: str) -> str:
+    return head_revision() if revision == "head" else revision
+
+
+def upgrade(lab: Lab, schema: Schema, revision: str | None = None) -> None:
+    """Bring one schema to ``revision`` (default: the schema's own target)."""
+    with translate_connect_errors(lab.url), lab.engine(schema).connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema.value}"'))
+        conn.commit()
+        command.upgrade(alembic_config(conn, schema), revision or schema.target_revision)
+        conn.commit()
+
+
+def downgrade(lab: Lab, schema: Schema, revision: str) -> None:
+    with translate_connect_errors(lab.url), lab.engine(schema).connect() as conn:
+        command.downgrade(alembic_config(conn, schema), revision)
+        conn.commit()
+
+
+def current_revision(lab: Lab, schema: Schema) -> str | None:
+    with translate_connect_errors(lab.url), lab.engine(schema).connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table_schema": schema.value})
+        return context.get_current_revision()
+
+
+def migrate(lab: Lab) -> dict[Schema, str | None]:
+    """Create the lab database if needed and bring every schema to its target revision."""
+    lab.ensure()
+    for schema in Schema:
+        upgrade(lab, schema)
+    return {schema: current_revision(lab, schema) for schema in Schema}
+
+
+def status(lab: Lab) -> dict[Schema, tuple[str | None, str]]:
+    """Per schema: (current revision, target revision)."""
+    return {
+        schema: (current_revision(lab, schema), resolve(schema.target_revision))
+        for schema in Schema
+    }
+
+
+def require_migrated(lab: Lab) -> None:
+    for schema, (current, target) in status(lab).items():
+        if current != target:
+            raise LabError(
+                f"the lab schema {schema.value!r} is at revision {current or 'none'},"
+                f" needs {target}; run `redpacket migrate`"
+            )

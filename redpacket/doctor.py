@@ -1,0 +1,59 @@
+"""What the lab would run against, gathered without changing anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redpacket.database import migrate
+from redpacket.database.lab import Lab, connect
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    schema: str
+    current: str | None
+    target: str
+
+    @property
+    def migrated(self) -> bool:
+        return self.current == self.target
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    backend: str
+    url: str
+    server_version: str
+    default_isolation: str
+    lab_database: str
+    lab_database_exists: bool
+    schemas: tuple[SchemaStatus, ...]
+
+    @property
+    def migrated(self) -> bool:
+        return self.lab_database_exists and all(s.migrated for s in self.schemas)
+
+
+def diagnose(lab: Lab) -> DoctorReport:
+    with connect(lab.maintenance_url) as conn:
+        version_row = conn.execute("SHOW server_version").fetchone()
+        isolation_row = conn.execute("SHOW default_transaction_isolation").fetchone()
+    assert version_row is not None
+    assert isolation_row is not None
+    exists = lab.exists()
+    schemas: tuple[SchemaStatus, ...] = ()
+    if exists:
+        lab.require()
+        schemas = tuple(
+            SchemaStatus(schema.value, current, target)
+            for schema, (current, target) in migrate.status(lab).items()
+        )
+    return DoctorReport(
+        backend=lab.server.backend,
+        url=lab.server.masked_url,
+        server_version=str(version_row[0]),
+        default_isolation=str(isolation_row[0]),
+        lab_database=lab.name,
+        lab_database_exists=exists,
+        schemas=schemas,
+    )

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from redpacket.cli import main
+from redpacket.database.backends import Server
+from redpacket.database.lab import Lab
+from redpacket.database.urls import libpq_url
+
+
+@pytest.fixture
+def cli_lab(server: Server, worker_id_suffix: str) -> Iterator[list[str]]:
+    """Global CLI options pointing at the test server and a lab database for CLI tests."""
+    lab = Lab(server, f"redpacket_cli_{worker_id_suffix}")
+    lab.drop()
+    yield ["--database-url", libpq_url(server.url), "--lab-database", lab.name]
+    lab.drop()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_doctor_migrate_reset_drop(cli_lab: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, *cli_lab, "doctor", "--json")
+    assert status == 0
+    report = json.loads(out)
+    assert report["backend"] == "url"
+    assert report["lab_database_exists"] is False
+    assert report["migrated"] is False
+    assert report["default_isolation"] == "read committed"
+
+    assert run(capsys, *cli_lab, "migrate")[0] == 0
+    status, out, _ = run(capsys, *cli_lab, "doctor", "--json")
+    report = json.loads(out)
+    assert report["migrated"] is True
+    assert {s["schema"]: s["current"] for s in report["schemas"]} == {
+        "unconstrained": "0001",
+        "constrained": "0002",
+    }
+
+    status, out, _ = run(capsys, *cli_lab, "reset", "--orders", "12")
+    assert status == 0
+    assert "12 orders loaded" in out
+
+    status, out, _ = run(capsys, *cli_lab, "doctor")
+    assert status == 0
+    assert "PostgreSQL" in out
+    assert "yes" in out
+
+    status, out, _ = run(capsys, *cli_lab, "drop")
+    assert (status, out.strip().endswith("dropped")) == (0, True)
+    status, out, _ = run(capsys, *cli_lab, "drop")
+    assert "nothing to drop" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--database-url", "nonsense", "doctor"], "malformed database URL"),
+        (["--database-url", "mysql://root@127.0.0.1/x", "doctor"], "unsupported database URL"),
+        (["--database-url", "postgresql://u:pw@127.0.0.1:1/x", "doctor"], "cannot connect to"),
+        (["--backend", "kubernetes", "doctor"], "unknown backend 'kubernetes'"),
+        (["--backend", "url", "doctor"], "backend 'url' needs a URL"),
+        (["--lab-database", " ", "doctor"], "--lab-database must not be empty"),
+        (["reset", "--orders", "-3"], "--orders must be 0 or more"),
+        (["reset", "--orders", "many"], "'many' is not a valid integer"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REDPACKET_DATABASE_URL", raising=False)
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err + out
+    assert "pw@" not in err
+
+
+def test_python_dash_m_and_no_traceback_on_bad_input() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDPACKET_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "redpacket",
+            "--database-url",
+            "postgresql://x:topsecret@127.0.0.1:1/db",
+            "doctor",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "redpacket: error: cannot connect to postgresql://x:***@127.0.0.1:1/db"
+    )
+    assert "topsecret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -13,11 +13,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from redpacket import service
 from redpacket.database import migrate as migration
 from redpacket.database.backends import BACKENDS, open_server
 from redpacket.database.lab import DEFAULT_LAB_DATABASE, Lab
 from redpacket.doctor import DoctorReport, diagnose
 from redpacket.errors import LabError
+from redpacket.isolation import ISOLATION_NAMES, Isolation
+from redpacket.retry import RetryPolicy
+from redpacket.service import DEFAULT_CAMPAIGN, GrantRequest, GrantResult, Outcome
+from redpacket.strategies import STRATEGY_NAMES, Strategy, get_strategy
 
 PROG = "redpacket"
 
@@ -153,10 +158,88 @@ def demo(options: Options) -> None:
         _render_doctor(diagnose(lab))
 
 
+def _strategy(_ctx: click.Context, _param: click.Parameter, value: str) -> Strategy:
+    return get_strategy(value)
+
+
+def _isolation(_ctx: click.Context, _param: click.Parameter, value: str) -> Isolation:
+    return Isolation.parse(value)
+
+
+strategy_option = click.option(
+    "--strategy",
+    "-s",
+    default="seed",
+    show_default=True,
+    callback=_strategy,
+    help=f"One of: {', '.join(STRATEGY_NAMES)}.",
+)
+isolation_option = click.option(
+    "--isolation",
+    "-i",
+    default=Isolation.READ_COMMITTED.value,
+    show_default=True,
+    callback=_isolation,
+    help=f"One of: {', '.join(ISOLATION_NAMES)}.",
+)
+retries_option = click.option(
+    "--retries",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Extra attempts after 40001, 40P01 or a lost optimistic race.",
+)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("order_id", type=int)
+@strategy_option
+@isolation_option
+@click.option("--campaign", default=DEFAULT_CAMPAIGN, show_default=True, help="Campaign id.")
+@retries_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def grant(
+    options: Options,
+    order_id: int,
+    strategy: Strategy,
+    isolation: Isolation,
+    campaign: str,
+    retries: int,
+    as_json: bool,
+) -> None:
+    """Grant ORDER_ID its red packet once, with one strategy at one isolation level."""
+    request = GrantRequest(order_id, campaign)
+    policy = RetryPolicy(retries)
+    with open_lab(options) as lab:
+        migration.prepare(lab)
+        result = service.grant(lab, strategy, isolation, request, policy)
+    if as_json:
+        _print_json(dataclasses.asdict(result) | {"outcome": result.outcome.value})
+    else:
+        _render_grant(result)
+    if result.outcome is Outcome.FAILED:
+        raise click.exceptions.Exit(1)
+
+
+def _render_grant(result: GrantResult) -> None:
+    detail = {
+        Outcome.GRANTED: f"granted (red packet {result.red_packet_id})",
+        Outcome.ALREADY_GRANTED: "already granted",
+        Outcome.FAILED: f"FAILED ({result.reason})",
+    }[result.outcome]
+    attempts = f"{result.attempts} attempt" + ("s" if result.attempts != 1 else "")
+    click.echo(
+        f"order {result.order_id}, campaign {result.campaign_id!r}: {detail}"
+        f" — {result.strategy} at {result.isolation}, {attempts}"
+        + (f" (errors: {', '.join(result.errors)})" if result.errors else "")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
     try:
-        cli.main(
+        status = cli.main(
             args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False
         )
     except LabError as exc:
@@ -175,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -113,3 +113,34 @@ def test_python_dash_m_and_no_traceback_on_bad_input() -> None:
     )
     assert "topsecret" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_grant_command(cli_lab: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [*cli_lab, "grant", "2", "--strategy", "on_conflict", "--isolation", "serializable"]
+    status, out, _ = run(capsys, *argv, "--json")
+    assert status == 0
+    first = json.loads(out)
+    assert (first["outcome"], first["attempts"], first["strategy"]) == ("granted", 1, "on_conflict")
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    assert "already granted" in out
+    status, out, _ = run(capsys, *cli_lab, "grant", "5000", "-s", "seed")
+    assert status == 1
+    assert "FAILED (unknown_order)" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["grant", "1", "--strategy", "yolo"], "choose one of: advisory, conditional_update"),
+        (["grant", "1", "--isolation", "snapshot"], "choose one of: read-committed"),
+        (["grant", "-4"], "order id must be a positive integer, got -4"),
+        (["grant", "1", "--campaign", ""], "campaign must not be empty"),
+        (["grant", "1", "--retries", "-2"], "--retries must be 0 or more"),
+    ],
+)
+def test_grant_bad_input(
+    cli_lab: list[str], argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _out, err = run(capsys, *cli_lab, *argv)
+    assert (status, message in err, len(err.strip().splitlines())) == (2, True, 1)

@@ -75,3 +75,70 @@ def test_migrations_go_down_and_up_again(scratch: Lab) -> None:
     migrate.upgrade(scratch, schema, "head")
     assert _tables(scratch, schema) >= {"orders", "red_packets", "red_packet_duplicates"}
     assert _diff(scratch, schema) == []
+
+
+GRANTS = [  # (order, campaign, amount), in insertion order: earliest first per pair
+    (1, "a", 1),
+    (1, "a", 2),
+    (2, "a", 3),
+    (1, "a", 4),
+    (2, "b", 5),
+    (2, "a", 6),
+    (3, "a", 7),
+]
+
+
+def test_upgrade_moves_duplicate_grants_to_the_audit_table(scratch: Lab) -> None:
+    schema = Schema.CONSTRAINED
+    migrate.upgrade(scratch, schema, "0001")
+    scratch_conninfo = scratch.conninfo(schema)
+    with psycopg.connect(scratch_conninfo) as conn:
+        conn.execute(
+            "INSERT INTO orders (id, user_id, amount) SELECT g, g, 10 FROM generate_series(1, 3) g"
+        )
+        for order_id, campaign, amount in GRANTS:
+            conn.execute(
+                "INSERT INTO red_packets (order_id, campaign_id, amount) VALUES (%s, %s, %s)",
+                (order_id, campaign, amount),
+            )
+        before = conn.execute(
+            "SELECT id, order_id, campaign_id, amount, created_at FROM red_packets ORDER BY id"
+        ).fetchall()
+
+    migrate.upgrade(scratch, schema, "head")
+    with psycopg.connect(scratch_conninfo) as conn:
+        kept = conn.execute(
+            "SELECT id, order_id, campaign_id, amount, created_at FROM red_packets ORDER BY id"
+        ).fetchall()
+        moved = conn.execute(
+            "SELECT id, order_id, campaign_id, amount, created_at, moved_at IS NOT NULL"
+            " FROM red_packet_duplicates ORDER BY id"
+        ).fetchall()
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO red_packets (order_id, campaign_id, amount) VALUES (1, 'a', 9)"
+            )
+    # exactly the earliest grant per (order, campaign) remains
+    assert [(row[1], row[2], int(row[3])) for row in kept] == [
+        (1, "a", 1),
+        (2, "a", 3),
+        (2, "b", 5),
+        (3, "a", 7),
+    ]
+    # the others are in the audit table, every column intact
+    assert [row[:5] for row in moved] == [row for row in before if row not in kept]
+    assert all(row[5] for row in moved)
+    assert len(kept) + len(moved) == len(before) == len(GRANTS)
+
+    migrate.downgrade(scratch, schema, "0001")
+    with psycopg.connect(scratch_conninfo) as conn:
+        restored = conn.execute(
+            "SELECT id, order_id, campaign_id, amount, created_at FROM red_packets ORDER BY id"
+        ).fetchall()
+    assert restored == before
+
+    migrate.upgrade(scratch, schema, "head")
+    with psycopg.connect(scratch_conninfo) as conn:
+        again = conn.execute("SELECT count(*) FROM red_packets").fetchone()
+        audited = conn.execute("SELECT count(*) FROM red_packet_duplicates").fetchone()
+    assert (again, audited) == ((4,), (3,))

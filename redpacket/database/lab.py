@@ -46,6 +46,11 @@ class Schema(enum.Enum):
     def target_revision(self) -> str:
         return "0001" if self is Schema.UNCONSTRAINED else "head"
 
+    @classmethod
+    def for_revision(cls, revision: str) -> Schema:
+        """The schema a strategy needing ``revision`` runs on."""
+        return cls.UNCONSTRAINED if revision == "0001" else cls.CONSTRAINED
+
 
 @dataclass
 class Lab:

@@ -83,3 +83,20 @@ def require_migrated(lab: Lab) -> None:
                 f"the lab schema {schema.value!r} is at revision {current or 'none'},"
                 f" needs {target}; run `redpacket migrate`"
             )
+
+
+DEFAULT_ORDERS = 100
+
+
+def prepare(lab: Lab) -> None:
+    """Make the lab usable without ceremony: create, migrate, and load orders if new.
+
+    A database the lab has just created (always, on the embedded server) gets the
+    default orders, so ``redpacket grant 1`` works on a fresh machine.
+    """
+    created = lab.ensure()
+    for schema in Schema:
+        if current_revision(lab, schema) != resolve(schema.target_revision):
+            upgrade(lab, schema)
+    if created:
+        lab.reset(DEFAULT_ORDERS)

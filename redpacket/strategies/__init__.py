@@ -1,1 +1,49 @@
-"""Strategies."""
+"""The registry of grant strategies: one module each, listed here explicitly.
+
+A new strategy is one new module with a ``STRATEGY`` and one line below.
+"""
+
+from __future__ import annotations
+
+from redpacket.errors import LabError
+from redpacket.strategies import (
+    advisory,
+    conditional_update,
+    lock_first,
+    naive,
+    on_conflict,
+    optimistic,
+    seed,
+    unique_catch,
+)
+from redpacket.strategies.steps import End, Step, Strategy, Walk
+
+STRATEGIES: dict[str, Strategy] = {
+    module.STRATEGY.name: module.STRATEGY
+    for module in sorted(
+        (
+            advisory,
+            conditional_update,
+            lock_first,
+            naive,
+            on_conflict,
+            optimistic,
+            seed,
+            unique_catch,
+        ),
+        key=lambda module: module.STRATEGY.name,
+    )
+}
+STRATEGY_NAMES = tuple(STRATEGIES)
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name.strip().lower().replace("-", "_")]
+    except KeyError:
+        raise LabError(
+            f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGY_NAMES)}"
+        ) from None
+
+
+__all__ = ["STRATEGIES", "STRATEGY_NAMES", "End", "Step", "Strategy", "Walk", "get_strategy"]

@@ -1,0 +1,29 @@
+"""lock_first — ``SELECT ... FOR UPDATE`` of the order as the first statement; check; insert.
+
+The obvious repair of the seed: take the lock before reading anything, so the
+check runs only after the competitor committed.
+
+- read-committed: correct. The check after the wait takes a fresh snapshot.
+- repeatable-read: still DUPLICATE on PostgreSQL. The snapshot is taken when the
+  first statement *starts* — the blocked ``FOR UPDATE`` itself — so after the wait
+  the check still reads a snapshot from before the competitor's commit. (The
+  order row was only locked, not updated, so there is no 40001 either.)
+- serializable: correct with retries; SSI aborts one side with 40001.
+"""
+
+from redpacket.isolation import Isolation
+from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT, LOCK_ORDER
+from redpacket.strategies.steps import Strategy
+
+STRATEGY = Strategy(
+    name="lock_first",
+    summary="lock the order first, then check and insert",
+    steps=(LOCK_ORDER, FIND_GRANT, INSERT_GRANT),
+    requires_revision="0001",
+    verdicts={
+        Isolation.READ_COMMITTED: "correct",
+        Isolation.REPEATABLE_READ: "duplicate (snapshot taken as the blocked lock starts)",
+        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+    },
+    doc=__doc__ or "",
+)

@@ -1,0 +1,29 @@
+"""naive — check whether a red packet exists for (order, campaign); if not, insert it.
+
+Why it fails: nothing orders two grants of the same order. Both transactions can
+run the check before either inserts, both see "none", both insert.
+
+- read-committed: DUPLICATE. Each statement sees what was committed when it began,
+  and neither grant is committed when the other checks.
+- repeatable-read: DUPLICATE, for the same reason (and the snapshot is even older).
+- serializable: correct. SSI sees each transaction read what the other wrote
+  (a read-write dependency cycle) and aborts one with 40001; with a retry, the
+  retry sees the committed grant.
+"""
+
+from redpacket.isolation import Isolation
+from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT
+from redpacket.strategies.steps import Strategy
+
+STRATEGY = Strategy(
+    name="naive",
+    summary="check, then insert; no lock at all",
+    steps=(FIND_GRANT, INSERT_GRANT),
+    requires_revision="0001",
+    verdicts={
+        Isolation.READ_COMMITTED: "duplicate",
+        Isolation.REPEATABLE_READ: "duplicate",
+        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+    },
+    doc=__doc__ or "",
+)

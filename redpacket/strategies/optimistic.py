@@ -1,0 +1,51 @@
+"""optimistic — read the order's version, check, insert, then bump the version if unchanged.
+
+No lock is held while deciding; the final ``UPDATE orders SET version = version + 1
+WHERE id = :id AND version = :seen`` proves nobody granted in between. Zero rows
+updated means a concurrent grant won: roll back (the insert goes with it) and
+report a lost race, which the retry policy retries.
+
+- read-committed: correct with retries. The losing bump waits for the winner's
+  row lock, re-reads the row, finds a new version, updates nothing: lost race.
+- repeatable-read: correct with retries. The losing bump finds the row updated
+  after its snapshot: 40001.
+- serializable: as repeatable-read (40001).
+"""
+
+from dataclasses import replace
+
+from redpacket.isolation import Isolation
+from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT
+from redpacket.strategies.steps import NEXT, End, Step, Strategy
+
+READ_VERSION = Step(
+    "read_version",
+    "SELECT version FROM orders WHERE id = :order_id",
+    capture="seen_version",
+    on_no_row=End.UNKNOWN_ORDER,
+)
+BUMP_VERSION = Step(
+    "bump_version",
+    "UPDATE orders SET version = version + 1"
+    " WHERE id = :order_id AND version = :seen_version RETURNING version",
+    on_row=End.GRANTED,
+    on_no_row=End.LOST_RACE,
+)
+
+STRATEGY = Strategy(
+    name="optimistic",
+    summary="version check: read version, check, insert, bump version if unchanged",
+    steps=(
+        READ_VERSION,
+        FIND_GRANT,
+        replace(INSERT_GRANT, on_row=NEXT),
+        BUMP_VERSION,
+    ),
+    requires_revision="0001",
+    verdicts={
+        Isolation.READ_COMMITTED: "correct with retries (lost race for the loser)",
+        Isolation.REPEATABLE_READ: "correct with retries (40001 for the loser)",
+        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+    },
+    doc=__doc__ or "",
+)

@@ -1,0 +1,125 @@
+"""A strategy is a short sequence of named steps, each exactly one SQL statement.
+
+The service, the interleaving scheduler and the stress harness all run the same
+steps, so a strategy is defined once. A step is data plus a small decision: its
+SQL (named parameters, compiled once), and what comes next given whether the
+statement returned a row or raised a given SQLSTATE. Every step's statement
+returns rows (``RETURNING`` on writes), so "a row came back" is always defined.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import TextClause, text
+
+from redpacket.isolation import Isolation
+
+
+class End(enum.Enum):
+    """How a transaction of a strategy ends, as the strategy sees it."""
+
+    GRANTED = "granted"
+    ALREADY_GRANTED = "already_granted"
+    UNKNOWN_ORDER = "unknown_order"
+    LOST_RACE = "lost_race"  # a concurrent grant won; roll back, may retry
+
+    @property
+    def commits(self) -> bool:
+        return self in (End.GRANTED, End.ALREADY_GRANTED)
+
+
+@dataclass(frozen=True)
+class Go:
+    """Continue with the named step, or with the next one in order when ``step`` is None."""
+
+    step: str | None = None
+
+
+NEXT = Go()
+Then = End | Go
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    sql: str
+    on_row: Then = NEXT
+    on_no_row: Then = NEXT
+    capture: str | None = None  # keep the row's first column under this name
+    on_error: Mapping[str, End] = field(default_factory=dict)  # SQLSTATE -> how it ends
+
+    @cached_property
+    def statement(self) -> TextClause:
+        return text(self.sql)
+
+    @cached_property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(self.statement._bindparams)
+
+    def params(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: context[name] for name in self.param_names}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    summary: str
+    steps: tuple[Step, ...]
+    requires_revision: str  # "0001": the bug's schema; "0002": with the unique constraint
+    verdicts: Mapping[Isolation, str]  # what happens under a race, per level
+    doc: str = ""
+
+    def index_of(self, step_name: str) -> int:
+        for index, step in enumerate(self.steps):
+            if step.name == step_name:
+                return index
+        raise KeyError(step_name)
+
+
+class Walk:
+    """One transaction's way through a strategy's steps: the current step and the context.
+
+    The caller executes ``walk.step`` however it likes (blocking SQLAlchemy, a
+    scheduler thread, a non-blocking libpq connection) and reports the result
+    with ``row`` or ``error``; the walk answers how the transaction ends, or None
+    to go on with the new ``walk.step``.
+    """
+
+    __slots__ = ("context", "ended", "index", "strategy")
+
+    def __init__(self, strategy: Strategy, context: dict[str, Any]) -> None:
+        self.strategy = strategy
+        self.context = context
+        self.index = 0
+        self.ended: End | None = None
+
+    @property
+    def step(self) -> Step:
+        return self.strategy.steps[self.index]
+
+    def row(self, row: tuple[Any, ...] | None) -> End | None:
+        step = self.step
+        if row is not None and step.capture is not None:
+            self.context[step.capture] = row[0]
+        return self._follow(step.on_row if row is not None else step.on_no_row)
+
+    def error(self, sqlstate: str | None) -> End | None:
+        """The step raised ``sqlstate``: the end it means, or None if the strategy lets it fail."""
+        handled = self.step.on_error.get(sqlstate or "")
+        if handled is not None:
+            self.ended = handled
+        return handled
+
+    def _follow(self, then: Then) -> End | None:
+        if isinstance(then, End):
+            self.ended = then
+            return then
+        self.index = self.index + 1 if then.step is None else self.strategy.index_of(then.step)
+        if self.index >= len(self.strategy.steps):
+            raise RuntimeError(f"strategy {self.strategy.name!r} ran past its last step")
+        return None

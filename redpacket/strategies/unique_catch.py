@@ -1,0 +1,35 @@
+"""unique_catch — plain insert on the constrained schema; 23505 means "already granted".
+
+What a Java service does with Spring's ``DuplicateKeyException``: let the unique
+constraint of revision 0002 reject the second grant and treat 23505 as success of
+the other request. The failed insert aborts the transaction, so it rolls back.
+
+- read-committed: correct. The second insert waits for the first's uncommitted
+  index entry, then fails with 23505: already granted.
+- repeatable-read: correct. A plain insert checks uniqueness against committed
+  rows whatever its snapshot: 23505 again.
+- serializable: correct with retries. The duplicate the loser cannot see in its
+  snapshot is reported as 40001 rather than 23505.
+An unknown order fails on the foreign key (23503).
+"""
+
+from dataclasses import replace
+
+from redpacket.isolation import Isolation
+from redpacket.strategies.common import INSERT_GRANT
+from redpacket.strategies.steps import End, Strategy
+
+UNIQUE_VIOLATION = "23505"
+
+STRATEGY = Strategy(
+    name="unique_catch",
+    summary="unique constraint + plain insert; 23505 means already granted",
+    steps=(replace(INSERT_GRANT, on_error={UNIQUE_VIOLATION: End.ALREADY_GRANTED}),),
+    requires_revision="0002",
+    verdicts={
+        Isolation.READ_COMMITTED: "correct (23505 for the loser)",
+        Isolation.REPEATABLE_READ: "correct (23505 for the loser)",
+        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+    },
+    doc=__doc__ or "",
+)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from redpacket.errors import LabError
+from redpacket.isolation import Isolation
+from redpacket.strategies import STRATEGIES, End, Strategy, Walk, get_strategy
+from redpacket.strategies.steps import Go
+
+EXPECTED = [
+    "advisory",
+    "conditional_update",
+    "lock_first",
+    "naive",
+    "on_conflict",
+    "optimistic",
+    "seed",
+    "unique_catch",
+]
+
+
+def test_registry_is_explicit_and_sorted() -> None:
+    assert list(STRATEGIES) == EXPECTED
+
+
+def test_unknown_strategy_lists_the_valid_ones() -> None:
+    with pytest.raises(LabError, match="choose one of: advisory, conditional_update"):
+        get_strategy("pessimistic")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.values(), ids=list(STRATEGIES))
+def test_each_strategy_is_documented_per_level_and_well_formed(strategy: Strategy) -> None:
+    assert set(strategy.verdicts) == set(Isolation)
+    for level in Isolation:
+        assert level.value in strategy.doc, f"{strategy.name} docstring omits {level.value}"
+    names = [step.name for step in strategy.steps]
+    assert len(names) == len(set(names))
+    for step in strategy.steps:
+        assert step.sql.count(";") == 0, "one statement per step"
+        for then in (step.on_row, step.on_no_row):
+            if isinstance(then, Go) and then.step is not None:
+                strategy.index_of(then.step)
+        assert set(step.param_names) <= {"order_id", "campaign_id", "amount", "seen_version"}
+    assert strategy.requires_revision in {"0001", "0002"}
+
+
+def test_constrained_strategies_need_revision_2() -> None:
+    needing = {name for name, s in STRATEGIES.items() if s.requires_revision == "0002"}
+    assert needing == {"on_conflict", "unique_catch"}
+
+
+def test_walk_follows_the_seed_to_a_duplicate_check() -> None:
+    walk = Walk(STRATEGIES["seed"], {"order_id": 1, "campaign_id": "c", "amount": 1})
+    assert [walk.step.name] == ["select_order"]
+    assert walk.row((1,)) is None
+    assert walk.step.name == "lock_order"
+    assert walk.row((1,)) is None
+    assert walk.step.name == "find_grant"
+    assert walk.row((7,)) is End.ALREADY_GRANTED
+
+
+def test_walk_jumps_and_captures() -> None:
+    walk = Walk(STRATEGIES["conditional_update"], {"order_id": 1})
+    assert walk.row(None) is None
+    assert walk.step.name == "select_order"
+    assert walk.row(None) is End.UNKNOWN_ORDER
+    optimistic = Walk(STRATEGIES["optimistic"], {"order_id": 1})
+    optimistic.row((3,))
+    assert optimistic.context["seen_version"] == 3
+
+
+def test_walk_handles_only_declared_errors() -> None:
+    walk = Walk(STRATEGIES["unique_catch"], {})
+    assert walk.error("23505") is End.ALREADY_GRANTED
+    assert Walk(STRATEGIES["unique_catch"], {}).error("23503") is None
+    assert Walk(STRATEGIES["naive"], {}).error("23505") is None

@@ -144,3 +144,94 @@ def test_grant_bad_input(
 ) -> None:
     status, _out, err = run(capsys, *cli_lab, *argv)
     assert (status, message in err, len(err.strip().splitlines())) == (2, True, 1)
+
+
+def test_explain_json_and_text(cli_lab: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [*cli_lab, "explain", "seed", "--isolation", "repeatable-read"]
+    status, out, _ = run(capsys, *argv, "--json")
+    assert status == 0
+    data = json.loads(out)
+    assert (data["verdict"], data["red_packets"], data["schedule"]) == (
+        "duplicate",
+        2,
+        "t2-first-read",
+    )
+    assert "snapshot" in data["explanation"]
+    assert {"session", "action", "kind", "rows", "waited_on", "takes_snapshot"} <= set(
+        data["events"][0]
+    )
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    assert "DUPLICATE" in out
+    assert "T1" in out
+    assert "T2" in out
+
+
+def test_matrix_json(cli_lab: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys,
+        *cli_lab,
+        "matrix",
+        "--strategies",
+        "seed,on_conflict",
+        "--isolation",
+        "repeatable-read",
+        "--schedules",
+        "t2-first-read,serial",
+        "--json",
+    )
+    assert status == 0
+    rows = json.loads(out)
+    assert len(rows) == 4
+    assert {"strategy", "isolation", "schedule", "red_packets", "errors", "verdict"} <= set(rows[0])
+    by_cell = {(r["strategy"], r["schedule"]): (r["verdict"], r["red_packets"]) for r in rows}
+    assert by_cell[("seed", "t2-first-read")] == ("duplicate", 2)
+    assert by_cell[("on_conflict", "serial")] == ("correct", 1)
+    status, out, _ = run(
+        capsys,
+        *cli_lab,
+        "matrix",
+        "--strategies",
+        "lock_first",
+        "--isolation",
+        "read-committed",
+        "--schedules",
+        "serial",
+        "--schedules",
+        "T1:1,T2:1,T1:end,T2:end",
+        "--json",
+    )
+    assert [r["schedule"] for r in json.loads(out)] == ["serial", "T1:1,T2:1,T1:end,T2:end"]
+
+
+def test_demo_reproduces_and_explains_the_seed_bug(
+    cli_lab: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, *cli_lab, "demo")
+    assert status == 0
+    assert "verdict: DUPLICATE" in out
+    assert "took its snapshot" in out
+    assert "with 3 retries" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "nope"], "unknown strategy 'nope'"),
+        (
+            ["explain", "seed", "--schedule", "T1:9,T2:end"],
+            "names a step the strategy does not have",
+        ),
+        (["explain", "seed", "--schedule", "whenever"], "unknown schedule 'whenever'"),
+        (["explain", "seed", "--isolation", "chaos"], "unknown isolation level 'chaos'"),
+        (["matrix", "--strategies", "seed,bogus"], "unknown strategy 'bogus'"),
+        (["matrix", "--schedules", "serial", "--schedules", "T1:7,T2:end"], "names a step"),
+        (["matrix", "--isolation", "read-uncommitted"], "unknown isolation level"),
+        (["matrix", "--retries", "-1"], "--retries must be 0 or more"),
+    ],
+)
+def test_interleave_bad_input(
+    cli_lab: list[str], argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _out, err = run(capsys, *cli_lab, *argv)
+    assert (status, message in err, len(err.strip().splitlines())) == (2, True, 1)

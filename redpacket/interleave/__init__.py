@@ -1,1 +1,1 @@
-"""interleave."""
+"""Deterministic interleavings: sessions stepped in an exact order, waits seen from the server."""

@@ -1,1 +1,1 @@
-"""report."""
+"""Rendering results for people (Rich tables) — the core never prints."""

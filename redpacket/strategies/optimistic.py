@@ -5,8 +5,10 @@ WHERE id = :id AND version = :seen`` proves nobody granted in between. Zero rows
 updated means a concurrent grant won: roll back (the insert goes with it) and
 report a lost race, which the retry policy retries.
 
-- read-committed: correct with retries. The losing bump waits for the winner's
-  row lock, re-reads the row, finds a new version, updates nothing: lost race.
+- read-committed: correct with retries. A loser that checks after the winner's
+  commit sees its red packet; one that checked before it loses at the bump: it
+  waits for the winner's row lock, re-reads the row, finds a new version and
+  updates nothing (lost race, retried).
 - repeatable-read: correct with retries. The losing bump finds the row updated
   after its snapshot: 40001.
 - serializable: as repeatable-read (40001).

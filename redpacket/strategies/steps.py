@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import TextClause, text
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from redpacket.isolation import Isolation
 
@@ -41,6 +42,7 @@ class Go:
 
 
 NEXT = Go()
+_PSYCOPG = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 Then = End | Go
 
 
@@ -56,6 +58,11 @@ class Step:
     @cached_property
     def statement(self) -> TextClause:
         return text(self.sql)
+
+    @cached_property
+    def psycopg_sql(self) -> str:
+        """The statement as psycopg takes it (``%(name)s`` placeholders), compiled once."""
+        return self.statement.compile(dialect=_PSYCOPG).string
 
     @cached_property
     def param_names(self) -> tuple[str, ...]:

@@ -1,0 +1,153 @@
+"""The command group, its global options, and what every command shares."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from redpacket.database.backends import BACKENDS, open_server
+from redpacket.database.lab import DEFAULT_LAB_DATABASE, Lab
+from redpacket.errors import LabError
+from redpacket.interleave.schedule import looks_explicit
+from redpacket.isolation import ISOLATION_NAMES, Isolation
+from redpacket.strategies import STRATEGY_NAMES, Strategy, get_strategy
+
+
+@dataclasses.dataclass
+class Options:
+    database_url: str | None
+    backend: str
+    lab_database: str
+
+
+@contextlib.contextmanager
+def open_lab(options: Options) -> Iterator[Lab]:
+    with open_server(options.backend, options.database_url) as server:
+        lab = Lab(server, options.lab_database)
+        try:
+            yield lab
+        finally:
+            lab.close()
+
+
+def console() -> Console:
+    """Rich console for results; piped output gets a width that fits the tables."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def progress_bar() -> Progress:
+    """A progress bar on stderr, shown only to a person at a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def split_names(values: Sequence[str]) -> list[str]:
+    """``--x a,b --x c`` -> [a, b, c]."""
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def schedule_list(values: Sequence[str]) -> list[str]:
+    """Named schedules split on commas; an explicit one (``T1:1,T2:end``) stays whole."""
+    schedules: list[str] = []
+    for value in values:
+        if looks_explicit(value):
+            schedules.append(value.strip())
+        else:
+            schedules += split_names([value])
+    return schedules
+
+
+def strategy_list(values: Sequence[str]) -> list[Strategy]:
+    names = split_names(values)
+    return (
+        [get_strategy(name) for name in names]
+        if names
+        else [get_strategy(n) for n in STRATEGY_NAMES]
+    )
+
+
+def isolation_list(values: Sequence[str]) -> list[Isolation]:
+    names = split_names(values)
+    return [Isolation.parse(name) for name in names] if names else list(Isolation)
+
+
+def _strategy(_ctx: click.Context, _param: click.Parameter, value: str) -> Strategy:
+    return get_strategy(value)
+
+
+def _isolation(_ctx: click.Context, _param: click.Parameter, value: str) -> Isolation:
+    return Isolation.parse(value)
+
+
+strategy_option = click.option(
+    "--strategy",
+    "-s",
+    default="seed",
+    show_default=True,
+    callback=_strategy,
+    help=f"One of: {', '.join(STRATEGY_NAMES)}.",
+)
+isolation_option = click.option(
+    "--isolation",
+    "-i",
+    default=Isolation.READ_COMMITTED.value,
+    show_default=True,
+    callback=_isolation,
+    help=f"One of: {', '.join(ISOLATION_NAMES)}.",
+)
+retries_option = click.option(
+    "--retries",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Extra attempts after 40001, 40P01 or a lost optimistic race.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar="REDPACKET_DATABASE_URL",
+    help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DB of a server (env REDPACKET_DATABASE_URL).",
+)
+@click.option(
+    "--backend",
+    envvar="REDPACKET_BACKEND",
+    default="auto",
+    show_default=True,
+    help=f"Where PostgreSQL comes from: {'|'.join(BACKENDS)} (env REDPACKET_BACKEND).",
+)
+@click.option(
+    "--lab-database",
+    envvar="REDPACKET_LAB_DATABASE",
+    default=DEFAULT_LAB_DATABASE,
+    show_default=True,
+    help="The database the lab creates and owns on that server.",
+)
+@click.version_option(package_name="redpacket")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, backend: str, lab_database: str) -> None:
+    """Reproduce, explain, stress and fix the duplicate red-packet grant."""
+    if not lab_database.strip():
+        raise LabError("--lab-database must not be empty")
+    ctx.obj = Options(database_url or None, backend, lab_database)

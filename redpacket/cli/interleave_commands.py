@@ -1,0 +1,122 @@
+"""explain and matrix: deterministic interleavings, one run or all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+from rich.console import Group
+from rich.panel import Panel
+
+from redpacket.cli.app import (
+    Options,
+    cli,
+    console,
+    isolation_list,
+    isolation_option,
+    json_option,
+    open_lab,
+    print_json,
+    progress_bar,
+    retries_option,
+    schedule_list,
+    strategy_list,
+)
+from redpacket.database import migrate as migration
+from redpacket.database.lab import Lab, Schema
+from redpacket.interleave.explain import explain as explain_run
+from redpacket.interleave.matrix import cells, run_matrix
+from redpacket.interleave.schedule import SCHEDULE_NAMES, parse_schedule
+from redpacket.interleave.scheduler import Scheduler
+from redpacket.interleave.timeline import Run
+from redpacket.isolation import Isolation
+from redpacket.report.matrix_view import matrix_table
+from redpacket.report.timeline_view import timeline_table, verdict_text
+from redpacket.retry import RetryPolicy
+from redpacket.strategies import get_strategy
+
+schedule_help = (
+    f"A named schedule ({', '.join(SCHEDULE_NAMES)}) or entries like T1:1,T2:1,T1:end,T2:end."
+)
+
+
+def run_one(lab: Lab, strategy_name: str, isolation: Isolation, schedule: str, retries: int) -> Run:
+    strategy = get_strategy(strategy_name)
+    parsed = parse_schedule(schedule, len(strategy.steps))
+    policy = RetryPolicy(retries)
+    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=parsed.sessions) as scheduler:
+        return scheduler.run(strategy, isolation, parsed, policy)
+
+
+def render_explained(run: Run) -> Group:
+    return Group(
+        timeline_table(run),
+        verdict_text(run),
+        Panel(explain_run(run), title="why", expand=False),
+    )
+
+
+@cli.command()
+@click.argument("strategy")
+@isolation_option
+@click.option("--schedule", default="t2-first-read", show_default=True, help=schedule_help)
+@retries_option
+@json_option
+@click.pass_obj
+def explain(
+    options: Options,
+    strategy: str,
+    isolation: Isolation,
+    schedule: str,
+    retries: int,
+    as_json: bool,
+) -> None:
+    """Run STRATEGY in two sessions in an exact order and explain what happened."""
+    get_strategy(strategy)
+    parse_schedule(schedule, len(get_strategy(strategy).steps))
+    RetryPolicy(retries)
+    with open_lab(options) as lab:
+        migration.prepare(lab)
+        run = run_one(lab, strategy, isolation, schedule, retries)
+    if as_json:
+        print_json(run.to_json() | {"explanation": explain_run(run)})
+        return
+    console().print(render_explained(run))
+
+
+@cli.command()
+@click.option("--strategies", multiple=True, help="Comma-separated; default: all.")
+@click.option("--isolation", "levels", multiple=True, help="Comma-separated; default: all three.")
+@click.option(
+    "--schedules",
+    multiple=True,
+    help="Comma-separated names, or one explicit schedule per option; default: all named.",
+)
+@retries_option
+@json_option
+@click.pass_obj
+def matrix(
+    options: Options,
+    strategies: Sequence[str],
+    levels: Sequence[str],
+    schedules: Sequence[str],
+    retries: int,
+    as_json: bool,
+) -> None:
+    """Run every strategy x isolation level x schedule and show the verdicts."""
+    todo = cells(
+        strategy_list(strategies),
+        isolation_list(levels),
+        schedule_list(schedules) or list(SCHEDULE_NAMES),
+    )
+    policy = RetryPolicy(retries)
+    with open_lab(options) as lab:
+        migration.prepare(lab)
+        with progress_bar() as bar:
+            task = bar.add_task("matrix", total=len(todo))
+            runs = run_matrix(lab, todo, policy, lambda _run: bar.advance(task))
+    if as_json:
+        print_json([run.summary() for run in runs])
+        return
+    title = f"isolation matrix{f' (retries {retries})' if retries else ' (no retries)'}"
+    console().print(matrix_table(runs, title))

@@ -1,0 +1,51 @@
+"""Every strategy x isolation level x schedule, each cell one deterministic run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from redpacket.database.lab import Lab, Schema
+from redpacket.interleave.schedule import parse_schedule
+from redpacket.interleave.scheduler import Scheduler
+from redpacket.interleave.timeline import Run
+from redpacket.isolation import Isolation
+from redpacket.retry import RetryPolicy
+from redpacket.strategies import Strategy
+
+
+@dataclass(frozen=True)
+class Cell:
+    strategy: Strategy
+    isolation: Isolation
+    schedule: str
+
+
+def cells(
+    strategies: Sequence[Strategy], levels: Sequence[Isolation], schedules: Sequence[str]
+) -> list[Cell]:
+    """The matrix's cells; every schedule is checked against every strategy before any run."""
+    for strategy in strategies:
+        for schedule in schedules:
+            parse_schedule(schedule, len(strategy.steps))
+    return [Cell(s, level, name) for s in strategies for name in schedules for level in levels]
+
+
+def run_matrix(
+    lab: Lab,
+    todo: Sequence[Cell],
+    retry: RetryPolicy,
+    progress: Callable[[Run], None] | None = None,
+) -> list[Run]:
+    results = []
+    sessions = max(
+        parse_schedule(cell.schedule, len(cell.strategy.steps)).sessions for cell in todo
+    )
+    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=sessions) as scheduler:
+        for cell in todo:
+            schedule = parse_schedule(cell.schedule, len(cell.strategy.steps))
+            run = scheduler.run(cell.strategy, cell.isolation, schedule, retry)
+            results.append(run)
+            if progress is not None:
+                progress(run)
+    return results

@@ -1,0 +1,61 @@
+"""A session: one connection, driven by one thread, so its statement may block alone.
+
+The scheduler hands a statement to a session and waits a few milliseconds for the
+answer; if none comes, the observer asks the server whether the session is
+blocked. Explicit ``BEGIN``/``COMMIT`` on an autocommit connection keep every
+transaction boundary visible in the timeline.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from redpacket.database.lab import CONNECT_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class StatementResult:
+    rows: tuple[tuple[Any, ...], ...] | None  # None when the statement raised
+    sqlstate: str | None = None
+    message: str | None = None
+
+
+def _execute(
+    conn: psycopg.Connection[tuple[Any, ...]], sql: str, params: dict[str, Any] | None
+) -> StatementResult:
+    try:
+        cursor = conn.execute(sql, params)
+        rows = tuple(tuple(row) for row in cursor.fetchall()) if cursor.description else ()
+        return StatementResult(rows)
+    except psycopg.Error as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        return StatementResult(None, exc.sqlstate, lines[0] if lines else type(exc).__name__)
+
+
+class Session:
+    def __init__(self, number: int, conninfo: str) -> None:
+        self.number = number
+        self.conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
+            conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+        )
+        self.pid = self.conn.info.backend_pid
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"redpacket-T{number}")
+
+    def submit(self, sql: str, params: dict[str, Any] | None = None) -> Future[StatementResult]:
+        return self._thread.submit(_execute, self.conn, sql, params)
+
+    def run(self, sql: str, params: dict[str, Any] | None = None) -> StatementResult:
+        return self.submit(sql, params).result()
+
+    def clean(self) -> None:
+        """Leave no transaction open between runs."""
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self.run("ROLLBACK")
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.conn.close()

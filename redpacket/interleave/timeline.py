@@ -1,0 +1,106 @@
+"""What a scheduled run did, step by step, and what it amounted to."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Verdict(enum.Enum):
+    CORRECT = "correct"
+    DUPLICATE = "duplicate"
+    MISSING = "missing"
+    ERROR = "error"
+    STUCK = "stuck"
+
+
+class Kind(enum.Enum):
+    DONE = "done"  # issued and completed without waiting
+    WAIT = "wait"  # issued, then seen blocked on the server
+    RESUME = "resume"  # a waiting statement completed (after whatever released it)
+
+
+@dataclass(frozen=True)
+class Event:
+    session: int
+    attempt: int
+    action: str  # "begin", a step name, "commit" or "rollback"
+    step_number: int | None  # the strategy's step number; None for begin/commit/rollback
+    sql: str
+    kind: Kind
+    rows: tuple[tuple[Any, ...], ...] | None = None  # None until completed
+    waited_on: tuple[int, ...] = ()  # the sessions it waited for (0: a backend outside the run)
+    takes_snapshot: bool = False  # this statement's start fixed the snapshot it reads with
+    sqlstate: str | None = None
+    message: str | None = None
+    decision: str | None = None  # how the strategy ended the attempt here, if it did
+
+    @property
+    def label(self) -> str:
+        return f"{self.step_number}. {self.action}" if self.step_number else self.action
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    session: int
+    outcome: str  # granted, already_granted, failed, unfinished
+    attempts: int
+    reason: str | None = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Run:
+    strategy: str
+    isolation: str
+    schedule: str
+    order_id: int
+    events: tuple[Event, ...]
+    sessions: tuple[SessionSummary, ...]
+    red_packets: int
+    retries: int = 0
+    stuck: str | None = None
+    errors: tuple[str, ...] = field(init=False)
+    verdict: Verdict = field(init=False)
+
+    def __post_init__(self) -> None:
+        errors = tuple(e for s in self.sessions for e in s.errors)
+        object.__setattr__(self, "errors", errors)
+        object.__setattr__(self, "verdict", judge(self))
+
+    @property
+    def failed_sqlstates(self) -> tuple[str, ...]:
+        return tuple(s.reason for s in self.sessions if s.outcome == "failed" and s.reason)
+
+    def summary(self) -> dict[str, Any]:
+        """The matrix's view of a run: no events."""
+        return {
+            "strategy": self.strategy,
+            "isolation": self.isolation,
+            "schedule": self.schedule,
+            "retries": self.retries,
+            "red_packets": self.red_packets,
+            "errors": list(self.errors),
+            "failed": list(self.failed_sqlstates),
+            "verdict": self.verdict.value,
+            "stuck": self.stuck,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.summary() | {"order_id": self.order_id}
+        data["sessions"] = [asdict(s) for s in self.sessions]
+        data["events"] = [asdict(e) | {"kind": e.kind.value} for e in self.events]
+        return data
+
+
+def judge(run: Run) -> Verdict:
+    """Duplicates first (the bug), then a grant that never happened, then failed grants."""
+    if run.stuck:
+        return Verdict.STUCK
+    failed = any(s.outcome == "failed" for s in run.sessions)
+    if run.red_packets > 1:
+        return Verdict.DUPLICATE
+    if run.red_packets == 0:
+        return Verdict.ERROR if failed else Verdict.MISSING
+    return Verdict.ERROR if failed else Verdict.CORRECT

@@ -1,0 +1,208 @@
+"""The facts the lab teaches, pinned against the real server, and their determinism."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from redpacket.database.lab import Lab, Schema
+from redpacket.interleave.explain import explain
+from redpacket.interleave.matrix import cells, run_matrix
+from redpacket.interleave.schedule import SCHEDULE_NAMES, parse_schedule
+from redpacket.interleave.scheduler import Scheduler
+from redpacket.interleave.timeline import Kind, Run, Verdict
+from redpacket.isolation import Isolation
+from redpacket.retry import RetryPolicy
+from redpacket.strategies import STRATEGIES
+
+RC, RR, SER = Isolation.READ_COMMITTED, Isolation.REPEATABLE_READ, Isolation.SERIALIZABLE
+
+
+@pytest.fixture(scope="module")
+def scheduler(lab: Lab) -> Iterator[Scheduler]:
+    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), timeout_s=5) as running:
+        yield running
+
+
+def run(
+    scheduler: Scheduler,
+    strategy: str,
+    level: Isolation,
+    schedule: str = "t2-first-read",
+    retries: int = 0,
+) -> Run:
+    chosen = STRATEGIES[strategy]
+    return scheduler.run(
+        chosen, level, parse_schedule(schedule, len(chosen.steps)), RetryPolicy(retries)
+    )
+
+
+# -- the facts of the issue, schedule t2-first-read, no retries ---------------------
+
+
+@pytest.mark.parametrize(
+    ("strategy", "level", "verdict", "packets", "failed"),
+    [
+        ("seed", RC, Verdict.CORRECT, 1, ()),
+        ("seed", RR, Verdict.DUPLICATE, 2, ()),
+        ("seed", SER, Verdict.ERROR, 1, ("40001",)),
+        ("lock_first", RC, Verdict.CORRECT, 1, ()),
+        ("lock_first", RR, Verdict.DUPLICATE, 2, ()),
+        ("advisory", RC, Verdict.CORRECT, 1, ()),
+        ("advisory", RR, Verdict.DUPLICATE, 2, ()),
+        ("naive", RC, Verdict.DUPLICATE, 2, ()),
+        ("naive", RR, Verdict.DUPLICATE, 2, ()),
+    ],
+)
+def test_facts_without_retries(
+    scheduler: Scheduler,
+    strategy: str,
+    level: Isolation,
+    verdict: Verdict,
+    packets: int,
+    failed: tuple[str, ...],
+) -> None:
+    result = run(scheduler, strategy, level)
+    assert (result.verdict, result.red_packets, result.failed_sqlstates) == (
+        verdict,
+        packets,
+        failed,
+    )
+
+
+@pytest.mark.parametrize("strategy", ["on_conflict", "conditional_update"])
+@pytest.mark.parametrize("level", list(Isolation))
+def test_atomic_fixes_leave_exactly_one_red_packet(
+    scheduler: Scheduler, strategy: str, level: Isolation
+) -> None:
+    result = run(scheduler, strategy, level)
+    assert result.red_packets == 1
+    assert set(result.failed_sqlstates) <= ({"40001"} if level is not RC else set())
+
+
+WITH_RETRIES = {
+    SER: set(STRATEGIES),
+    RR: {"conditional_update", "optimistic", "on_conflict", "unique_catch"},
+    RC: set(STRATEGIES) - {"naive"},
+}
+
+
+@pytest.mark.parametrize("level", list(Isolation))
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_facts_with_retries(scheduler: Scheduler, strategy: str, level: Isolation) -> None:
+    result = run(scheduler, strategy, level, retries=3)
+    if strategy in WITH_RETRIES[level]:
+        assert (result.verdict, result.red_packets, result.failed_sqlstates) == (
+            Verdict.CORRECT,
+            1,
+            (),
+        )
+    else:
+        assert (result.verdict, result.red_packets) == (Verdict.DUPLICATE, 2)
+
+
+# -- the timeline -----------------------------------------------------------------------
+
+
+def test_lock_first_wait_is_seen_from_the_server_and_resumes_after_commit(
+    scheduler: Scheduler,
+) -> None:
+    result = run(scheduler, "lock_first", RR)
+    shape = [(e.session, e.action, e.kind) for e in result.events]
+    assert shape == [
+        (1, "begin", Kind.DONE),
+        (1, "lock_order", Kind.DONE),
+        (2, "begin", Kind.DONE),
+        (2, "lock_order", Kind.WAIT),
+        (1, "find_grant", Kind.DONE),
+        (1, "insert_grant", Kind.DONE),
+        (1, "commit", Kind.DONE),
+        (2, "lock_order", Kind.RESUME),
+        (2, "find_grant", Kind.DONE),
+        (2, "insert_grant", Kind.DONE),
+        (2, "commit", Kind.DONE),
+    ]
+    wait = result.events[3]
+    assert wait.waited_on == (1,)
+    assert wait.takes_snapshot  # the blocked lock is where T2's snapshot comes from
+    assert result.events[8].rows == ()  # T2's check, after T1's commit, sees nothing
+    assert [e.takes_snapshot for e in result.events if e.session == 2].count(True) == 1
+    why = explain(result)
+    assert "T2 took its snapshot" in why
+    assert "waited for T1's lock" in why
+
+
+def test_read_committed_takes_a_snapshot_per_statement(scheduler: Scheduler) -> None:
+    result = run(scheduler, "seed", RC)
+    steps = [e for e in result.events if e.session == 2 and e.step_number]
+    assert all(e.takes_snapshot for e in steps)
+    assert steps[-1].decision == "already_granted"
+
+
+def test_unique_violation_handled_as_already_granted_stays_correct(scheduler: Scheduler) -> None:
+    result = run(scheduler, "unique_catch", RC)
+    assert result.errors == ("23505",)
+    assert result.verdict is Verdict.CORRECT
+    assert [s.outcome for s in result.sessions] == ["granted", "already_granted"]
+
+
+def test_retry_is_recorded_as_a_new_attempt(scheduler: Scheduler) -> None:
+    result = run(scheduler, "conditional_update", RR, retries=2)
+    loser = result.sessions[1]
+    assert (loser.outcome, loser.attempts, loser.errors) == ("already_granted", 2, ("40001",))
+    assert {e.attempt for e in result.events if e.session == 2} == {1, 2}
+
+
+def test_t2_begins_first_shows_begin_takes_no_snapshot(scheduler: Scheduler) -> None:
+    result = run(scheduler, "lock_first", RR, "t2-begins-first")
+    assert result.events[0].session == 2
+    assert result.events[0].action == "begin"
+    assert result.verdict is Verdict.CORRECT
+    assert "not at BEGIN" in explain(result)
+
+
+def test_a_schedule_blocked_from_outside_is_reported_stuck(lab: Lab) -> None:
+    with (
+        psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED)) as outsider,
+        Scheduler(lab.conninfo(Schema.UNCONSTRAINED), timeout_s=0.5) as scheduler,
+    ):
+        outsider.execute("LOCK TABLE red_packets IN EXCLUSIVE MODE")
+        result = run(scheduler, "naive", RC)
+        outsider.rollback()
+    assert result.verdict is Verdict.STUCK
+    assert result.stuck is not None
+    assert "another backend" in result.stuck
+    assert result.red_packets == 0
+
+
+# -- determinism --------------------------------------------------------------------------
+
+
+def _shape(runs: list[Run]) -> list[tuple[object, ...]]:
+    return [
+        (
+            r.strategy,
+            r.isolation,
+            r.schedule,
+            r.verdict,
+            r.red_packets,
+            r.errors,
+            tuple((e.session, e.attempt, e.action, e.kind, e.sqlstate) for e in r.events),
+        )
+        for r in runs
+    ]
+
+
+@pytest.mark.slow
+def test_every_cell_is_the_same_on_20_consecutive_runs(lab: Lab) -> None:
+    todo = cells(list(STRATEGIES.values()), list(Isolation), list(SCHEDULE_NAMES))
+    first = _shape(run_matrix(lab, todo, RetryPolicy(0)))
+    assert len(first) == 96
+    for _ in range(19):
+        assert _shape(run_matrix(lab, todo, RetryPolicy(0))) == first
+    retried = cells(list(STRATEGIES.values()), list(Isolation), ["t2-first-read"])
+    first_retried = _shape(run_matrix(lab, retried, RetryPolicy(3)))
+    for _ in range(19):
+        assert _shape(run_matrix(lab, retried, RetryPolicy(3))) == first_retried

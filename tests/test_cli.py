@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -231,6 +232,103 @@ def test_demo_reproduces_and_explains_the_seed_bug(
     ],
 )
 def test_interleave_bad_input(
+    cli_lab: list[str], argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _out, err = run(capsys, *cli_lab, *argv)
+    assert (status, message in err, len(err.strip().splitlines())) == (2, True, 1)
+
+
+def test_stress_expect_correct_and_csv(
+    cli_lab: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "runs.csv"
+    base = [*cli_lab, "stress", "--workers", "8", "--orders", "20", "--csv", str(csv_file)]
+    status, _out, _ = run(
+        capsys, *base, "-s", "seed", "-i", "repeatable-read", "--expect", "correct"
+    )
+    assert status == 1
+    status, out, _ = run(
+        capsys,
+        *base,
+        "-s",
+        "on_conflict",
+        "-i",
+        "repeatable-read",
+        "--retries",
+        "5",
+        "--expect",
+        "correct",
+        "--json",
+    )
+    assert status == 0
+    data = json.loads(out)
+    for key in (
+        "attempts",
+        "granted",
+        "already_granted",
+        "failed",
+        "retries",
+        "duplicate_orders",
+        "extra_grants",
+        "missing_orders",
+        "throughput_per_s",
+        "latency_ms",
+    ):
+        assert key in data
+    assert set(data["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    assert (data["attempts"], data["granted"], data["duplicate_orders"]) == (160, 20, 0)
+    lines = csv_file.read_text().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("strategy,isolation")
+
+
+def test_compare_writes_charts(
+    cli_lab: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "charts"
+    status, out, _ = run(
+        capsys,
+        *cli_lab,
+        "compare",
+        "--strategies",
+        "seed,on_conflict",
+        "--isolation",
+        "read-committed,repeatable-read",
+        "--workers",
+        "4",
+        "--orders",
+        "10",
+        "--out",
+        str(out_dir),
+        "--json",
+    )
+    assert status == 0
+    data = json.loads(out)
+    assert len(data["results"]) == 4
+    seed_rr = next(
+        r for r in data["results"] if (r["strategy"], r["isolation"]) == ("seed", "repeatable-read")
+    )
+    assert seed_rr["duplicate_orders"] > 0
+    charts = sorted(p.name for p in out_dir.iterdir())
+    assert charts == ["duplicates_hot_4w.png", "throughput_p99_hot_4w.png"]
+    assert all((out_dir / name).read_bytes()[:4] == b"\x89PNG" for name in charts)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["stress", "--workers", "0"], "--workers must be at least 1"),
+        (["stress", "--orders", "0"], "--orders must be at least 1"),
+        (["stress", "--workers", "2", "--processes", "3"], "cannot exceed --workers"),
+        (["stress", "--workload", "uniform", "--duration", "0"], "--duration must be more than 0"),
+        (["stress", "--workload", "bursty"], "unknown workload 'bursty'"),
+        (["stress", "--engine", "rocket"], "unknown engine 'rocket'"),
+        (["stress", "--csv", "/proc/no/such/file.csv"], "cannot write /proc/no/such/file.csv"),
+        (["compare", "--out", "/proc/forbidden"], "cannot write charts to /proc/forbidden"),
+        (["compare", "--workers", "many"], "--workers takes whole numbers"),
+    ],
+)
+def test_stress_bad_input(
     cli_lab: list[str], argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, _out, err = run(capsys, *cli_lab, *argv)

@@ -8,19 +8,32 @@ from rich.rule import Rule
 from redpacket.cli.app import Options, cli, console, open_lab
 from redpacket.cli.interleave_commands import render_explained, run_one
 from redpacket.cli.lab_commands import doctor_table
+from redpacket.cli.stress_commands import run_comparison
 from redpacket.database import migrate as migration
 from redpacket.doctor import diagnose
 from redpacket.interleave.matrix import cells, run_matrix
 from redpacket.isolation import Isolation
 from redpacket.report.matrix_view import matrix_table
+from redpacket.report.stress_view import compare_table
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import STRATEGIES
+from redpacket.stress.plan import StressPlan
+
+DEMO_STRESS = [
+    ("seed", Isolation.REPEATABLE_READ),
+    ("seed", Isolation.READ_COMMITTED),
+    ("lock_first", Isolation.REPEATABLE_READ),
+    ("lock_first", Isolation.READ_COMMITTED),
+    ("conditional_update", Isolation.REPEATABLE_READ),
+    ("on_conflict", Isolation.READ_COMMITTED),
+    ("seed", Isolation.SERIALIZABLE),
+]
 
 
 @cli.command()
 @click.pass_obj
 def demo(options: Options) -> None:
-    """Reproduce the seed bug step by step, explain it, then compare every fix."""
+    """Reproduce the seed bug step by step, explain it, compare every fix, then load them."""
     out = console()
     with open_lab(options) as lab:
         migration.prepare(lab)
@@ -37,3 +50,9 @@ def demo(options: Options) -> None:
         todo = cells(list(STRATEGIES.values()), list(Isolation), ["t2-first-read"])
         out.print(matrix_table(run_matrix(lab, todo, RetryPolicy(0)), "no retries"))
         out.print(matrix_table(run_matrix(lab, todo, RetryPolicy(3)), "with 3 retries"))
+        out.print(Rule("4. Under load: 16 workers racing for each of 50 orders"))
+        plans = [
+            StressPlan(STRATEGIES[name], level, workers=16, orders=50, retries=3)
+            for name, level in DEMO_STRESS
+        ]
+        out.print(compare_table(run_comparison(lab, plans), "stress comparison"))

@@ -43,6 +43,7 @@ class Go:
 
 NEXT = Go()
 _PSYCOPG = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+_NUMBERED = PGDialect_psycopg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 Then = End | Go
 
 
@@ -58,6 +59,26 @@ class Step:
     @cached_property
     def statement(self) -> TextClause:
         return text(self.sql)
+
+    @property
+    def decides(self) -> bool:
+        """Whether the client must see this step's result before sending the next statement.
+
+        A step that goes on to the next one whatever it returns (an advisory lock)
+        can be sent together with its successor without changing the transaction.
+        """
+        return bool(self.on_row != NEXT or self.on_no_row != NEXT or self.capture or self.on_error)
+
+    @property
+    def always_commits(self) -> bool:
+        """Whether every way this step can succeed ends the transaction with COMMIT."""
+        return all(isinstance(t, End) and t.commits for t in (self.on_row, self.on_no_row))
+
+    @cached_property
+    def numbered_sql(self) -> tuple[str, tuple[str, ...]]:
+        """The statement with ``$1..$n`` placeholders (libpq's own form), and the names in order."""
+        compiled = self.statement.compile(dialect=_NUMBERED)
+        return compiled.string, tuple(compiled.positiontup or ())
 
     @cached_property
     def psycopg_sql(self) -> str:

@@ -1,0 +1,261 @@
+"""stress and compare: concurrent load, one run or a grid of them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import click
+from rich.progress import Progress, TaskID
+
+from redpacket.cli.app import (
+    Options,
+    cli,
+    console,
+    isolation_list,
+    isolation_option,
+    json_option,
+    open_lab,
+    print_json,
+    progress_bar,
+    retries_option,
+    split_names,
+    strategy_list,
+    strategy_option,
+)
+from redpacket.database import migrate as migration
+from redpacket.database.lab import Lab
+from redpacket.errors import LabError
+from redpacket.isolation import Isolation
+from redpacket.report.stress_view import compare_table, stress_table
+from redpacket.strategies import Strategy
+from redpacket.stress.live import Live
+from redpacket.stress.plan import Engine, StressPlan, Workload
+from redpacket.stress.result import StressResult, append_csv
+from redpacket.stress.runner import run_stress
+
+
+def _check_writable_file(path: Path) -> None:
+    try:
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise LabError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _check_writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise LabError(f"cannot write charts to {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _live_bar(description: str, plan: StressPlan) -> Iterator[tuple[Progress, TaskID]]:
+    with progress_bar() as bar:
+        total = plan.workers * plan.orders if plan.workload is Workload.HOT else plan.attempts
+        task = bar.add_task(description, total=total)
+        yield bar, task
+
+
+def _show(bar: Progress, task: TaskID, label: str) -> Callable[[Live], None]:
+    def update(live: Live) -> None:
+        bar.update(
+            task,
+            completed=live.attempts,
+            description=f"{label}  duplicates {live.duplicates}  failed {live.failed}",
+        )
+
+    return update
+
+
+def _run_with_bar(lab: Lab, plan: StressPlan) -> StressResult:
+    with _live_bar(plan.label, plan) as (bar, task):
+        return run_stress(lab, plan, _show(bar, task, plan.label))
+
+
+workers_option = click.option("--workers", "-w", default=16, show_default=True, type=int)
+orders_option = click.option(
+    "--orders", "-n", default=100, show_default=True, type=int, help="Orders to grant (ids 1..N)."
+)
+processes_option = click.option(
+    "--processes", "-p", default=1, show_default=True, type=int, help="Processes to spread over."
+)
+duration_option = click.option("--duration", type=float, help="Seconds to run (uniform workload).")
+attempts_option = click.option("--attempts", type=int, help="Grant requests to make (uniform).")
+engine_option = click.option(
+    "--engine",
+    default="loop",
+    show_default=True,
+    help="loop: event loop over libpq (fast); service: a thread per worker calling grant().",
+)
+
+
+@cli.command()
+@strategy_option
+@isolation_option
+@workers_option
+@orders_option
+@click.option("--workload", default="hot", show_default=True, help="hot or uniform.")
+@processes_option
+@retries_option
+@duration_option
+@attempts_option
+@engine_option
+@json_option
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append a row here.")
+@click.option(
+    "--expect",
+    type=click.Choice(["correct"]),
+    help="Exit 1 when any order ends with a duplicate or without its grant.",
+)
+@click.pass_obj
+def stress(
+    options: Options,
+    strategy: Strategy,
+    isolation: Isolation,
+    workers: int,
+    orders: int,
+    workload: str,
+    processes: int,
+    retries: int,
+    duration: float | None,
+    attempts: int | None,
+    engine: str,
+    as_json: bool,
+    csv_path: Path | None,
+    expect: str | None,
+) -> None:
+    """Grant under concurrent load and count what went wrong and what it cost."""
+    chosen = Workload.parse(workload)
+    if chosen is Workload.UNIFORM and duration is None and attempts is None:
+        attempts = 10 * orders
+    plan = StressPlan(
+        strategy, isolation, workers, orders, chosen, processes, retries, duration, attempts,
+        Engine.parse(engine),
+    )  # fmt: skip
+    if csv_path is not None:
+        _check_writable_file(csv_path)
+    with open_lab(options) as lab:
+        migration.prepare(lab)
+        result = _run_with_bar(lab, plan)
+    if csv_path is not None:
+        append_csv(csv_path, result)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        console().print(stress_table(result))
+    if expect == "correct" and not result.correct:
+        raise click.exceptions.Exit(1)
+    if result.interrupted:
+        raise click.exceptions.Exit(130)
+
+
+def compare_plans(
+    strategies: Sequence[Strategy],
+    levels: Sequence[Isolation],
+    workers: Sequence[int],
+    workloads: Sequence[Workload],
+    orders: int,
+    retries: int,
+    duration: float | None,
+    attempts: int | None,
+    processes: int,
+) -> list[StressPlan]:
+    plans = []
+    for workload in workloads:
+        for count in workers:
+            for strategy in strategies:
+                for level in levels:
+                    plans.append(
+                        StressPlan(
+                            strategy, level, count, orders, workload, processes, retries,
+                            duration if workload is Workload.UNIFORM else None,
+                            (attempts or 10 * orders if duration is None else None)
+                            if workload is Workload.UNIFORM else None,
+                        )
+                    )  # fmt: skip
+    return plans
+
+
+def run_comparison(lab: Lab, plans: Sequence[StressPlan]) -> list[StressResult]:
+    results = []
+    with progress_bar() as bar:
+        overall = bar.add_task("compare", total=len(plans))
+        current = bar.add_task("", total=None)
+        for plan in plans:
+            total = plan.workers * plan.orders if plan.workload is Workload.HOT else plan.attempts
+            bar.reset(current, total=total, description=plan.label)
+            results.append(run_stress(lab, plan, _show(bar, current, plan.label)))
+            bar.advance(overall)
+    return results
+
+
+@cli.command()
+@click.option("--strategies", multiple=True, help="Comma-separated; default: all.")
+@click.option("--isolation", "levels", multiple=True, help="Comma-separated; default: all three.")
+@click.option("--workers", "worker_counts", multiple=True, help="Comma-separated; default: 16.")
+@click.option("--workload", "workloads", multiple=True, help="hot and/or uniform; default: hot.")
+@orders_option
+@processes_option
+@click.option("--retries", default=3, show_default=True, type=int, help="Retries per grant.")
+@duration_option
+@attempts_option
+@click.option("--out", type=click.Path(path_type=Path), help="Write PNG charts to this folder.")
+@json_option
+@click.pass_obj
+def compare(
+    options: Options,
+    strategies: Sequence[str],
+    levels: Sequence[str],
+    worker_counts: Sequence[str],
+    workloads: Sequence[str],
+    orders: int,
+    processes: int,
+    retries: int,
+    duration: float | None,
+    attempts: int | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Run strategies x levels x worker counts x workloads; table and charts side by side."""
+    counts = []
+    for text in split_names(worker_counts) or ["16"]:
+        try:
+            counts.append(int(text))
+        except ValueError:
+            raise LabError(f"--workers takes whole numbers, got {text!r}") from None
+    plans = compare_plans(
+        strategy_list(strategies),
+        isolation_list(levels),
+        counts,
+        [Workload.parse(name) for name in split_names(workloads) or ["hot"]],
+        orders,
+        retries,
+        duration,
+        attempts,
+        processes,
+    )
+    if out is not None:
+        _check_writable_dir(out)
+    with open_lab(options) as lab:
+        migration.prepare(lab)
+        results = run_comparison(lab, plans)
+    charts: list[Path] = []
+    if out is not None:
+        from redpacket.report.charts import write_charts
+
+        charts = write_charts(results, out)
+    if as_json:
+        print_json(
+            {"results": [r.to_json() for r in results], "charts": [os.fspath(c) for c in charts]}
+        )
+        return
+    console().print(compare_table(results))
+    for chart in charts:
+        click.echo(f"chart: {chart}")

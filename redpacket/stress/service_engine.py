@@ -1,0 +1,117 @@
+"""The plain engine: one thread per worker, each calling the SQLAlchemy grant service.
+
+Slower than the loop engine (Python and the GIL, not the database, set its pace),
+but it runs literally the code a caller of ``redpacket.service.grant`` runs, so it
+cross-checks that the loop engine's verdicts are the service's verdicts.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from redpacket.database.lab import Lab, Schema
+from redpacket.retry import RetryPolicy
+from redpacket.service import GrantRequest, Outcome, grant_on
+from redpacket.stress.live import Live
+from redpacket.stress.plan import StressPlan, Workload
+from redpacket.stress.tally import Tally
+
+
+def run_threads(
+    lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live], None]
+) -> tuple[Tally, bytearray, float, bool]:
+    engine = lab.engine(Schema.for_revision(plan.strategy.requires_revision))
+    policy = RetryPolicy(plan.retries)
+    tallies = [Tally() for _ in range(plan.workers)]
+    attempted = bytearray(plan.orders + 1)
+    stop = threading.Event()
+    barrier = threading.Barrier(plan.workers)
+    budget = [plan.attempts]
+    budget_lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def take_one() -> bool:
+        if plan.attempts is None:
+            return True
+        with budget_lock:
+            if budget[0] is None or budget[0] <= 0:
+                return False
+            budget[0] -= 1
+            return True
+
+    def work(index: int) -> None:
+        tally = tallies[index]
+        rng = random.Random(plan.seed * 1000 + index)
+        try:
+            with engine.connect() as conn:
+                if plan.workload is Workload.HOT:
+                    for order_id in range(1, plan.orders + 1):
+                        barrier.wait()
+                        if stop.is_set():
+                            break
+                        _grant(conn, order_id, tally)
+                else:
+                    while not stop.is_set() and take_one():
+                        _grant(conn, rng.randint(1, plan.orders), tally)
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:  # reported after the run
+            errors.append(exc)
+            barrier.abort()
+
+    def _grant(conn: object, order_id: int, tally: Tally) -> None:
+        attempted[order_id] = 1
+        started = time.perf_counter_ns()
+        result = grant_on(
+            conn,  # type: ignore[arg-type]
+            plan.strategy,
+            plan.isolation,
+            GrantRequest(order_id, plan.campaign_id),
+            policy,
+        )
+        tally.latency.record(time.perf_counter_ns() - started)
+        tally.attempts += 1
+        tally.retries += result.retries
+        if result.outcome is Outcome.GRANTED:
+            tally.granted += 1
+            tally.granted_orders.append(order_id)
+        elif result.outcome is Outcome.ALREADY_GRANTED:
+            tally.already_granted += 1
+        else:
+            tally.failed[result.reason or "XX000"] += 1
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(plan.workers)]
+    started = time.monotonic()
+    deadline = started + plan.duration_s if plan.duration_s else None
+    interrupted = False
+    for thread in threads:
+        thread.start()
+    try:
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.1)
+                break
+            live.attempts = sum(t.attempts for t in tallies)
+            live.granted = sum(t.granted for t in tallies)
+            live.failed = sum(sum(t.failed.values()) for t in tallies)
+            for tally in tallies:
+                live.add_grants(tally.drain_granted_orders())
+            report(live)
+            if deadline is not None and time.monotonic() >= deadline:
+                stop.set()
+    except KeyboardInterrupt:
+        interrupted = True
+        stop.set()
+        barrier.abort()
+        for thread in threads:
+            thread.join(timeout=10)
+    elapsed = time.monotonic() - started
+    if errors:
+        raise errors[0]
+    total = Tally()
+    for tally in tallies:
+        total.merge(tally)
+    return total, attempted, elapsed, interrupted

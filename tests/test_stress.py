@@ -1,0 +1,120 @@
+"""Concurrent stress against the real server: the bug shows, the fixes hold."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from redpacket.database.lab import Lab, Schema
+from redpacket.errors import LabError
+from redpacket.isolation import Isolation
+from redpacket.strategies import STRATEGIES
+from redpacket.stress.plan import Engine, StressPlan, Workload
+from redpacket.stress.result import StressResult
+from redpacket.stress.runner import run_stress
+
+pytestmark = pytest.mark.stress
+
+RC, RR, SER = Isolation.READ_COMMITTED, Isolation.REPEATABLE_READ, Isolation.SERIALIZABLE
+
+
+def stress(lab: Lab, strategy: str, level: Isolation, **options: object) -> StressResult:
+    plan = StressPlan(STRATEGIES[strategy], level, **{"workers": 16, "orders": 100, **options})  # type: ignore[arg-type]
+    return run_stress(lab, plan)
+
+
+def packets_per_order(lab: Lab, strategy: str) -> dict[int, int]:
+    schema = Schema.for_revision(STRATEGIES[strategy].requires_revision)
+    with psycopg.connect(lab.conninfo(schema)) as conn:
+        rows = conn.execute(
+            "SELECT o.id, count(r.id) FROM orders o"
+            " LEFT JOIN red_packets r ON r.order_id = o.id GROUP BY o.id"
+        ).fetchall()
+    return {int(order): int(count) for order, count in rows}
+
+
+@pytest.mark.parametrize(("strategy", "level"), [("seed", RR), ("naive", RC)])
+def test_the_bug_duplicates_under_hot_load(lab: Lab, strategy: str, level: Isolation) -> None:
+    result = stress(lab, strategy, level)
+    assert result.check.duplicate_orders >= 90
+    counts = packets_per_order(lab, strategy)
+    assert sum(1 for n in counts.values() if n > 1) == result.check.duplicate_orders
+    assert sum(n - 1 for n in counts.values() if n > 1) == result.check.extra_grants
+    assert result.tally.attempts == 1600
+    assert result.tally.granted == sum(counts.values())
+
+
+FIXES = [("lock_first", RC)] + [
+    (name, level)
+    for name in ("on_conflict", "conditional_update", "optimistic")
+    for level in Isolation
+]
+
+
+@pytest.mark.parametrize(("strategy", "level"), FIXES, ids=[f"{s}-{lv.value}" for s, lv in FIXES])
+def test_fixes_grant_exactly_once_per_order(lab: Lab, strategy: str, level: Isolation) -> None:
+    result = stress(lab, strategy, level, retries=5)
+    assert packets_per_order(lab, strategy) == dict.fromkeys(range(1, 101), 1)
+    assert (result.check.duplicate_orders, result.check.missing_orders) == (0, 0)
+    assert result.tally.granted == 100
+    assert result.tally.already_granted == 1500
+    assert not result.tally.failed
+
+
+@pytest.mark.parametrize(
+    ("strategy", "level", "duplicates"), [("seed", RR, True), ("on_conflict", RR, False)]
+)
+def test_two_processes_find_the_same(
+    lab: Lab, strategy: str, level: Isolation, duplicates: bool
+) -> None:
+    result = stress(lab, strategy, level, processes=2, retries=5)
+    assert result.tally.attempts == 1600
+    if duplicates:
+        assert result.check.duplicate_orders >= 90
+    else:
+        assert packets_per_order(lab, strategy) == dict.fromkeys(range(1, 101), 1)
+
+
+@pytest.mark.parametrize(("strategy", "duplicates"), [("seed", True), ("on_conflict", False)])
+def test_service_engine_agrees_with_the_loop_engine(
+    lab: Lab, strategy: str, duplicates: bool
+) -> None:
+    result = stress(lab, strategy, RR, engine=Engine.SERVICE, orders=30, workers=8, retries=5)
+    assert result.tally.attempts == 240
+    assert (result.check.duplicate_orders >= 25) is duplicates
+    assert result.check.missing_orders == 0
+
+
+def test_uniform_workload_counts_every_request(lab: Lab) -> None:
+    result = stress(
+        lab, "on_conflict", RC, workload=Workload.UNIFORM, orders=500, attempts=3000, processes=2
+    )
+    assert result.tally.attempts == 3000
+    assert result.tally.granted + result.tally.already_granted == 3000
+    counts = packets_per_order(lab, "on_conflict")
+    assert sum(counts.values()) == result.tally.granted
+    assert max(counts.values()) == 1
+    assert result.tally.latency.total == 3000
+    assert result.throughput_per_s > 0
+
+
+def test_uniform_duration_stops(lab: Lab) -> None:
+    result = stress(lab, "lock_first", RC, workload=Workload.UNIFORM, duration_s=0.5, workers=4)
+    assert 0.5 <= result.elapsed_s < 3
+    assert result.tally.attempts > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 0}, "--workers must be at least 1"),
+        ({"orders": 0}, "--orders must be at least 1"),
+        ({"processes": 32}, "--processes (32) cannot exceed --workers (16)"),
+        ({"duration_s": 0.0}, "--duration must be more than 0"),
+        ({"retries": -1}, "--retries must be 0 or more"),
+        ({"attempts": 0}, "--attempts must be at least 1"),
+    ],
+)
+def test_bad_plans_are_refused(options: dict[str, object], message: str) -> None:
+    with pytest.raises(LabError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        StressPlan(STRATEGIES["seed"], RC, **{"workers": 16, **options})  # type: ignore[arg-type]

@@ -23,8 +23,10 @@ SCHEMA: str = config.attributes.get("schema") or os.environ.get("REDPACKET_SCHEM
 
 
 def run_migrations(connection: Connection) -> None:
-    quoted = connection.dialect.identifier_preparer.quote_identifier(SCHEMA)
-    connection.execute(text(f"SET search_path TO {quoted}"))
+    connection.execute(
+        text("SELECT set_config('search_path', :schema, false)"),
+        {"schema": connection.dialect.identifier_preparer.quote_identifier(SCHEMA)},
+    )
     # Commit the SET (session-wide) so Alembic owns each migration's transaction;
     # revision 0002 needs that to step out of it for CREATE INDEX CONCURRENTLY.
     connection.commit()

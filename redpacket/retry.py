@@ -1,9 +1,10 @@
 """Which failures are worth another attempt, how many attempts, and how long to wait.
 
 Only failures that mean "a concurrent transaction got in the way" are retried:
-serialization failure (40001), deadlock (40P01), and a strategy's own lost race
-(the optimistic version check). Anything else — a foreign-key violation for an
-unknown order, a syntax error — would fail the same way again.
+serialization failure (40001), deadlock (40P01), a strategy's own lost race (the
+optimistic version check), and a connection lost before COMMIT was sent. Anything
+else — a foreign-key violation for an unknown order, a syntax error — would fail
+the same way again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from redpacket.errors import LabError
 
 SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
-RETRYABLE_SQLSTATES = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED})
+# A connection lost before COMMIT was sent: the transaction certainly rolled back,
+# so a new attempt on a new connection is safe (one lost during COMMIT is not: its
+# outcome is unknown, and it is never retried).
+CONNECTION_LOST = "08006"
+RETRYABLE_SQLSTATES = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED, CONNECTION_LOST})
 LOST_RACE = "lost_race"
 
 

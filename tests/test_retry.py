@@ -14,6 +14,7 @@ from redpacket.retry import RetryPolicy
         ("40001", True),
         ("40P01", True),
         ("lost_race", True),
+        ("08006", True),
         ("23505", False),
         ("23503", False),
         ("unknown_order", False),

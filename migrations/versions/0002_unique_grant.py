@@ -29,9 +29,22 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UNIQUE = "uq_red_packets_order_campaign"
-OLD_INDEX = "ix_red_packets_order_campaign"
 BUILD_ATTEMPTS = 5
 
+DROP_INVALID_UNIQUE = "DROP INDEX IF EXISTS uq_red_packets_order_campaign"
+BUILD_UNIQUE = (
+    "CREATE UNIQUE INDEX CONCURRENTLY uq_red_packets_order_campaign"
+    " ON red_packets (order_id, campaign_id)"
+)
+ATTACH_UNIQUE = (
+    "ALTER TABLE red_packets ADD CONSTRAINT uq_red_packets_order_campaign"
+    " UNIQUE USING INDEX uq_red_packets_order_campaign"
+)
+DROP_OLD_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS ix_red_packets_order_campaign"
+RESTORE_OLD_INDEX = (
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_red_packets_order_campaign"
+    " ON red_packets (order_id, campaign_id)"
+)
 MOVE_DUPLICATES = sa.text(
     """
     WITH ranked AS (
@@ -65,26 +78,20 @@ def upgrade() -> None:
     with op.get_context().autocommit_block():
         for attempt in range(1, BUILD_ATTEMPTS + 1):
             op.execute(MOVE_DUPLICATES)
-            op.execute(f"DROP INDEX IF EXISTS {UNIQUE}")  # an invalid leftover of a failed build
+            op.execute(DROP_INVALID_UNIQUE)  # an invalid leftover of a failed build
             try:
-                op.execute(
-                    f"CREATE UNIQUE INDEX CONCURRENTLY {UNIQUE}"
-                    " ON red_packets (order_id, campaign_id)"
-                )
+                op.execute(BUILD_UNIQUE)
                 break
             except IntegrityError:
                 if attempt == BUILD_ATTEMPTS:
                     raise
-        op.execute(f"ALTER TABLE red_packets ADD CONSTRAINT {UNIQUE} UNIQUE USING INDEX {UNIQUE}")
-        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {OLD_INDEX}")
+        op.execute(ATTACH_UNIQUE)
+        op.execute(DROP_OLD_INDEX)
 
 
 def downgrade() -> None:
     with op.get_context().autocommit_block():
-        op.execute(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {OLD_INDEX}"
-            " ON red_packets (order_id, campaign_id)"
-        )
+        op.execute(RESTORE_OLD_INDEX)
     op.drop_constraint(UNIQUE, "red_packets", type_="unique")
     op.execute(
         "INSERT INTO red_packets (id, order_id, campaign_id, amount, created_at)"

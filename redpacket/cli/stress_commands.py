@@ -30,7 +30,7 @@ from redpacket.database import migrate as migration
 from redpacket.database.lab import Lab
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
-from redpacket.report.stress_view import compare_table, stress_table
+from redpacket.report.stress_view import compare_table, stress_table, violations_text
 from redpacket.strategies import Strategy
 from redpacket.stress.live import Live
 from redpacket.stress.plan import Engine, StressPlan, Workload
@@ -58,7 +58,7 @@ def _check_writable_dir(path: Path) -> None:
 @contextlib.contextmanager
 def _live_bar(description: str, plan: StressPlan) -> Iterator[tuple[Progress, TaskID]]:
     with progress_bar() as bar:
-        total = plan.workers * plan.orders if plan.workload is Workload.HOT else plan.attempts
+        total = plan.workers * plan.orders if plan.workload.hot else plan.attempts
         task = bar.add_task(description, total=total)
         yield bar, task
 
@@ -101,12 +101,29 @@ engine_option = click.option(
 @isolation_option
 @workers_option
 @orders_option
-@click.option("--workload", default="hot", show_default=True, help="hot or uniform.")
+@click.option(
+    "--workload",
+    default="hot",
+    show_default=True,
+    help="hot (all workers on one order at a time), uniform (random orders),"
+    " or crossed (pairs of orders in opposite order: deadlocks).",
+)
 @processes_option
 @retries_option
 @duration_option
 @attempts_option
 @engine_option
+@click.option("--kill-backends", "kill_rate", type=float, help="Terminate ~RATE backends/s.")
+@click.option("--lock-timeout", "lock_timeout_ms", type=int, help="lock_timeout for workers (ms).")
+@click.option(
+    "--statement-timeout", "statement_timeout_ms", type=int, help="statement_timeout (ms)."
+)
+@click.option(
+    "--deadlock-timeout",
+    "deadlock_timeout_ms",
+    type=int,
+    help="deadlock_timeout for workers (ms; needs a superuser). Default: the server's (1 s).",
+)
 @json_option
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append a row here.")
 @click.option(
@@ -127,6 +144,10 @@ def stress(
     duration: float | None,
     attempts: int | None,
     engine: str,
+    kill_rate: float | None,
+    lock_timeout_ms: int | None,
+    statement_timeout_ms: int | None,
+    deadlock_timeout_ms: int | None,
     as_json: bool,
     csv_path: Path | None,
     expect: str | None,
@@ -137,7 +158,8 @@ def stress(
         attempts = 10 * orders
     plan = StressPlan(
         strategy, isolation, workers, orders, chosen, processes, retries, duration, attempts,
-        Engine.parse(engine),
+        Engine.parse(engine), kill_rate=kill_rate, lock_timeout_ms=lock_timeout_ms,
+        statement_timeout_ms=statement_timeout_ms, deadlock_timeout_ms=deadlock_timeout_ms,
     )  # fmt: skip
     if csv_path is not None:
         _check_writable_file(csv_path)
@@ -150,6 +172,11 @@ def stress(
         print_json(result.to_json())
     else:
         console().print(stress_table(result))
+        violations = violations_text(result)
+        if violations:
+            click.echo(violations)
+    if result.error:
+        raise LabError(result.error)
     if expect == "correct" and not result.correct:
         raise click.exceptions.Exit(1)
     if result.interrupted:
@@ -189,7 +216,7 @@ def run_comparison(lab: Lab, plans: Sequence[StressPlan]) -> list[StressResult]:
         overall = bar.add_task("compare", total=len(plans))
         current = bar.add_task("", total=None)
         for plan in plans:
-            total = plan.workers * plan.orders if plan.workload is Workload.HOT else plan.attempts
+            total = plan.workers * plan.orders if plan.workload.hot else plan.attempts
             bar.reset(current, total=total, description=plan.label)
             results.append(run_stress(lab, plan, _show(bar, current, plan.label)))
             bar.advance(overall)

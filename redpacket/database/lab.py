@@ -72,13 +72,15 @@ class Lab:
             database = FALLBACK_MAINTENANCE_DB
         return self.server.url.set(database=database)
 
-    def conninfo(self, schema: Schema) -> str:
+    def conninfo(
+        self, schema: Schema, application_name: str = "redpacket", options: str = ""
+    ) -> str:
         """A libpq connection string to the lab database with ``search_path`` on ``schema``."""
         return psycopg.conninfo.make_conninfo(
             libpq_url(self.url),
-            options=f"-c search_path={schema.value}",
+            options=f"-c search_path={schema.value} {options}".strip(),
             connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="redpacket",
+            application_name=application_name,
         )
 
     def engine(self, schema: Schema) -> Engine:
@@ -186,13 +188,16 @@ class Lab:
         require_migrated(self)
         for schema in Schema:
             with self.engine(schema).begin() as conn:
-                tables = ["orders", "red_packets"]
-                if schema is Schema.CONSTRAINED:
-                    tables.append("red_packet_duplicates")
-                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                conn.execute(EMPTY_TABLES[schema])
                 conn.execute(LOAD_ORDERS, {"n": orders})
 
 
+EMPTY_TABLES = {
+    Schema.UNCONSTRAINED: text("TRUNCATE orders, red_packets RESTART IDENTITY CASCADE"),
+    Schema.CONSTRAINED: text(
+        "TRUNCATE orders, red_packets, red_packet_duplicates RESTART IDENTITY CASCADE"
+    ),
+}
 LOAD_ORDERS = text(
     "INSERT INTO orders (id, user_id, amount)"
     " SELECT g, 1000 + g % 97, 10 + (g % 50) * 2.5 FROM generate_series(1, :n) AS g"

@@ -9,7 +9,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
+from sqlalchemy.schema import CreateSchema
 
 from redpacket.database.lab import Lab, Schema, translate_connect_errors
 from redpacket.errors import LabError
@@ -42,7 +43,7 @@ def resolve(revision: str) -> str:
 def upgrade(lab: Lab, schema: Schema, revision: str | None = None) -> None:
     """Bring one schema to ``revision`` (default: the schema's own target)."""
     with translate_connect_errors(lab.url), lab.engine(schema).connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema.value}"'))
+        conn.execute(CreateSchema(schema.value, if_not_exists=True))
         conn.commit()
         command.upgrade(alembic_config(conn, schema), revision or schema.target_revision)
         conn.commit()

@@ -23,7 +23,7 @@ def _p99(result: StressResult) -> float:
 
 
 def _duplicates(result: StressResult) -> float:
-    return float(result.check.duplicate_orders)
+    return float(result.check.duplicate_orders) if result.check else 0.0
 
 
 class _Grid:

@@ -18,12 +18,21 @@ def _failed(result: StressResult) -> str:
 def _verdict(result: StressResult) -> Text:
     if result.correct:
         return Text("correct", style="bold green")
+    check = result.check
+    if check is None:
+        return Text("unchecked: " + (result.error or "no check"), style="bold yellow")
     parts = []
-    if result.check.duplicate_orders:
-        parts.append(f"{result.check.duplicate_orders} duplicated")
-    if result.check.missing_orders:
-        parts.append(f"{result.check.missing_orders} missing")
+    if check.duplicate_orders:
+        parts.append(f"{check.duplicate_orders} duplicated")
+    if check.missing_orders:
+        parts.append(f"{check.missing_orders} missing")
+    if result.history_check is not None and not result.history_check.ok:
+        parts.append(f"{result.history_check.violation_count} history violations")
     return Text(", ".join(parts), style="bold red")
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
 
 
 def stress_table(result: StressResult) -> Table:
@@ -39,9 +48,10 @@ def stress_table(result: StressResult) -> Table:
         ("already granted", str(data["already_granted"])),
         ("failed", _failed(result)),
         ("retries", str(data["retries"])),
-        ("orders with duplicates", str(data["duplicate_orders"])),
-        ("extra grants", str(data["extra_grants"])),
-        ("orders left without a grant", str(data["missing_orders"])),
+        ("unknown outcomes", str(data["unknown"])),
+        ("orders with duplicates", _count(data["duplicate_orders"])),
+        ("extra grants", _count(data["extra_grants"])),
+        ("orders left without a grant", _count(data["missing_orders"])),
         ("throughput", f"{data['throughput_per_s']:,.0f} grants/s"),
         (
             "latency p50 / p95 / p99 / max",
@@ -49,6 +59,19 @@ def stress_table(result: StressResult) -> Table:
         ),
         ("elapsed", f"{data['elapsed_s']} s" + (" (interrupted)" if result.interrupted else "")),
     ]
+    history = result.history_check
+    if history is not None:
+        resolved = (
+            f"; unknown resolved: {history.unknown_committed} committed,"
+            f" {history.unknown_not_committed} not"
+            if history.unknown
+            else ""
+        )
+        verdict = "ok" if history.ok else f"{history.violation_count} violations"
+        rows.append(("history check", f"{verdict} ({history.requests} requests{resolved})"))
+    faults = {k: v for k, v in result.faults.items() if v and k != "unknown_outcomes"}
+    if faults:
+        rows.append(("faults", ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in faults.items())))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -89,9 +112,9 @@ def compare_table(results: Sequence[StressResult], title: str = "strategy compar
         verdict = Text("correct", "green") if result.correct else Text("WRONG", "bold red")
         row += [
             verdict,
-            str(result.check.duplicate_orders),
-            str(result.check.extra_grants),
-            str(result.check.missing_orders),
+            _count(result.check.duplicate_orders if result.check else None),
+            _count(result.check.extra_grants if result.check else None),
+            _count(result.check.missing_orders if result.check else None),
             _failed(result),
             str(result.tally.retries),
             f"{result.throughput_per_s:,.0f}",
@@ -100,3 +123,15 @@ def compare_table(results: Sequence[StressResult], title: str = "strategy compar
         ]
         table.add_row(*row)
     return table
+
+
+def violations_text(result: StressResult) -> str:
+    """The history checker's violations, each with the requests involved."""
+    history = result.history_check
+    if history is None or history.ok:
+        return ""
+    lines = [f"history check: {history.violation_count} violation(s)"]
+    lines += [violation.describe() for violation in history.violations]
+    if history.violation_count > len(history.violations):
+        lines.append(f"... and {history.violation_count - len(history.violations)} more")
+    return "\n".join(lines)

@@ -14,13 +14,20 @@ from redpacket.strategies import Strategy
 class Workload(enum.Enum):
     HOT = "hot"  # every worker grants the same order at once, order after order
     UNIFORM = "uniform"  # each worker grants random orders: production traffic, no race
+    CROSSED = "crossed"  # pairs of orders granted in one transaction, half in each order
 
     @classmethod
     def parse(cls, name: str) -> Workload:
         try:
             return cls(name.strip().lower())
         except ValueError:
-            raise LabError(f"unknown workload {name!r}; choose one of: hot, uniform") from None
+            valid = ", ".join(w.value for w in cls)
+            raise LabError(f"unknown workload {name!r}; choose one of: {valid}") from None
+
+    @property
+    def hot(self) -> bool:
+        """Workers are released together, order after order (or pair after pair)."""
+        return self is not Workload.UNIFORM
 
 
 class Engine(enum.Enum):
@@ -53,6 +60,10 @@ class StressPlan:
     campaign_id: str = DEFAULT_CAMPAIGN
     amount: str = str(DEFAULT_AMOUNT)
     seed: int = 1
+    kill_rate: float | None = None  # backends terminated per second, mid-transaction
+    lock_timeout_ms: int | None = None
+    statement_timeout_ms: int | None = None
+    deadlock_timeout_ms: int | None = None  # superuser only: how soon deadlocks are detected
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -77,6 +88,34 @@ class StressPlan:
             raise LabError("give --duration or --attempts, not both")
         if self.engine is Engine.SERVICE and self.processes > 1:
             raise LabError("--engine service runs threads in one process; drop --processes")
+        if self.kill_rate is not None and self.kill_rate <= 0:
+            raise LabError(
+                f"--kill-backends must be more than 0 per second, got {self.kill_rate:g}"
+            )
+        for name, value in (
+            ("--lock-timeout", self.lock_timeout_ms),
+            ("--statement-timeout", self.statement_timeout_ms),
+            ("--deadlock-timeout", self.deadlock_timeout_ms),
+        ):
+            if value is not None and value <= 0:
+                raise LabError(f"{name} must be more than 0 ms, got {value}")
+        faults = self.kill_rate or self.lock_timeout_ms or self.statement_timeout_ms
+        if self.engine is Engine.SERVICE and (faults or self.workload is Workload.CROSSED):
+            raise LabError("fault injection and the crossed workload need --engine loop")
+        if self.workload is Workload.CROSSED and (self.orders < 2 or self.workers < 2):
+            raise LabError("the crossed workload needs at least 2 orders and 2 workers")
+
+    @property
+    def server_options(self) -> str:
+        """Session settings for the workers' connections (libpq ``options``)."""
+        settings = []
+        if self.lock_timeout_ms:
+            settings.append(f"-c lock_timeout={int(self.lock_timeout_ms)}")
+        if self.statement_timeout_ms:
+            settings.append(f"-c statement_timeout={int(self.statement_timeout_ms)}")
+        if self.deadlock_timeout_ms:
+            settings.append(f"-c deadlock_timeout={int(self.deadlock_timeout_ms)}")
+        return " ".join(settings)
 
     @property
     def label(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from redpacket.stress.check import GrantCheck
+from redpacket.stress.checker import HistoryCheck
 from redpacket.stress.plan import StressPlan
 from redpacket.stress.tally import Tally
 
@@ -16,9 +17,12 @@ from redpacket.stress.tally import Tally
 class StressResult:
     plan: StressPlan
     tally: Tally
-    check: GrantCheck
+    check: GrantCheck | None  # None when the server was gone before it could be checked
     elapsed_s: float
     interrupted: bool = False
+    history_check: HistoryCheck | None = None
+    backends_killed: int = 0
+    error: str | None = None
 
     @property
     def throughput_per_s(self) -> float:
@@ -26,10 +30,26 @@ class StressResult:
 
     @property
     def correct(self) -> bool:
-        return self.check.correct
+        history_ok = self.history_check is None or self.history_check.ok
+        return self.check is not None and self.check.correct and history_ok
+
+    @property
+    def faults(self) -> dict[str, int]:
+        errors = self.tally.errors
+        return {
+            "backends_killed": self.backends_killed,
+            "connections_lost": self.tally.connections_lost,
+            "reconnects": self.tally.reconnects,
+            "unknown_outcomes": self.tally.unknown,
+            "lock_timeouts": errors["55P03"],
+            "statement_timeouts": errors["57014"],
+            "deadlocks": errors["40P01"],
+            "serialization_failures": errors["40001"],
+        }
 
     def to_json(self) -> dict[str, Any]:
         plan = self.plan
+        check = self.check
         return {
             "strategy": plan.strategy.name,
             "isolation": plan.isolation.value,
@@ -42,24 +62,29 @@ class StressResult:
             "attempts": self.tally.attempts,
             "granted": self.tally.granted,
             "already_granted": self.tally.already_granted,
+            "unknown": self.tally.unknown,
             "failed": dict(sorted(self.tally.failed.items())),
             "retries": self.tally.retries,
-            "duplicate_orders": self.check.duplicate_orders,
-            "extra_grants": self.check.extra_grants,
-            "missing_orders": self.check.missing_orders,
+            "duplicate_orders": check.duplicate_orders if check else None,
+            "extra_grants": check.extra_grants if check else None,
+            "missing_orders": check.missing_orders if check else None,
             "correct": self.correct,
             "elapsed_s": round(self.elapsed_s, 3),
             "throughput_per_s": round(self.throughput_per_s, 1),
             "latency_ms": self.tally.latency.summary_ms(),
+            "faults": self.faults,
+            "history": self.history_check.to_json() if self.history_check else None,
             "interrupted": self.interrupted,
+            "error": self.error,
         }
 
 
 CSV_FIELDS = [
     "strategy", "isolation", "workload", "workers", "processes", "orders", "retries_allowed",
-    "engine", "attempts", "granted", "already_granted", "failed", "retries",
+    "engine", "attempts", "granted", "already_granted", "unknown", "failed", "retries",
     "duplicate_orders", "extra_grants", "missing_orders", "correct", "elapsed_s",
-    "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "interrupted",
+    "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "history_ok", "interrupted",
+    "error",
 ]  # fmt: skip
 
 
@@ -67,7 +92,10 @@ def append_csv(path: Path, result: StressResult) -> None:
     """Append one row per run; write the header when the file is new."""
     data = result.to_json()
     latency = data.pop("latency_ms")
+    history = data.pop("history")
+    data.pop("faults")
     data["failed"] = ";".join(f"{k}={v}" for k, v in data["failed"].items())
+    data["history_ok"] = history["ok"] if history else None
     row = data | {f"{key}_ms": value for key, value in latency.items()}
     new = not path.exists() or path.stat().st_size == 0
     with path.open("a", newline="") as handle:

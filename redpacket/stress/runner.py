@@ -20,8 +20,10 @@ from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import get_strategy
 from redpacket.stress.check import check_grants
+from redpacket.stress.checker import check_history
+from redpacket.stress.faults import WORKER_APPLICATION, BackendKiller
 from redpacket.stress.live import Live
-from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine
+from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine, ServerGone
 from redpacket.stress.plan import Engine, StressPlan, Workload
 from redpacket.stress.result import StressResult
 from redpacket.stress.tally import Tally
@@ -30,33 +32,87 @@ OnProgress = Callable[[Live], None]
 BARRIER_TIMEOUT_S = 60.0
 
 
-def run_stress(lab: Lab, plan: StressPlan, on_progress: OnProgress | None = None) -> StressResult:
+def run_stress(
+    lab: Lab, plan: StressPlan, on_progress: OnProgress | None = None, *, reset: bool = True
+) -> StressResult:
+    """Run ``plan`` on freshly loaded orders (``reset=False`` keeps the tables as they are)."""
     schema = Schema.for_revision(plan.strategy.requires_revision)
-    lab.reset(plan.orders)
-    conninfo = lab.conninfo(schema)
+    if reset:
+        lab.reset(plan.orders)
+    conninfo = lab.conninfo(schema, WORKER_APPLICATION, plan.server_options)
     live = Live(expected=_expected(plan))
     report = on_progress or (lambda _live: None)
-    if plan.engine is Engine.SERVICE:
-        from redpacket.stress.service_engine import run_threads
+    killer = None
+    if plan.kill_rate:
+        killer = BackendKiller(lab.conninfo(schema), plan.kill_rate, plan.seed)
+        killer.start()
+    try:
+        if plan.engine is Engine.SERVICE:
+            from redpacket.stress.service_engine import run_threads
 
-        tally, attempted, elapsed, interrupted = run_threads(lab, plan, live, report)
-    elif plan.processes == 1:
-        tally, attempted, elapsed, interrupted = _run_here(plan, conninfo, live, report)
-    else:
-        tally, attempted, elapsed, interrupted = _run_processes(plan, conninfo, live, report)
-    check = check_grants(conninfo, attempted, plan.campaign_id)
-    return StressResult(plan, tally, check, elapsed, interrupted)
+            outcome = run_threads(lab, plan, live, report)
+        elif plan.processes == 1:
+            outcome = _run_here(plan, conninfo, live, report)
+        else:
+            outcome = _run_processes(plan, conninfo, live, report)
+    finally:
+        if killer is not None:
+            killer.stop()
+    check = history_check = None
+    if outcome.error is None:
+        check = check_grants(lab.conninfo(schema), outcome.attempted, plan.campaign_id)
+        history_check = check_history(lab.conninfo(schema), outcome.tally.history, plan.campaign_id)
+    return StressResult(
+        plan,
+        outcome.tally,
+        check,
+        outcome.elapsed_s,
+        outcome.interrupted,
+        history_check=history_check,
+        backends_killed=killer.killed if killer else 0,
+        error=outcome.error,
+    )
 
 
 def _expected(plan: StressPlan) -> int | None:
-    if plan.workload is Workload.HOT:
+    if plan.workload.hot:
         return plan.workers * plan.orders
     return plan.attempts
 
 
-def _run_here(
-    plan: StressPlan, conninfo: str, live: Live, report: OnProgress
-) -> tuple[Tally, bytearray, float, bool]:
+@dataclass
+class Outcome:
+    """What the engine(s) handed back."""
+
+    tally: Tally
+    attempted: bytearray
+    elapsed_s: float
+    interrupted: bool = False
+    error: str | None = None
+
+
+def drive(
+    engine: LoopEngine,
+    plan: StressPlan,
+    progress: Callable[[Tally], bool],
+    barrier: Callable[[], None] | None = None,
+) -> tuple[float, bool, str | None]:
+    """Run an engine to its end, Ctrl-C or a lost server: (elapsed, interrupted, error)."""
+    started = time.monotonic()
+    deadline = started + plan.duration_s if plan.duration_s else None
+    interrupted, error = False, None
+    try:
+        engine.run(deadline, progress, barrier)
+    except KeyboardInterrupt:
+        interrupted = True
+    except ServerGone as exc:
+        error = f"the server went away mid-run ({exc}); the figures are those gathered so far"
+    finally:
+        engine.close()
+    return time.monotonic() - started, interrupted, error
+
+
+def _run_here(plan: StressPlan, conninfo: str, live: Live, report: OnProgress) -> Outcome:
     try:
         engine = LoopEngine(plan, conninfo, plan.workers, plan.attempts, plan.seed)
     except ConnectionFailed as exc:
@@ -69,18 +125,8 @@ def _run_here(
         report(live)
         return True
 
-    started = time.monotonic()
-    deadline = started + plan.duration_s if plan.duration_s else None
-    interrupted = False
-    try:
-        tally = engine.run(deadline, progress)
-    except KeyboardInterrupt:
-        interrupted = True
-        tally = engine.tally
-    finally:
-        elapsed = time.monotonic() - started
-        engine.close()
-    return tally, engine.attempted, elapsed, interrupted
+    elapsed, interrupted, error = drive(engine, plan, progress)
+    return Outcome(engine.tally, engine.attempted, elapsed, interrupted, error)
 
 
 # -- several processes -------------------------------------------------------------------
@@ -126,9 +172,12 @@ def _child(
 ) -> None:
     plan = child_plan.plan()
     workers, attempts = plan.share(index)
+    first_worker = sum(plan.share(i)[0] for i in range(index))
     try:
-        engine = LoopEngine(plan, conninfo, workers, attempts, plan.seed * 1000 + index)
-    except ConnectionFailed as exc:
+        engine = LoopEngine(
+            plan, conninfo, workers, attempts, plan.seed * 1000 + index, first_worker
+        )
+    except (ConnectionFailed, ServerGone) as exc:
         messages.put(("error", index, str(exc)))
         barrier.abort()
         return
@@ -146,29 +195,21 @@ def _child(
         except BrokenBarrierError:
             engine.stop()
 
-    interrupted = False
-    started = time.monotonic()
     try:
         wait_for_all()
-        started = time.monotonic()
-        deadline = started + plan.duration_s if plan.duration_s else None
-        hot = plan.workload is Workload.HOT
-        tally = engine.run(deadline, progress, wait_for_all if hot else None)
     except KeyboardInterrupt:
-        interrupted = True
-        tally = engine.tally
-    finally:
-        engine.close()
-    if plan.workload is Workload.HOT:
+        engine.stop()
+    elapsed, interrupted, error = drive(
+        engine, plan, progress, wait_for_all if plan.workload.hot else None
+    )
+    if plan.workload.hot:
         barrier.abort()  # a sibling still waiting for this process must not wait forever
     messages.put(
-        ("done", index, tally, bytes(engine.attempted), time.monotonic() - started, interrupted)
+        ("done", index, engine.tally, bytes(engine.attempted), elapsed, interrupted, error)
     )
 
 
-def _run_processes(
-    plan: StressPlan, conninfo: str, live: Live, report: OnProgress
-) -> tuple[Tally, bytearray, float, bool]:
+def _run_processes(plan: StressPlan, conninfo: str, live: Live, report: OnProgress) -> Outcome:
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     stop = context.Event()
@@ -188,6 +229,7 @@ def _run_processes(
     attempted = bytearray(plan.orders + 1)
     elapsed = 0.0
     interrupted = False
+    failure: str | None = None
     latest: dict[int, tuple[int, int, int]] = {}
     done = 0
     errors: list[str] = []
@@ -211,6 +253,7 @@ def _run_processes(
                         attempted[order_id] = 1
                 elapsed = max(elapsed, message[4])
                 interrupted = interrupted or message[5]
+                failure = failure or message[6]
                 latest.pop(index, None)
                 live.add_grants(message[2].granted_orders)
             elif kind == "error":
@@ -232,7 +275,7 @@ def _run_processes(
                 child.terminate()
     if errors:
         raise LabError(f"stress workers cannot connect: {errors[0]}")
-    return tally, attempted, elapsed, interrupted
+    return Outcome(tally, attempted, elapsed, interrupted, failure)
 
 
 def _collect_after_interrupt(

@@ -14,15 +14,16 @@ from collections.abc import Callable
 
 from redpacket.database.lab import Lab, Schema
 from redpacket.retry import RetryPolicy
-from redpacket.service import GrantRequest, Outcome, grant_on
+from redpacket.service import GrantRequest, grant_on
+from redpacket.service import Outcome as GrantOutcome
+from redpacket.stress.history import ALREADY_GRANTED, FAILED, GRANTED
 from redpacket.stress.live import Live
-from redpacket.stress.plan import StressPlan, Workload
+from redpacket.stress.plan import StressPlan
+from redpacket.stress.runner import Outcome
 from redpacket.stress.tally import Tally
 
 
-def run_threads(
-    lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live], None]
-) -> tuple[Tally, bytearray, float, bool]:
+def run_threads(lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live], None]) -> Outcome:
     engine = lab.engine(Schema.for_revision(plan.strategy.requires_revision))
     policy = RetryPolicy(plan.retries)
     tallies = [Tally() for _ in range(plan.workers)]
@@ -47,22 +48,22 @@ def run_threads(
         rng = random.Random(plan.seed * 1000 + index)
         try:
             with engine.connect() as conn:
-                if plan.workload is Workload.HOT:
+                if plan.workload.hot:
                     for order_id in range(1, plan.orders + 1):
                         barrier.wait()
                         if stop.is_set():
                             break
-                        _grant(conn, order_id, tally)
+                        _grant(conn, index, order_id, tally)
                 else:
                     while not stop.is_set() and take_one():
-                        _grant(conn, rng.randint(1, plan.orders), tally)
+                        _grant(conn, index, rng.randint(1, plan.orders), tally)
         except threading.BrokenBarrierError:
             pass
         except BaseException as exc:  # reported after the run
             errors.append(exc)
             barrier.abort()
 
-    def _grant(conn: object, order_id: int, tally: Tally) -> None:
+    def _grant(conn: object, worker: int, order_id: int, tally: Tally) -> None:
         attempted[order_id] = 1
         started = time.perf_counter_ns()
         result = grant_on(
@@ -72,16 +73,25 @@ def run_threads(
             GrantRequest(order_id, plan.campaign_id),
             policy,
         )
-        tally.latency.record(time.perf_counter_ns() - started)
+        ended = time.perf_counter_ns()
+        tally.latency.record(ended - started)
         tally.attempts += 1
         tally.retries += result.retries
-        if result.outcome is Outcome.GRANTED:
+        tally.errors.update(result.errors)
+        if result.outcome is GrantOutcome.GRANTED:
             tally.granted += 1
             tally.granted_orders.append(order_id)
-        elif result.outcome is Outcome.ALREADY_GRANTED:
+            outcome = GRANTED
+        elif result.outcome is GrantOutcome.ALREADY_GRANTED:
             tally.already_granted += 1
+            outcome = ALREADY_GRANTED
         else:
             tally.failed[result.reason or "XX000"] += 1
+            outcome = FAILED
+        tally.history.record(
+            worker, order_id, started, ended, outcome, result.reason, result.attempts,
+            result.red_packet_id,
+        )  # fmt: skip
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(plan.workers)]
     started = time.monotonic()
@@ -114,4 +124,4 @@ def run_threads(
     total = Tally()
     for tally in tallies:
         total.merge(tally)
-    return total, attempted, elapsed, interrupted
+    return Outcome(total, attempted, elapsed, interrupted)

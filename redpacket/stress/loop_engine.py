@@ -347,10 +347,13 @@ class LoopEngine:
         self.down_since: float | None = None
         self.last_error = ""
         self.workers = [Worker(self, first_worker + i) for i in range(workers)]
-        for worker in self.workers:
-            if not any(self.reconnect(worker, initial=True) for _ in range(INITIAL_TRIES)):
-                self.close()
-                raise ConnectionFailed(self.last_error)
+        try:
+            for worker in self.workers:
+                if not any(self.reconnect(worker, initial=True) for _ in range(INITIAL_TRIES)):
+                    raise ConnectionFailed(self.last_error)
+        except BaseException:  # Ctrl-C included: leave no connection behind
+            self.close()
+            raise
 
     # -- connections -----------------------------------------------------------------------
 

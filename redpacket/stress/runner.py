@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -45,18 +46,18 @@ def run_stress(
     killer = None
     if plan.kill_rate:
         killer = BackendKiller(lab.conninfo(schema), plan.kill_rate, plan.seed)
-        killer.start()
+    ready = killer.start if killer is not None else _nothing
     try:
         if plan.engine is Engine.SERVICE:
             from redpacket.stress.service_engine import run_threads
 
             outcome = run_threads(lab, plan, live, report)
         elif plan.processes == 1:
-            outcome = _run_here(plan, conninfo, live, report)
+            outcome = _run_here(plan, conninfo, live, report, ready)
         else:
-            outcome = _run_processes(plan, conninfo, live, report)
+            outcome = _run_processes(plan, conninfo, live, report, ready)
     finally:
-        if killer is not None:
+        if killer is not None and killer.is_alive():
             killer.stop()
     check = history_check = None
     if outcome.error is None:
@@ -72,6 +73,10 @@ def run_stress(
         backends_killed=killer.killed if killer else 0,
         error=outcome.error,
     )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _expected(plan: StressPlan) -> int | None:
@@ -96,12 +101,14 @@ def drive(
     plan: StressPlan,
     progress: Callable[[Tally], bool],
     barrier: Callable[[], None] | None = None,
+    ready: Callable[[], None] = _nothing,
 ) -> tuple[float, bool, str | None]:
     """Run an engine to its end, Ctrl-C or a lost server: (elapsed, interrupted, error)."""
     started = time.monotonic()
     deadline = started + plan.duration_s if plan.duration_s else None
     interrupted, error = False, None
     try:
+        ready()  # every worker is connected: faults may start
         engine.run(deadline, progress, barrier)
     except KeyboardInterrupt:
         interrupted = True
@@ -112,11 +119,15 @@ def drive(
     return time.monotonic() - started, interrupted, error
 
 
-def _run_here(plan: StressPlan, conninfo: str, live: Live, report: OnProgress) -> Outcome:
+def _run_here(
+    plan: StressPlan, conninfo: str, live: Live, report: OnProgress, ready: Callable[[], None]
+) -> Outcome:
     try:
         engine = LoopEngine(plan, conninfo, plan.workers, plan.attempts, plan.seed)
     except ConnectionFailed as exc:
         raise LabError(f"stress workers cannot connect: {exc}") from None
+    except KeyboardInterrupt:  # before anything ran: nothing to report but that
+        return Outcome(Tally(), bytearray(plan.orders + 1), 0.0, interrupted=True)
 
     def progress(tally: Tally) -> bool:
         live.attempts, live.granted = tally.attempts, tally.granted
@@ -125,7 +136,7 @@ def _run_here(plan: StressPlan, conninfo: str, live: Live, report: OnProgress) -
         report(live)
         return True
 
-    elapsed, interrupted, error = drive(engine, plan, progress)
+    elapsed, interrupted, error = drive(engine, plan, progress, ready=ready)
     return Outcome(engine.tally, engine.attempted, elapsed, interrupted, error)
 
 
@@ -169,6 +180,7 @@ def _child(
     messages: Any,
     stop: Any,
     barrier: Any,
+    start: Any,
 ) -> None:
     plan = child_plan.plan()
     workers, attempts = plan.share(index)
@@ -180,6 +192,7 @@ def _child(
     except (ConnectionFailed, ServerGone) as exc:
         messages.put(("error", index, str(exc)))
         barrier.abort()
+        start.abort()
         return
 
     def progress(tally: Tally) -> bool:
@@ -196,8 +209,8 @@ def _child(
             engine.stop()
 
     try:
-        wait_for_all()
-    except KeyboardInterrupt:
+        start.wait(BARRIER_TIMEOUT_S)  # with the parent: every process connected
+    except (BrokenBarrierError, KeyboardInterrupt):
         engine.stop()
     elapsed, interrupted, error = drive(
         engine, plan, progress, wait_for_all if plan.workload.hot else None
@@ -209,22 +222,23 @@ def _child(
     )
 
 
-def _run_processes(plan: StressPlan, conninfo: str, live: Live, report: OnProgress) -> Outcome:
+def _run_processes(
+    plan: StressPlan, conninfo: str, live: Live, report: OnProgress, ready: Callable[[], None]
+) -> Outcome:
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     stop = context.Event()
     barrier = context.Barrier(plan.processes)
+    start = context.Barrier(plan.processes + 1)
     child_plan = _ChildPlan.of(plan)
     children = [
         context.Process(
             target=_child,
-            args=(index, child_plan, conninfo, messages, stop, barrier),
+            args=(index, child_plan, conninfo, messages, stop, barrier, start),
             name=f"redpacket-stress-{index}",
         )
         for index in range(plan.processes)
     ]
-    for child in children:
-        child.start()
     tally = Tally()
     attempted = bytearray(plan.orders + 1)
     elapsed = 0.0
@@ -234,6 +248,9 @@ def _run_processes(plan: StressPlan, conninfo: str, live: Live, report: OnProgre
     done = 0
     errors: list[str] = []
     try:
+        for child in children:
+            child.start()
+        threading.Thread(target=_start_together, args=(start, ready), daemon=True).start()
         while done < len(children):
             try:
                 message = messages.get(timeout=0.2)
@@ -267,15 +284,27 @@ def _run_processes(plan: StressPlan, conninfo: str, live: Live, report: OnProgre
         interrupted = True
         stop.set()
         barrier.abort()
+        start.abort()
         _collect_after_interrupt(messages, children, tally, attempted)
     finally:
         for child in children:
+            if child.pid is None:
+                continue
             child.join(timeout=10)
             if child.is_alive():
                 child.terminate()
     if errors:
         raise LabError(f"stress workers cannot connect: {errors[0]}")
     return Outcome(tally, attempted, elapsed, interrupted, failure)
+
+
+def _start_together(start: Any, ready: Callable[[], None]) -> None:
+    """Release the children together once all are connected; then faults may start."""
+    try:
+        start.wait(BARRIER_TIMEOUT_S)
+    except BrokenBarrierError:
+        return
+    ready()
 
 
 def _collect_after_interrupt(

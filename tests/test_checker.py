@@ -1,0 +1,86 @@
+"""The history checker against rows really in the table."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from redpacket.database.lab import Lab, Schema
+from redpacket.stress.checker import check_history
+from redpacket.stress.history import ALREADY_GRANTED, FAILED, GRANTED, UNKNOWN, History
+
+CAMPAIGN = "checker"
+
+
+@pytest.fixture
+def table(fresh_lab: Lab) -> psycopg.Connection[tuple[object, ...]]:
+    conn = psycopg.connect(fresh_lab.conninfo(Schema.UNCONSTRAINED), autocommit=True)
+    yield conn  # type: ignore[misc]
+    conn.close()
+
+
+def grant_row(conn: psycopg.Connection[tuple[object, ...]], order_id: int) -> int:
+    row = conn.execute(
+        "INSERT INTO red_packets (order_id, campaign_id, amount) VALUES (%s, %s, 1) RETURNING id",
+        (order_id, CAMPAIGN),
+    ).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+def record(history: History, order_id: int, outcome: int, packet: int | None = None) -> None:
+    reason = "40001" if outcome == FAILED else None
+    history.record(0, order_id, 1_000, 2_000, outcome, reason, 1, packet)
+
+
+def test_a_consistent_history_passes(
+    fresh_lab: Lab, table: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    history = History()
+    record(history, 1, GRANTED, grant_row(table, 1))
+    record(history, 1, ALREADY_GRANTED)
+    record(history, 2, FAILED)
+    result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
+    assert (result.ok, result.requests, result.violation_count) == (True, 3, 0)
+
+
+def test_duplicates_and_rows_nobody_reported_are_violations(
+    fresh_lab: Lab, table: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    history = History()
+    first = grant_row(table, 1)
+    second = grant_row(table, 1)
+    record(history, 1, GRANTED, first)
+    record(history, 1, GRANTED, second)
+    stray = grant_row(table, 2)  # a row no request reported
+    record(history, 2, ALREADY_GRANTED)
+    result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
+    rules = sorted((v.rule, v.order_id) for v in result.violations)
+    assert rules == [("duplicate", 1), ("row_without_grant", 2)]
+    duplicate = next(v for v in result.violations if v.rule == "duplicate")
+    assert sorted(r.red_packet_id or 0 for r in duplicate.requests) == sorted([first, second])
+    assert "order 2" in next(v for v in result.violations if v.order_id == 2).describe()
+    assert stray > 0
+
+
+def test_a_reported_grant_without_its_row_is_a_violation(
+    fresh_lab: Lab, table: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    history = History()
+    record(history, 3, GRANTED, 999_999)
+    result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
+    assert [(v.rule, v.order_id) for v in result.violations] == [("granted_without_row", 3)]
+
+
+def test_unknown_outcomes_are_resolved_by_the_table(
+    fresh_lab: Lab, table: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    history = History()
+    committed = grant_row(table, 4)
+    record(history, 4, UNKNOWN, committed)  # its row is there: it committed
+    record(history, 5, UNKNOWN)  # no row for order 5: it did not
+    grant_row(table, 6)
+    record(history, 6, UNKNOWN)  # id unknown, but the order's row explains it
+    result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
+    assert result.ok
+    assert (result.unknown, result.unknown_committed, result.unknown_not_committed) == (3, 2, 1)

@@ -1,0 +1,80 @@
+"""Faults from outside the workers, and the history checker that must see through them."""
+
+from __future__ import annotations
+
+import pytest
+
+from redpacket.database.lab import Lab
+from redpacket.isolation import Isolation
+from redpacket.strategies import STRATEGIES
+from redpacket.stress.plan import StressPlan, Workload
+from redpacket.stress.result import StressResult
+from redpacket.stress.runner import run_stress
+
+pytestmark = pytest.mark.stress
+
+RC, RR = Isolation.READ_COMMITTED, Isolation.REPEATABLE_READ
+
+
+def stress(lab: Lab, strategy: str, level: Isolation, **options: object) -> StressResult:
+    plan = StressPlan(STRATEGIES[strategy], level, **options)  # type: ignore[arg-type]
+    return run_stress(lab, plan)
+
+
+@pytest.mark.parametrize("strategy", ["on_conflict", "conditional_update", "lock_first"])
+def test_killed_backends_lose_and_duplicate_nothing(lab: Lab, strategy: str) -> None:
+    result = stress(lab, strategy, RC, workers=16, orders=200, retries=5, kill_rate=50.0, seed=7)
+    faults = result.faults
+    assert faults["backends_killed"] > 0
+    # a backend killed after its worker's last request is never noticed
+    assert 0 < faults["connections_lost"] <= faults["backends_killed"]
+    assert 0 < faults["reconnects"] <= faults["connections_lost"]
+    assert result.check is not None
+    assert (result.check.duplicate_orders, result.check.missing_orders) == (0, 0)
+    history = result.history_check
+    assert history is not None
+    assert history.ok, [v.describe() for v in history.violations]
+    assert history.requests == 3200 == result.tally.attempts
+    assert history.unknown == result.tally.unknown
+    assert history.unknown_committed + history.unknown_not_committed == history.unknown
+    outcomes = result.tally.granted + result.tally.already_granted + result.tally.unknown
+    assert outcomes + sum(result.tally.failed.values()) == 3200
+    assert result.tally.granted + history.unknown_committed == 200
+
+
+def test_orders_granted_in_opposite_order_deadlock_and_recover(lab: Lab) -> None:
+    result = stress(
+        lab, "lock_first", RC, workers=4, orders=10, workload=Workload.CROSSED, retries=30,
+        deadlock_timeout_ms=10,
+    )  # fmt: skip
+    assert result.faults["deadlocks"] > 0
+    assert result.correct
+    assert result.tally.granted == 10
+    assert result.tally.attempts == 40  # 4 workers x 5 pairs x 2 orders
+
+
+def test_lock_timeout_fails_requests_and_is_counted(lab: Lab) -> None:
+    result = stress(
+        lab, "lock_first", RC, workers=4, orders=10, workload=Workload.CROSSED,
+        lock_timeout_ms=5,
+    )  # fmt: skip
+    assert result.faults["lock_timeouts"] > 0
+    assert result.tally.failed["55P03"] > 0
+    assert result.check is not None
+    assert result.check.duplicate_orders == 0
+    assert result.history_check is not None
+    assert result.history_check.ok
+
+
+def test_statement_timeout_is_counted(lab: Lab) -> None:
+    result = stress(lab, "seed", RR, workers=8, orders=20, statement_timeout_ms=1)
+    assert result.faults["statement_timeouts"] > 0
+    assert result.tally.failed["57014"] == result.faults["statement_timeouts"]
+
+
+def test_fault_options_need_the_loop_engine() -> None:
+    from redpacket.errors import LabError
+    from redpacket.stress.plan import Engine
+
+    with pytest.raises(LabError, match="need --engine loop"):
+        StressPlan(STRATEGIES["seed"], RC, kill_rate=1.0, engine=Engine.SERVICE)

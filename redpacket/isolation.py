@@ -21,6 +21,11 @@ class Isolation(enum.Enum):
         return self.value.replace("-", " ").upper()
 
     @property
+    def begin_sql(self) -> str:
+        """The statement that opens a transaction at this level (one of three constants)."""
+        return "BEGIN ISOLATION LEVEL " + self.sql
+
+    @property
     def takes_snapshot_per_transaction(self) -> bool:
         """True where one snapshot, taken by the first statement, serves the whole transaction."""
         return self is not Isolation.READ_COMMITTED

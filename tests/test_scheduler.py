@@ -206,3 +206,18 @@ def test_every_cell_is_the_same_on_20_consecutive_runs(lab: Lab) -> None:
     first_retried = _shape(run_matrix(lab, retried, RetryPolicy(3)))
     for _ in range(19):
         assert _shape(run_matrix(lab, retried, RetryPolicy(3))) == first_retried
+
+
+def test_three_sessions_cost_nothing_extra(lab: Lab) -> None:
+    strategy = STRATEGIES["seed"]
+    schedule = parse_schedule("T1:1,T2:1,T3:1,T1:end,T2:end,T3:end", len(strategy.steps))
+    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=3) as three:
+        duplicated = three.run(strategy, RR, schedule)
+        correct = three.run(strategy, RC, schedule)
+    assert (duplicated.verdict, duplicated.red_packets) == (Verdict.DUPLICATE, 3)
+    assert (correct.verdict, correct.red_packets) == (Verdict.CORRECT, 1)
+    assert [s.outcome for s in correct.sessions] == [
+        "granted",
+        "already_granted",
+        "already_granted",
+    ]

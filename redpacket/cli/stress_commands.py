@@ -58,8 +58,7 @@ def _check_writable_dir(path: Path) -> None:
 @contextlib.contextmanager
 def _live_bar(description: str, plan: StressPlan) -> Iterator[tuple[Progress, TaskID]]:
     with progress_bar() as bar:
-        total = plan.workers * plan.orders if plan.workload.hot else plan.attempts
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(description, total=plan.expected_requests)
         yield bar, task
 
 
@@ -216,8 +215,7 @@ def run_comparison(lab: Lab, plans: Sequence[StressPlan]) -> list[StressResult]:
         overall = bar.add_task("compare", total=len(plans))
         current = bar.add_task("", total=None)
         for plan in plans:
-            total = plan.workers * plan.orders if plan.workload.hot else plan.attempts
-            bar.reset(current, total=total, description=plan.label)
+            bar.reset(current, total=plan.expected_requests, description=plan.label)
             results.append(run_stress(lab, plan, _show(bar, current, plan.label)))
             bar.advance(overall)
     return results

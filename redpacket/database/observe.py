@@ -20,20 +20,6 @@ def blocking_pids(observer: psycopg.Connection[tuple[object, ...]], pid: int) ->
     return [int(p) for p in row[0]] if row and row[0] else []  # type: ignore[attr-defined]
 
 
-def wait_until_blocked(
-    observer: psycopg.Connection[tuple[object, ...]], pid: int, timeout_s: float = 10.0
-) -> list[int]:
-    """Return the pids blocking ``pid`` as soon as there are any; TimeoutError if none appear."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        blockers = blocking_pids(observer, pid)
-        if blockers:
-            return blockers
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"backend {pid} was not blocked within {timeout_s} s")
-        time.sleep(POLL_INTERVAL_S)
-
-
 def waiters_on(observer: psycopg.Connection[tuple[object, ...]], holder_pid: int) -> list[int]:
     """Backends currently waiting on something ``holder_pid`` holds."""
     rows = observer.execute(

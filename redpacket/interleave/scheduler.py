@@ -11,7 +11,7 @@ statements that were released, so each completion is recorded where it happened.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,25 +199,28 @@ class _Run:
             self._issue(state)
             self._await(state)
         if final:
-            deadline = time.monotonic() + self.scheduler.timeout_s
-            while any(s.pending is not None for s in self.states):
-                for state in self.states:
-                    if state.pending is not None and state.pending.done():
-                        self._await(state)
-                        self.settle(preferred=None)
-                if any(s.pending is not None for s in self.states):
-                    if time.monotonic() > deadline:
-                        waiting = ", ".join(
-                            f"T{s.number} waits for "
-                            + (
-                                ", ".join(f"T{w}" if w else "another backend" for w in s.waiting_on)
-                                or "?"
-                            )
-                            for s in self.states
-                            if s.pending is not None
-                        )
-                        raise Stuck(f"no progress in {self.scheduler.timeout_s:g} s: {waiting}")
-                    time.sleep(POLL_INTERVAL_S)
+            self._wait_for_the_blocked()
+
+    def _wait_for_the_blocked(self) -> None:
+        """At the end: sessions still blocked wait for each other (a deadlock the server
+        will break) or for a backend outside the run; give up after the timeout."""
+        deadline = time.monotonic() + self.scheduler.timeout_s
+        while pending := [s.pending for s in self.states if s.pending is not None]:
+            wait(pending, timeout=POLL_INTERVAL_S, return_when=FIRST_COMPLETED)
+            for state in self.states:
+                if state.pending is not None and state.pending.done():
+                    self._await(state)
+                    self.settle(preferred=None)
+            if time.monotonic() > deadline and any(s.pending is not None for s in self.states):
+                raise Stuck(f"no progress in {self.scheduler.timeout_s:g} s: {self._waits()}")
+
+    def _waits(self) -> str:
+        return ", ".join(
+            f"T{s.number} waits for "
+            + (", ".join(f"T{w}" if w else "another backend" for w in s.waiting_on) or "?")
+            for s in self.states
+            if s.pending is not None
+        )
 
     def _collect(self) -> None:
         for state in self.states:
@@ -232,7 +235,7 @@ class _Run:
         takes_snapshot = False
         if state.next_action == BEGIN:
             name, number = "begin", None
-            text = shown = f"BEGIN ISOLATION LEVEL {level.sql}"
+            text = shown = level.begin_sql
         elif state.next_action == self.finish_number:
             end = state.attempt_end
             name = "commit" if end is not None and end.commits and not state.aborted else "rollback"

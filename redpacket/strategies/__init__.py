@@ -18,22 +18,11 @@ from redpacket.strategies import (
 )
 from redpacket.strategies.steps import End, Step, Strategy, Walk
 
-STRATEGIES: dict[str, Strategy] = {
-    module.STRATEGY.name: module.STRATEGY
-    for module in sorted(
-        (
-            advisory,
-            conditional_update,
-            lock_first,
-            naive,
-            on_conflict,
-            optimistic,
-            seed,
-            unique_catch,
-        ),
-        key=lambda module: module.STRATEGY.name,
-    )
-}
+_MODULES = (advisory, conditional_update, lock_first, naive, on_conflict, optimistic, seed,
+            unique_catch)  # fmt: skip
+STRATEGIES: dict[str, Strategy] = dict(
+    sorted((module.STRATEGY.name, module.STRATEGY) for module in _MODULES)
+)
 STRATEGY_NAMES = tuple(STRATEGIES)
 
 

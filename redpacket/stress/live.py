@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 class Live:
     """Counts so far, and grants per order, so duplicates show up while they happen."""
 
-    expected: int | None = None  # requests the run will make, when known
     attempts: int = 0
     granted: int = 0
     failed: int = 0

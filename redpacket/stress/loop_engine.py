@@ -260,8 +260,11 @@ class Worker:
             self.engine.finished(self, None)
             return
         in_transaction = self.pgconn.transaction_status != pq.TransactionStatus.IDLE
-        if self.expect[-1][0] == ROLLBACK or not in_transaction:
+        if not in_transaction:
             self._attempt_over()
+            return
+        if self.expect[-1][0] == ROLLBACK:  # the ROLLBACK itself failed (a timeout): again
+            self._send(((ROLLBACK, -1),))
             return
         ended = self.ended
         if self.failure is not None or self.aborted or (ended is not None and not ended.commits):
@@ -331,7 +334,7 @@ class LoopEngine:
         self.conninfo = conninfo.encode()
         self.retry = RetryPolicy(plan.retries)
         self.rng = random.Random(seed)
-        self.compiled = Compiled(plan.strategy, f"BEGIN ISOLATION LEVEL {plan.isolation.sql}")
+        self.compiled = Compiled(plan.strategy, plan.isolation.begin_sql)
         self.base_context = {
             "campaign_id": plan.campaign_id.encode(),
             "amount": plan.amount.encode(),

@@ -118,6 +118,11 @@ class StressPlan:
         return " ".join(settings)
 
     @property
+    def expected_requests(self) -> int | None:
+        """How many grant requests the run will make, when that is known in advance."""
+        return self.workers * self.orders if self.workload.hot else self.attempts
+
+    @property
     def label(self) -> str:
         return f"{self.strategy.name}/{self.isolation.value}/{self.workload.value}/{self.workers}w"
 

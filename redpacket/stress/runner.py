@@ -41,7 +41,7 @@ def run_stress(
     if reset:
         lab.reset(plan.orders)
     conninfo = lab.conninfo(schema, WORKER_APPLICATION, plan.server_options)
-    live = Live(expected=_expected(plan))
+    live = Live()
     report = on_progress or (lambda _live: None)
     killer = None
     if plan.kill_rate:
@@ -77,12 +77,6 @@ def run_stress(
 
 def _nothing() -> None:
     pass
-
-
-def _expected(plan: StressPlan) -> int | None:
-    if plan.workload.hot:
-        return plan.workers * plan.orders
-    return plan.attempts
 
 
 @dataclass

@@ -11,6 +11,7 @@ requests involved.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,7 @@ class HistoryCheck:
 
 
 def check_history(conninfo: str, history: History, campaign_id: str) -> HistoryCheck:
+    """Check ``history`` against the table; memory stays small for a million requests."""
     orders = sorted(set(history.order))
     with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
         rows = conn.execute(
@@ -79,25 +81,13 @@ def check_history(conninfo: str, history: History, campaign_id: str) -> HistoryC
     by_order: dict[int, list[int]] = defaultdict(list)
     for packet_id, order_id in rows:
         by_order[int(order_id)].append(int(packet_id))
-    requests_of: dict[int, list[int]] = defaultdict(list)
-    for index, order_id in enumerate(history.order):
-        requests_of[order_id].append(index)
+    found: list[tuple[str, int, str, Callable[[int], bool]]] = []
 
-    violations: list[Violation] = []
-    count = 0
-
-    def violate(rule: str, order_id: int, detail: str, indexes: list[int]) -> None:
-        nonlocal count
-        count += 1
-        if len(violations) < MAX_LISTED:
-            involved = tuple(history.request(i) for i in indexes[:MAX_LISTED])
-            violations.append(Violation(rule, order_id, detail, involved))
-
-    # (a) one red packet per order and campaign
+    # (a) one red packet per order and campaign: the requests that said they granted it
     for order_id, packets in by_order.items():
         if len(packets) > 1:
-            granted = [i for i in requests_of[order_id] if history.outcome[i] in (GRANTED, UNKNOWN)]
-            violate("duplicate", order_id, f"{len(packets)} red packets {sorted(packets)}", granted)
+            found.append(("duplicate", order_id, f"{len(packets)} red packets {sorted(packets)}",
+                          lambda i: history.outcome[i] in (GRANTED, UNKNOWN)))  # fmt: skip
 
     # (b) every reported grant has its row
     existing = {packet for packets in by_order.values() for packet in packets}
@@ -106,21 +96,21 @@ def check_history(conninfo: str, history: History, campaign_id: str) -> HistoryC
         packet = history.red_packet[index]
         reported.add(packet)
         if packet not in existing:
-            order_id = history.order[index]
-            violate("granted_without_row", order_id, f"red packet {packet} is not in the table",
-                    [index])  # fmt: skip
+            found.append(("granted_without_row", history.order[index],
+                          f"red packet {packet} is not in the table",
+                          _has_packet(history, packet)))  # fmt: skip
 
-    # (c) every row was reported, or explains an unknown outcome
+    # (c) every row was reported, or resolves an unknown outcome
     unknown = list(history.indexes_with(UNKNOWN))
-    unresolved_by_order: dict[int, list[int]] = defaultdict(list)
+    unresolved: dict[int, list[int]] = defaultdict(list)
     for index in unknown:
-        unresolved_by_order[history.order[index]].append(index)
+        unresolved[history.order[index]].append(index)
     committed = 0
     for order_id, packets in by_order.items():
         for packet in packets:
             if packet in reported:
                 continue
-            candidates = unresolved_by_order.get(order_id, [])
+            candidates = unresolved.get(order_id, [])
             match = next((i for i in candidates if history.red_packet[i] == packet), None)
             if match is None:
                 match = next((i for i in candidates if history.red_packet[i] < 0), None)
@@ -129,12 +119,39 @@ def check_history(conninfo: str, history: History, campaign_id: str) -> HistoryC
                 committed += 1
                 continue
             detail = f"red packet {packet} was never reported granted"
-            violate("row_without_grant", order_id, detail, requests_of[order_id])
+            found.append(("row_without_grant", order_id, detail, _any_request))
+
     return HistoryCheck(
         requests=len(history),
         unknown=len(unknown),
         unknown_committed=committed,
         unknown_not_committed=len(unknown) - committed,
-        violations=tuple(violations),
-        violation_count=count,
+        violations=_with_requests(history, found[:MAX_LISTED]),
+        violation_count=len(found),
+    )
+
+
+def _has_packet(history: History, packet: int) -> Callable[[int], bool]:
+    return lambda index: history.red_packet[index] == packet
+
+
+def _any_request(_index: int) -> bool:
+    return True
+
+
+def _with_requests(
+    history: History, found: list[tuple[str, int, str, Callable[[int], bool]]]
+) -> tuple[Violation, ...]:
+    """Attach the requests involved, in one pass over the history, for the listed few."""
+    wanted: dict[int, list[int]] = defaultdict(list)
+    for position, (_, order_id, _, _) in enumerate(found):
+        wanted[order_id].append(position)
+    involved: list[list[int]] = [[] for _ in found]
+    for index, order_id in enumerate(history.order):
+        for position in wanted.get(order_id, ()):
+            if len(involved[position]) < MAX_LISTED and found[position][3](index):
+                involved[position].append(index)
+    return tuple(
+        Violation(rule, order_id, detail, tuple(history.request(i) for i in indexes))
+        for (rule, order_id, detail, _), indexes in zip(found, involved, strict=True)
     )

@@ -23,7 +23,7 @@ def stress(lab: Lab, strategy: str, level: Isolation, **options: object) -> Stre
 
 @pytest.mark.parametrize("strategy", ["on_conflict", "conditional_update", "lock_first"])
 def test_killed_backends_lose_and_duplicate_nothing(lab: Lab, strategy: str) -> None:
-    result = stress(lab, strategy, RC, workers=16, orders=200, retries=5, kill_rate=50.0, seed=7)
+    result = stress(lab, strategy, RC, workers=16, orders=200, retries=20, kill_rate=50.0, seed=7)
     faults = result.faults
     assert faults["backends_killed"] > 0
     # a backend killed after its worker's last request is never noticed

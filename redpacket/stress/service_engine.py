@@ -16,10 +16,10 @@ from redpacket.database.lab import Lab, Schema
 from redpacket.retry import RetryPolicy
 from redpacket.service import GrantRequest, grant_on
 from redpacket.service import Outcome as GrantOutcome
+from redpacket.stress.driving import Outcome
 from redpacket.stress.history import ALREADY_GRANTED, FAILED, GRANTED
 from redpacket.stress.live import Live
 from redpacket.stress.plan import StressPlan
-from redpacket.stress.runner import Outcome
 from redpacket.stress.tally import Tally
 
 

@@ -1,0 +1,58 @@
+"""A strategy's statements as libpq takes them — prepared once — and how they batch.
+
+Steps that need no client decision in between are sent together with the next one
+in one pipeline batch, with BEGIN in front of the first; COMMIT joins the batch of
+a step that commits whatever it returns. Same statements, same order: batching
+changes only the round trips.
+"""
+
+from __future__ import annotations
+
+from psycopg import pq
+from psycopg.pq.abc import PGconn
+
+from redpacket.strategies import Strategy
+
+BEGIN, STEP, COMMIT, ROLLBACK = 0, 1, 2, 3
+Items = tuple[tuple[int, int], ...]
+
+
+class ConnectionFailed(Exception):
+    pass
+
+
+class Compiled:
+    """A strategy's statements as libpq takes them, and how they batch."""
+
+    def __init__(self, strategy: Strategy, begin_sql: str) -> None:
+        self.strategy = strategy
+        self.begin_sql = begin_sql.encode()
+        self.names = [f"rp_{i}".encode() for i in range(len(strategy.steps))]
+        self.sql = [step.numbered_sql[0].encode() for step in strategy.steps]
+        self.params = [step.numbered_sql[1] for step in strategy.steps]
+        # batches[start]: from step ``start`` up to the first step that decides (+ COMMIT when
+        # it always commits); open_batches: the same without COMMIT, for a transaction that
+        # still has another order to grant.
+        self.batches: list[Items] = []
+        self.open_batches: list[Items] = []
+        for start in range(len(strategy.steps)):
+            items = []
+            index = start
+            while True:
+                items.append((STEP, index))
+                step = strategy.steps[index]
+                if step.decides or index + 1 == len(strategy.steps):
+                    break
+                index += 1
+            self.open_batches.append(tuple(items))
+            commits = strategy.steps[index].always_commits
+            self.batches.append(tuple(items) + (((COMMIT, -1),) if commits else ()))
+
+    def prepare(self, pgconn: PGconn) -> None:
+        statements = [(b"rp_begin", self.begin_sql), (b"rp_commit", b"COMMIT")]
+        statements += [(b"rp_rollback", b"ROLLBACK"), *zip(self.names, self.sql, strict=True)]
+        for name, sql in statements:
+            result = pgconn.prepare(name, sql)
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                message = (result.error_message or b"").decode(errors="replace").strip()
+                raise ConnectionFailed(f"cannot prepare {name.decode()}: {message}")

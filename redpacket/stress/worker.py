@@ -1,0 +1,261 @@
+"""One worker of the loop engine: a connection and the grant request it is making.
+
+A small state machine: it sends a batch, reads each statement's result into the
+strategy's ``Walk``, and at the batch's end decides the next batch, COMMIT,
+ROLLBACK, a retry, or the request's outcome. A worker whose connection dies
+reports an *unknown* outcome if COMMIT was in flight; otherwise the transaction
+certainly rolled back, and the request is retried on a new connection.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from psycopg import OperationalError, pq
+from psycopg.pq.abc import PGconn, PGresult
+
+from redpacket.retry import CONNECTION_LOST
+from redpacket.strategies import End, Walk
+from redpacket.stress.statements import BEGIN, COMMIT, ROLLBACK, STEP, Items
+
+if TYPE_CHECKING:
+    from redpacket.stress.loop_engine import LoopEngine
+
+_SQLSTATE = pq.DiagnosticField.SQLSTATE
+_OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+
+
+def _is_connection_error(sqlstate: str) -> bool:
+    """57P01-57P03 (terminated, shutting down) and class 08: the session is gone."""
+    return sqlstate.startswith(("57P0", "08"))
+
+
+class Worker:
+    """One connection and the grant request it is making (one order, or a pair)."""
+
+    __slots__ = (
+        "aborted",
+        "attempt",
+        "busy",
+        "commit_sent",
+        "committed",
+        "compiled",
+        "context",
+        "ended",
+        "ends",
+        "engine",
+        "expect",
+        "failure",
+        "fd",
+        "ids",
+        "number",
+        "order_index",
+        "orders",
+        "pgconn",
+        "position",
+        "reconnect_tries",
+        "started_ns",
+        "walk",
+    )
+
+    def __init__(self, engine: LoopEngine, number: int) -> None:
+        self.engine = engine
+        self.number = number
+        self.pgconn: PGconn | None = None
+        self.fd = -1  # the socket, kept: a lost connection can no longer tell it
+        self.compiled = engine.compiled
+        self.expect: Items = ()
+        self.position = 0
+        self.orders: tuple[int, ...] = ()
+        self.order_index = 0
+        self.attempt = 0
+        self.started_ns = 0
+        self.context: dict[str, Any] = {}
+        self.walk: Walk | None = None
+        self.failure: str | None = None
+        self.ended: End | None = None
+        self.ends: list[End] = []
+        self.ids: list[int | None] = []
+        self.committed = False
+        self.commit_sent = False
+        self.aborted = False
+        self.busy = False
+        self.reconnect_tries = 0
+
+    # -- a request -----------------------------------------------------------------------
+
+    def start(self, orders: tuple[int, ...]) -> None:
+        self.orders = orders
+        self.attempt = 1
+        self.busy = True
+        self.started_ns = time.perf_counter_ns()
+        self.resume()
+
+    def resume(self) -> None:
+        """Begin the current attempt, reconnecting first if the connection was lost."""
+        if self.pgconn is None and not self.engine.reconnect(self):
+            return
+        self.order_index = 0
+        self.ends = []
+        self.ids = []
+        self.failure = None
+        self.committed = False
+        self.commit_sent = False
+        self.aborted = False
+        self._walk_next_order()
+        self._send(((BEGIN, -1), *self._batch(0)))
+
+    def _walk_next_order(self) -> None:
+        order_id = self.orders[self.order_index]
+        self.context = dict(self.engine.base_context, order_id=b"%d" % order_id)
+        self.walk = Walk(self.compiled.strategy, self.context)
+        self.ended = None
+
+    def _batch(self, index: int) -> Items:
+        last = self.order_index + 1 == len(self.orders)
+        return (self.compiled.batches if last else self.compiled.open_batches)[index]
+
+    def _send(self, items: Items) -> None:
+        pgconn = self.pgconn
+        assert pgconn is not None
+        compiled = self.compiled
+        self.expect = items
+        self.position = 0
+        try:
+            for kind, index in items:
+                if kind == STEP:
+                    context = self.context
+                    pgconn.send_query_prepared(
+                        compiled.names[index], [context[name] for name in compiled.params[index]]
+                    )
+                elif kind == BEGIN:
+                    pgconn.send_query_prepared(b"rp_begin", None)
+                elif kind == COMMIT:
+                    self.commit_sent = True
+                    pgconn.send_query_prepared(b"rp_commit", None)
+                else:
+                    pgconn.send_query_prepared(b"rp_rollback", None)
+            pgconn.pipeline_sync()
+            if pgconn.flush() == 1:
+                self.engine.want_write(self)
+        except OperationalError:
+            self.connection_lost()
+
+    # -- results ---------------------------------------------------------------------------
+
+    def on_result(self, result: PGresult) -> None:
+        status = result.status
+        if status == pq.ExecStatus.PIPELINE_SYNC:
+            self._batch_done()
+            return
+        if self.position >= len(self.expect):
+            # Nothing we sent is waiting for this: the server speaking on its own, as it
+            # does with FATAL just before it closes a terminated session.
+            sqlstate = (result.error_field(_SQLSTATE) or b"08006").decode()
+            self.engine.tally.errors[sqlstate] += 1
+            self.connection_lost()
+            return
+        kind = self.expect[self.position][0]
+        self.position += 1
+        if status == pq.ExecStatus.PIPELINE_ABORTED:
+            return
+        if status not in _OK:
+            sqlstate = (result.error_field(_SQLSTATE) or b"XX000").decode()
+            self.engine.tally.errors[sqlstate] += 1
+            if _is_connection_error(sqlstate):
+                self.position -= 1  # this statement did not complete
+                self.connection_lost()
+                return
+            if kind == STEP:
+                assert self.walk is not None
+                handled = self.walk.error(sqlstate)
+                self.aborted = True
+                if handled is None or len(self.orders) > 1:
+                    self.failure = sqlstate  # an aborted pair cannot keep its first grant
+                else:
+                    self.ended = handled
+            elif kind != ROLLBACK:
+                self.failure = sqlstate
+            return
+        if kind == STEP:
+            assert self.walk is not None
+            row = (
+                tuple(result.get_value(0, c) for c in range(result.nfields))
+                if result.ntuples
+                else None
+            )
+            end = self.walk.row(row)
+            if end is not None:
+                self.ended = end
+        elif kind == COMMIT:
+            self.committed = True
+
+    def _batch_done(self) -> None:
+        assert self.pgconn is not None
+        if self.committed and self.failure is None:
+            self._record_order_end()
+            self.engine.finished(self, None)
+            return
+        in_transaction = self.pgconn.transaction_status != pq.TransactionStatus.IDLE
+        if not in_transaction:
+            self._attempt_over()
+            return
+        if self.expect[-1][0] == ROLLBACK:  # the ROLLBACK itself failed (a timeout): again
+            self._send(((ROLLBACK, -1),))
+            return
+        ended = self.ended
+        if self.failure is not None or self.aborted or (ended is not None and not ended.commits):
+            self._send(((ROLLBACK, -1),))
+        elif ended is not None:
+            self._record_order_end()
+            if self.order_index + 1 < len(self.orders):
+                self.order_index += 1
+                self._walk_next_order()
+                self._send(self._batch(0))
+            else:
+                self._send(((COMMIT, -1),))
+        else:
+            assert self.walk is not None
+            self._send(self._batch(self.walk.index))
+
+    def _record_order_end(self) -> None:
+        if len(self.ends) <= self.order_index and self.ended is not None:
+            self.ends.append(self.ended)
+            packet = self.context.get("red_packet_id")
+            self.ids.append(int(packet) if packet is not None else None)
+
+    def _attempt_over(self) -> None:
+        """The transaction is over without a successful COMMIT of a decision."""
+        ended = self.ended
+        if self.failure is None and ended is not None and ended.commits:
+            self._record_order_end()
+            self.engine.finished(self, None)  # e.g. 23505 read as "already granted"
+            return
+        reason = self.failure or (ended.value if ended is not None else "XX000")
+        self._retry_or_fail(reason)
+
+    def _retry_or_fail(self, reason: str) -> None:
+        engine = self.engine
+        if engine.retry.should_retry(reason, self.attempt):
+            self.attempt += 1
+            engine.tally.retries += 1
+            engine.later(engine.retry.delay_s(self.attempt - 1, engine.rng), self)
+            return
+        self.ends = []
+        engine.finished(self, reason)
+
+    def connection_lost(self) -> None:
+        """The session is gone: unknown if COMMIT was in flight, else retry on a new one."""
+        commit_in_flight = self.busy and self.commit_sent and not self.committed
+        self.engine.disconnect(self)
+        if not self.busy:
+            return
+        if self.committed and self.failure is None:
+            self._record_order_end()  # COMMIT's answer arrived before the session died
+            self.engine.finished(self, None)
+        elif commit_in_flight:
+            self._record_order_end()
+            self.engine.finished(self, None, unknown=True)
+        else:
+            self._retry_or_fail(CONNECTION_LOST)

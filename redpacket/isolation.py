@@ -39,10 +39,5 @@ class Isolation(enum.Enum):
         valid = ", ".join(level.value for level in cls)
         raise LabError(f"unknown isolation level {name!r}; choose one of: {valid}")
 
-    @classmethod
-    def from_server_name(cls, name: str) -> Isolation:
-        """Parse what ``SHOW default_transaction_isolation`` answers ('read committed')."""
-        return cls.parse(name)
-
 
 ISOLATION_NAMES = tuple(level.value for level in Isolation)

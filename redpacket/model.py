@@ -74,6 +74,3 @@ class RedPacketDuplicate(Base):
 
 
 metadata = Base.metadata
-orders = Order.__table__
-red_packets = RedPacket.__table__
-red_packet_duplicates = RedPacketDuplicate.__table__

@@ -71,6 +71,15 @@ BAD = [
     (["@foreign", "drop"], "was not created by redpacket; refusing"),
     (["@foreign", "stress"], "was not created by redpacket; refusing"),
     (["@lab", "frobnicate"], "No such command 'frobnicate'"),
+    (["--database-url", "postgresql://u:pw@127.0.0.1:1/x", "doctor"], "cannot connect to"),
+    (["--lab-database", " ", "doctor"], "--lab-database must not be empty"),
+    (["@lab", "reset", "--orders", "many"], "'many' is not a valid integer"),
+    (["@lab", "explain", "nope"], "unknown strategy 'nope'"),
+    (["@lab", "explain", "seed", "--isolation", "chaos"], "unknown isolation level 'chaos'"),
+    (["@lab", "matrix", "--schedules", "serial", "--schedules", "T1:7,T2:end"], "names a step"),
+    (["@lab", "matrix", "--isolation", "read-uncommitted"], "unknown isolation level"),
+    (["@lab", "matrix", "--retries", "-1"], "--retries must be 0 or more"),
+    (["@lab", "stress", "--workload", "uniform", "--duration", "0"], "--duration must be more"),
 ]
 
 
@@ -120,6 +129,7 @@ def test_bad_invocation(
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("redpacket: error: ")
     assert "Traceback" not in out + err
+    assert "pw@" not in err
 
 
 def test_there_are_at_least_25_bad_invocations() -> None:

@@ -51,20 +51,13 @@ def wait_for_workers(url: str, lab_database: str, count: int, timeout_s: float =
 
 def wait_for_grants(url: str, lab_database: str, schema: str, timeout_s: float = 60) -> None:
     """Poll the lab database until the run has granted something."""
+    count = sql.SQL("SELECT count(*) FROM {}.red_packets").format(sql.Identifier(schema))
     deadline = time.monotonic() + timeout_s
     with connect(parse_url(url).set(database=lab_database), autocommit=True) as observer:
         while time.monotonic() < deadline:
-            row = observer.execute(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE c.relname = 'red_packets' AND n.nspname = %s",
-                (schema,),
-            ).fetchone()
-            if row is not None and int(str(row[0])):
-                found = observer.execute(
-                    sql.SQL("SELECT count(*) FROM {}.red_packets").format(sql.Identifier(schema))
-                ).fetchone()
-                if found is not None and int(str(found[0])) > 0:
-                    return
+            row = observer.execute(count).fetchone()
+            if row is not None and int(str(row[0])) > 0:
+                return
             time.sleep(0.01)
     raise TimeoutError("the run never granted anything")
 

@@ -31,13 +31,6 @@ def _commit(run: Run, session: int) -> Event | None:
     return None
 
 
-def _first(run: Run, session: int, predicate: str) -> Event | None:
-    for event in run.events:
-        if event.session == session and event.kind is not Kind.WAIT and event.action == predicate:
-            return event
-    return None
-
-
 def explain(run: Run) -> str:
     if run.verdict is Verdict.STUCK:
         return f"The schedule could make no progress: {run.stuck}."

@@ -100,10 +100,8 @@ def run_threads(lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live],
     for thread in threads:
         thread.start()
     try:
-        while any(thread.is_alive() for thread in threads):
-            for thread in threads:
-                thread.join(timeout=0.1)
-                break
+        while alive := [thread for thread in threads if thread.is_alive()]:
+            alive[0].join(timeout=0.1)  # wakes for the progress report, or when it ends
             live.attempts = sum(t.attempts for t in tallies)
             live.granted = sum(t.granted for t in tallies)
             live.failed = sum(sum(t.failed.values()) for t in tallies)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
 import pytest
 
-from redpacket.database.lab import Lab
+from redpacket.database.lab import Lab, Schema
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
 from redpacket.stress.plan import StressPlan, Workload
@@ -16,9 +20,11 @@ pytestmark = pytest.mark.stress
 RC = Isolation.READ_COMMITTED
 
 
-def stress(lab: Lab, strategy: str, level: Isolation, **options: object) -> StressResult:
+def stress(
+    lab: Lab, strategy: str, level: Isolation, reset: bool = True, **options: object
+) -> StressResult:
     plan = StressPlan(STRATEGIES[strategy], level, **options)  # type: ignore[arg-type]
-    return run_stress(lab, plan)
+    return run_stress(lab, plan, reset=reset)
 
 
 @pytest.mark.parametrize("strategy", ["on_conflict", "conditional_update", "lock_first"])
@@ -53,23 +59,66 @@ def test_orders_granted_in_opposite_order_deadlock_and_recover(lab: Lab) -> None
     assert result.tally.attempts == 40  # 4 workers x 5 pairs x 2 orders
 
 
-def test_lock_timeout_fails_requests_and_is_counted(lab: Lab) -> None:
+@contextmanager
+def orders_locked_elsewhere(lab: Lab, orders: int) -> Iterator[None]:
+    """Load ``orders`` and hold a row lock on every one from a connection outside the run."""
+    lab.reset(orders)
+    with psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED), autocommit=True) as holder:
+        # if the run under test ignored its timeouts it would wait on this lock for ever:
+        # the server ends the holder's idle transaction instead, and the test fails with
+        # IdleInTransactionSessionTimeout
+        holder.execute("SET idle_in_transaction_session_timeout = '10s'")
+        with holder.transaction():
+            holder.execute("SELECT id FROM orders FOR UPDATE").fetchall()
+            yield
+
+
+def test_lock_timeout_fails_every_request_blocked_past_it(lab: Lab) -> None:
+    with orders_locked_elsewhere(lab, 5):
+        result = stress(lab, "lock_first", RC, workers=4, orders=5, lock_timeout_ms=20, reset=False)
+    assert dict(result.tally.failed) == {"55P03": 20}
+    assert result.faults["lock_timeouts"] == 20
+    assert result.tally.granted == 0
+    assert result.check is not None
+    assert (result.check.duplicate_orders, result.check.missing_orders) == (0, 5)
+    assert result.history_check is not None
+    assert result.history_check.ok
+
+
+def test_statement_timeout_fails_every_request_blocked_past_it(lab: Lab) -> None:
+    with orders_locked_elsewhere(lab, 5):
+        result = stress(
+            lab, "lock_first", RC, workers=4, orders=5, statement_timeout_ms=20, reset=False
+        )
+    assert dict(result.tally.failed) == {"57014": 20}
+    assert result.faults["statement_timeouts"] == 20
+    assert result.tally.granted == 0
+    assert result.history_check is not None
+    assert result.history_check.ok
+
+
+def test_lock_timeouts_under_crossed_grants_leave_no_duplicate(lab: Lab) -> None:
     result = stress(
         lab, "lock_first", RC, workers=4, orders=10, workload=Workload.CROSSED,
         lock_timeout_ms=5,
     )  # fmt: skip
-    assert result.faults["lock_timeouts"] > 0
-    assert result.tally.failed["55P03"] > 0
+    assert set(result.tally.failed) <= {"55P03", "40P01"}
     assert result.check is not None
     assert result.check.duplicate_orders == 0
     assert result.history_check is not None
     assert result.history_check.ok
 
 
-def test_statement_timeout_is_counted(lab: Lab) -> None:
+def test_a_tiny_statement_timeout_hits_the_workload_not_the_setup(lab: Lab) -> None:
+    # the workers prepare their statements before the timeout applies: a 1 ms limit
+    # cancels grant statements, never the run itself
     result = stress(lab, "lock_first", RC, workers=8, orders=20, statement_timeout_ms=1)
-    # every cancelled statement is a timeout; a request fails on its first one
-    assert 0 < result.tally.failed["57014"] <= result.faults["statement_timeouts"]
+    assert result.error is None
+    assert result.tally.attempts == 160
+    assert set(result.tally.failed) <= {"57014"}
+    assert result.tally.failed["57014"] <= result.faults["statement_timeouts"]
+    assert result.check is not None
+    assert result.check.duplicate_orders == 0
     assert result.history_check is not None
     assert result.history_check.ok
 

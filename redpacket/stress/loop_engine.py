@@ -29,7 +29,7 @@ from redpacket.retry import RetryPolicy
 from redpacket.strategies import End
 from redpacket.stress.history import ALREADY_GRANTED, FAILED, GRANTED, UNKNOWN
 from redpacket.stress.plan import StressPlan, Workload
-from redpacket.stress.statements import Compiled, ConnectionFailed
+from redpacket.stress.statements import Compiled, ConnectionFailed, apply_settings
 from redpacket.stress.tally import Tally
 from redpacket.stress.worker import Worker
 
@@ -91,6 +91,7 @@ class LoopEngine:
                 pgconn.finish()
                 raise ConnectionFailed(message.splitlines()[0] if message else "connection failed")
             self.compiled.prepare(pgconn)
+            apply_settings(pgconn, self.plan.session_settings)
             pgconn.nonblocking = 1
             pgconn.enter_pipeline_mode()
         except (ConnectionFailed, OperationalError) as exc:

@@ -106,16 +106,19 @@ class StressPlan:
             raise LabError("the crossed workload needs at least 2 orders and 2 workers")
 
     @property
-    def server_options(self) -> str:
-        """Session settings for the workers' connections (libpq ``options``)."""
-        settings = []
-        if self.lock_timeout_ms:
-            settings.append(f"-c lock_timeout={int(self.lock_timeout_ms)}")
-        if self.statement_timeout_ms:
-            settings.append(f"-c statement_timeout={int(self.statement_timeout_ms)}")
-        if self.deadlock_timeout_ms:
-            settings.append(f"-c deadlock_timeout={int(self.deadlock_timeout_ms)}")
-        return " ".join(settings)
+    def session_settings(self) -> tuple[tuple[str, str], ...]:
+        """Server settings for the workers' sessions, applied once their statements are prepared.
+
+        Set after connection setup, not in the connection string: a 1 ms
+        ``statement_timeout`` is a fault for the workload, not a reason for the
+        worker's own PREPAREs to fail.
+        """
+        settings = (
+            ("lock_timeout", self.lock_timeout_ms),
+            ("statement_timeout", self.statement_timeout_ms),
+            ("deadlock_timeout", self.deadlock_timeout_ms),
+        )
+        return tuple((name, f"{value}ms") for name, value in settings if value)
 
     @property
     def expected_requests(self) -> int | None:

@@ -32,7 +32,7 @@ def run_stress(
     schema = Schema.for_revision(plan.strategy.requires_revision)
     if reset:
         lab.reset(plan.orders)
-    conninfo = lab.conninfo(schema, WORKER_APPLICATION, plan.server_options)
+    conninfo = lab.conninfo(schema, WORKER_APPLICATION)
     live = Live()
     report = on_progress or (lambda _live: None)
     killer = None

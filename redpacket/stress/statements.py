@@ -56,3 +56,14 @@ class Compiled:
             if result.status != pq.ExecStatus.COMMAND_OK:
                 message = (result.error_message or b"").decode(errors="replace").strip()
                 raise ConnectionFailed(f"cannot prepare {name.decode()}: {message}")
+
+
+def apply_settings(pgconn: PGconn, settings: tuple[tuple[str, str], ...]) -> None:
+    """Set session ``settings`` (name, value) through ``set_config``: values go as parameters."""
+    for name, value in settings:
+        result = pgconn.exec_params(
+            b"SELECT set_config($1, $2, false)", [name.encode(), value.encode()]
+        )
+        if result.status != pq.ExecStatus.TUPLES_OK:
+            message = (result.error_message or b"").decode(errors="replace").strip()
+            raise ConnectionFailed(f"cannot set {name}: {message}")

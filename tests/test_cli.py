@@ -166,7 +166,11 @@ def test_demo_reproduces_and_explains_the_seed_bug(
     assert status == 0
     assert "verdict: DUPLICATE" in out
     assert "took its snapshot" in out
+    assert "waits for T1" in out  # the first timeline shows T2 blocked on T1's lock
+    assert "waited for T1's lock" in out
+    assert "verdict: CORRECT" in out  # the same code at read-committed
     assert "with 3 retries" in out
+    assert "stress comparison" in out
 
 
 def test_stress_expect_correct_and_csv(

@@ -7,7 +7,21 @@ from redpacket.interleave.schedule import BEGIN, END, SCHEDULE_NAMES, Entry, par
 
 
 def test_named_schedules_exist() -> None:
-    assert set(SCHEDULE_NAMES) >= {"serial", "t2-first-read", "t1-first-read", "t2-begins-first"}
+    assert set(SCHEDULE_NAMES) >= {
+        "serial", "t2-first-read", "t1-first-read", "t2-begins-first", "t2-waits"
+    }  # fmt: skip
+
+
+def test_named_schedules_fit_a_one_step_strategy() -> None:
+    # t2-waits lets T1 run two steps; a strategy of one step runs that one
+    short, long = parse_schedule("t2-waits", steps=1), parse_schedule("t2-waits", steps=4)
+    assert short.entries == (Entry(1, 1), Entry(2, END), Entry(1, END))
+    assert long.entries == (Entry(1, 2), Entry(2, END), Entry(1, END))
+
+
+def test_explicit_schedules_are_not_fitted() -> None:
+    with pytest.raises(LabError, match="names a step the strategy does not have"):
+        parse_schedule("T1:2,T2:end,T1:end", steps=1)
 
 
 def test_t2_first_read_is_the_seed_bug_order() -> None:

@@ -86,6 +86,11 @@ NAMED: dict[str, tuple[str, str]] = {
         "T1:1,T2:end,T1:end",
         "T1 runs its first step, then T2 runs whole, then T1 finishes",
     ),
+    "t2-waits": (
+        "T1:2,T2:end,T1:end",
+        "T1 runs two steps (taking its lock), T2 runs until it ends or blocks on T1,"
+        " then T1 finishes (the bug as production met it: T2 waits for the lock)",
+    ),
     "t2-begins-first": (
         "T2:begin,T1:end,T2:end",
         "T2 sends BEGIN before T1's first statement, then T1 runs whole, then T2",
@@ -110,10 +115,13 @@ def parse_schedule(text: str, steps: int) -> Schedule:
             f"unknown schedule {text!r}; name one of: {', '.join(SCHEDULE_NAMES)},"
             " or give entries like T1:1,T2:1,T1:end,T2:end"
         )
+    named = name.lower() in NAMED
     resolved = []
     for session, target in _parse_entries(spec):
         if isinstance(target, str):  # "commit"
             target = steps + 1
+        elif target != END and target > steps and named:
+            target = steps  # a named schedule fits every strategy: T1:2 is T1's last of one
         elif target != END and target > steps:
             raise LabError(
                 f"schedule entry T{session}:{int(target)} names a step the strategy"
@@ -126,4 +134,4 @@ def parse_schedule(text: str, steps: int) -> Schedule:
     if missing:
         listed = ", ".join(f"T{n}" for n in sorted(missing))
         raise LabError(f"schedule never runs {listed}; sessions must be numbered T1..T{sessions}")
-    return Schedule(name.lower() if name.lower() in NAMED else spec, entries, description)
+    return Schedule(name.lower() if named else spec, entries, description)

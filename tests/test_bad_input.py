@@ -71,6 +71,8 @@ BAD = [
     (["@foreign", "drop"], "was not created by redpacket; refusing"),
     (["@foreign", "stress"], "was not created by redpacket; refusing"),
     (["@lab", "frobnicate"], "No such command 'frobnicate'"),
+    (["strategies", "pessimistic"], "unknown strategy 'pessimistic'"),
+    (["@lab", "stress", "--statement-timeout", "-3"], "--statement-timeout must be more than 0"),
     (["--database-url", "postgresql://u:pw@127.0.0.1:1/x", "doctor"], "cannot connect to"),
     (["--lab-database", " ", "doctor"], "--lab-database must not be empty"),
     (["@lab", "reset", "--orders", "many"], "'many' is not a valid integer"),

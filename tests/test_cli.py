@@ -13,6 +13,7 @@ from redpacket.cli import main
 from redpacket.database.backends import Server
 from redpacket.database.lab import Lab
 from redpacket.database.urls import libpq_url
+from redpacket.strategies import STRATEGIES
 
 
 @pytest.fixture
@@ -247,3 +248,34 @@ def test_compare_writes_charts(
     charts = sorted(p.name for p in out_dir.iterdir())
     assert charts == ["duplicates_hot_4w.png", "throughput_p99_hot_4w.png"]
     assert all((out_dir / name).read_bytes()[:4] == b"\x89PNG" for name in charts)
+
+
+def test_strategies_lists_every_strategy_with_its_declared_verdicts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, _ = run(capsys, "strategies", "--json")
+    assert status == 0
+    listed = {entry["name"]: entry for entry in json.loads(out)}
+    assert set(listed) == set(STRATEGIES)
+    seed = listed["seed"]
+    assert seed["schema"] == "unconstrained"
+    assert [step["name"] for step in seed["steps"]] == [
+        "select_order", "lock_order", "find_grant", "insert_grant"
+    ]  # fmt: skip
+    assert "FOR UPDATE" in seed["steps"][1]["sql"]
+    assert {level: v["race"] for level, v in seed["verdicts"].items()} == {
+        "read-committed": "correct",
+        "repeatable-read": "duplicate",
+        "serializable": "correct with retries",
+    }
+    assert listed["on_conflict"]["schema"] == "constrained"
+    status, out, _ = run(capsys, "strategies")
+    assert status == 0
+    assert all(name in out for name in STRATEGIES)
+
+
+def test_strategies_name_shows_its_why_and_its_sql(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "strategies", "lock-first")
+    assert status == 0
+    assert "snapshot" in out  # the docstring: why it still duplicates at repeatable-read
+    assert "SELECT id FROM orders WHERE id = :order_id FOR UPDATE" in out

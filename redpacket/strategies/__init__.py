@@ -16,7 +16,7 @@ from redpacket.strategies import (
     seed,
     unique_catch,
 )
-from redpacket.strategies.steps import End, Step, Strategy, Walk
+from redpacket.strategies.steps import End, Expected, Race, Step, Strategy, Walk
 
 _MODULES = (advisory, conditional_update, lock_first, naive, on_conflict, optimistic, seed,
             unique_catch)  # fmt: skip
@@ -35,4 +35,7 @@ def get_strategy(name: str) -> Strategy:
         ) from None
 
 
-__all__ = ["STRATEGIES", "STRATEGY_NAMES", "End", "Step", "Strategy", "Walk", "get_strategy"]
+__all__ = [
+    "STRATEGIES", "STRATEGY_NAMES", "End", "Expected", "Race", "Step", "Strategy", "Walk",
+    "get_strategy",
+]  # fmt: skip

@@ -14,7 +14,7 @@ An unknown order fails on the foreign key (23503) at the insert.
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT
-from redpacket.strategies.steps import Step, Strategy
+from redpacket.strategies.steps import Expected, Race, Step, Strategy
 
 ADVISORY_LOCK = Step("advisory_lock", "SELECT pg_advisory_xact_lock(:order_id)")
 
@@ -24,9 +24,11 @@ STRATEGY = Strategy(
     steps=(ADVISORY_LOCK, FIND_GRANT, INSERT_GRANT),
     requires_revision="0001",
     verdicts={
-        Isolation.READ_COMMITTED: "correct",
-        Isolation.REPEATABLE_READ: "duplicate (snapshot taken as the blocked lock starts)",
-        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+        Isolation.READ_COMMITTED: Expected(Race.CORRECT),
+        Isolation.REPEATABLE_READ: Expected(
+            Race.DUPLICATE, "snapshot taken as the blocked lock starts"
+        ),
+        Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
     },
     doc=__doc__ or "",
 )

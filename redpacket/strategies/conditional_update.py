@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import INSERT_GRANT, SELECT_ORDER
-from redpacket.strategies.steps import End, Go, Step, Strategy
+from redpacket.strategies.steps import End, Expected, Go, Race, Step, Strategy
 
 CLAIM = Step(
     "claim_order",
@@ -38,9 +38,9 @@ STRATEGY = Strategy(
     ),
     requires_revision="0001",
     verdicts={
-        Isolation.READ_COMMITTED: "correct",
-        Isolation.REPEATABLE_READ: "correct with retries (40001 for the loser)",
-        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+        Isolation.READ_COMMITTED: Expected(Race.CORRECT),
+        Isolation.REPEATABLE_READ: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
+        Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
     },
     doc=__doc__ or "",
 )

@@ -13,7 +13,7 @@ check runs only after the competitor committed.
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT, LOCK_ORDER
-from redpacket.strategies.steps import Strategy
+from redpacket.strategies.steps import Expected, Race, Strategy
 
 STRATEGY = Strategy(
     name="lock_first",
@@ -21,9 +21,11 @@ STRATEGY = Strategy(
     steps=(LOCK_ORDER, FIND_GRANT, INSERT_GRANT),
     requires_revision="0001",
     verdicts={
-        Isolation.READ_COMMITTED: "correct",
-        Isolation.REPEATABLE_READ: "duplicate (snapshot taken as the blocked lock starts)",
-        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+        Isolation.READ_COMMITTED: Expected(Race.CORRECT),
+        Isolation.REPEATABLE_READ: Expected(
+            Race.DUPLICATE, "snapshot taken as the blocked lock starts"
+        ),
+        Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
     },
     doc=__doc__ or "",
 )

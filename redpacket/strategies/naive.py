@@ -13,7 +13,7 @@ run the check before either inserts, both see "none", both insert.
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT
-from redpacket.strategies.steps import Strategy
+from redpacket.strategies.steps import Expected, Race, Strategy
 
 STRATEGY = Strategy(
     name="naive",
@@ -21,9 +21,9 @@ STRATEGY = Strategy(
     steps=(FIND_GRANT, INSERT_GRANT),
     requires_revision="0001",
     verdicts={
-        Isolation.READ_COMMITTED: "duplicate",
-        Isolation.REPEATABLE_READ: "duplicate",
-        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+        Isolation.READ_COMMITTED: Expected(Race.DUPLICATE),
+        Isolation.REPEATABLE_READ: Expected(Race.DUPLICATE),
+        Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
     },
     doc=__doc__ or "",
 )

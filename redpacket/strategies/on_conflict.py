@@ -13,7 +13,7 @@ An unknown order fails on the foreign key (23503).
 """
 
 from redpacket.isolation import Isolation
-from redpacket.strategies.steps import End, Step, Strategy
+from redpacket.strategies.steps import End, Expected, Race, Step, Strategy
 
 INSERT_OR_NOTHING = Step(
     "insert_on_conflict",
@@ -31,9 +31,9 @@ STRATEGY = Strategy(
     steps=(INSERT_OR_NOTHING,),
     requires_revision="0002",
     verdicts={
-        Isolation.READ_COMMITTED: "correct",
-        Isolation.REPEATABLE_READ: "correct with retries (40001 for the loser)",
-        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+        Isolation.READ_COMMITTED: Expected(Race.CORRECT),
+        Isolation.REPEATABLE_READ: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
+        Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
     },
     doc=__doc__ or "",
 )

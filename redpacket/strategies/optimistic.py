@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT
-from redpacket.strategies.steps import NEXT, End, Step, Strategy
+from redpacket.strategies.steps import NEXT, End, Expected, Race, Step, Strategy
 
 READ_VERSION = Step(
     "read_version",
@@ -45,9 +45,9 @@ STRATEGY = Strategy(
     ),
     requires_revision="0001",
     verdicts={
-        Isolation.READ_COMMITTED: "correct with retries (lost race for the loser)",
-        Isolation.REPEATABLE_READ: "correct with retries (40001 for the loser)",
-        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+        Isolation.READ_COMMITTED: Expected(Race.CORRECT_WITH_RETRIES, "lost race for the loser"),
+        Isolation.REPEATABLE_READ: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
+        Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
     },
     doc=__doc__ or "",
 )

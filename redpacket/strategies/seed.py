@@ -19,7 +19,7 @@ for a red packet in its old snapshot, sees none and inserts a duplicate.
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT, LOCK_ORDER, SELECT_ORDER
-from redpacket.strategies.steps import Strategy
+from redpacket.strategies.steps import Expected, Race, Strategy
 
 STRATEGY = Strategy(
     name="seed",
@@ -27,9 +27,9 @@ STRATEGY = Strategy(
     steps=(SELECT_ORDER, LOCK_ORDER, FIND_GRANT, INSERT_GRANT),
     requires_revision="0001",
     verdicts={
-        Isolation.READ_COMMITTED: "correct",
-        Isolation.REPEATABLE_READ: "duplicate",
-        Isolation.SERIALIZABLE: "correct with retries (40001 for the loser)",
+        Isolation.READ_COMMITTED: Expected(Race.CORRECT),
+        Isolation.REPEATABLE_READ: Expected(Race.DUPLICATE),
+        Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
     },
     doc=__doc__ or "",
 )

@@ -93,13 +93,32 @@ class Step:
         return {name: context[name] for name in self.param_names}
 
 
+class Race(enum.Enum):
+    """What a strategy does when two grants for one order race, at one isolation level."""
+
+    CORRECT = "correct"  # one red packet, and no grant fails
+    CORRECT_WITH_RETRIES = "correct with retries"  # one red packet; the loser needs a retry
+    DUPLICATE = "duplicate"  # two red packets: the bug
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A strategy's declared verdict at one level; the interleaving tests hold it to the server."""
+
+    race: Race
+    note: str = ""  # who fails how, or why it duplicates
+
+    def __str__(self) -> str:
+        return f"{self.race.value} ({self.note})" if self.note else self.race.value
+
+
 @dataclass(frozen=True)
 class Strategy:
     name: str
     summary: str
     steps: tuple[Step, ...]
     requires_revision: str  # "0001": the bug's schema; "0002": with the unique constraint
-    verdicts: Mapping[Isolation, str]  # what happens under a race, per level
+    verdicts: Mapping[Isolation, Expected]  # what happens under a race, per level
     doc: str = ""
 
     def index_of(self, step_name: str) -> int:

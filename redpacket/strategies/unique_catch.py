@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import INSERT_GRANT
-from redpacket.strategies.steps import End, Strategy
+from redpacket.strategies.steps import End, Expected, Race, Strategy
 
 UNIQUE_VIOLATION = "23505"
 
@@ -28,9 +28,9 @@ STRATEGY = Strategy(
     steps=(replace(INSERT_GRANT, on_error={UNIQUE_VIOLATION: End.ALREADY_GRANTED}),),
     requires_revision="0002",
     verdicts={
-        Isolation.READ_COMMITTED: "correct (23505 for the loser)",
-        Isolation.REPEATABLE_READ: "correct (23505 for the loser)",
-        Isolation.SERIALIZABLE: "correct (23505 for the loser)",
+        Isolation.READ_COMMITTED: Expected(Race.CORRECT, "23505 for the loser"),
+        Isolation.REPEATABLE_READ: Expected(Race.CORRECT, "23505 for the loser"),
+        Isolation.SERIALIZABLE: Expected(Race.CORRECT, "23505 for the loser"),
     },
     doc=__doc__ or "",
 )

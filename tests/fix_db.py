@@ -18,6 +18,7 @@ import pytest
 from redpacket.database import migrate
 from redpacket.database.backends import Server, docker_problem, embedded_available, open_server
 from redpacket.database.lab import Lab, Schema, connect
+from redpacket.database.urls import libpq_url
 from redpacket.errors import LabError
 
 
@@ -92,3 +93,12 @@ def svcconn(server: Server) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """An autocommit observer connection to the server's maintenance database."""
     with connect(server.url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def cli_lab(server: Server, worker_id_suffix: str) -> Iterator[list[str]]:
+    """Global CLI options pointing at the test server and a lab database for CLI tests."""
+    lab = Lab(server, f"redpacket_cli_{worker_id_suffix}")
+    lab.drop()
+    yield ["--database-url", libpq_url(server.url), "--lab-database", lab.name]
+    lab.drop()

@@ -4,25 +4,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from redpacket.cli import main
-from redpacket.database.backends import Server
-from redpacket.database.lab import Lab
-from redpacket.database.urls import libpq_url
 from redpacket.strategies import STRATEGIES
-
-
-@pytest.fixture
-def cli_lab(server: Server, worker_id_suffix: str) -> Iterator[list[str]]:
-    """Global CLI options pointing at the test server and a lab database for CLI tests."""
-    lab = Lab(server, f"redpacket_cli_{worker_id_suffix}")
-    lab.drop()
-    yield ["--database-url", libpq_url(server.url), "--lab-database", lab.name]
-    lab.drop()
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from redpacket.errors import LabError
@@ -33,15 +35,8 @@ def test_each_strategy_is_documented_per_level_and_well_formed(strategy: Strateg
     assert set(strategy.verdicts) == set(Isolation)
     for level in Isolation:
         assert level.value in strategy.doc, f"{strategy.name} docstring omits {level.value}"
-    names = [step.name for step in strategy.steps]
-    assert len(names) == len(set(names))
-    for step in strategy.steps:
-        assert step.sql.count(";") == 0, "one statement per step"
-        for then in (step.on_row, step.on_no_row):
-            if isinstance(then, Go) and then.step is not None:
-                strategy.index_of(then.step)
-        assert set(step.param_names) <= {"order_id", "campaign_id", "amount", "seen_version"}
-    assert strategy.requires_revision in {"0001", "0002"}
+    assert strategy.problems() == []
+    assert strategy.origin == ""  # built in, not loaded from a file
 
 
 def test_constrained_strategies_need_revision_2() -> None:
@@ -74,3 +69,22 @@ def test_walk_handles_only_declared_errors() -> None:
     assert walk.error("23505") is End.ALREADY_GRANTED
     assert Walk(STRATEGIES["unique_catch"], {}).error("23503") is None
     assert Walk(STRATEGIES["naive"], {}).error("23505") is None
+
+
+def test_problems_are_found_before_a_strategy_runs() -> None:
+    seed = STRATEGIES["seed"]
+    lock = seed.steps[1]
+    jumps = dataclasses.replace(lock, on_row=Go("nowhere"))
+    broken = dataclasses.replace(
+        seed,
+        name="my fix",
+        steps=(seed.steps[0], jumps, seed.steps[0]),
+        verdicts={Isolation.SERIALIZABLE: seed.verdicts[Isolation.SERIALIZABLE]},
+    )
+    assert broken.problems() == [
+        "its name 'my fix' must be a Python identifier",
+        "step names repeat: select_order, lock_order, select_order",
+        "verdicts omit read-committed, repeatable-read",
+        "step lock_order goes to 'nowhere', which is no step",
+    ]
+    assert dataclasses.replace(seed, steps=()).problems() == ["it has no steps"]

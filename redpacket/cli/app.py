@@ -98,13 +98,14 @@ def _isolation(_ctx: click.Context, _param: click.Parameter, value: str) -> Isol
     return Isolation.parse(value)
 
 
+STRATEGIES_HELP = "Comma-separated names or .py files defining STRATEGY; default: all built in."
 strategy_option = click.option(
     "--strategy",
     "-s",
     default="seed",
     show_default=True,
     callback=_strategy,
-    help=f"One of: {', '.join(STRATEGY_NAMES)}.",
+    help=f"One of: {', '.join(STRATEGY_NAMES)}; or the path of a .py file defining STRATEGY.",
 )
 isolation_option = click.option(
     "--isolation",

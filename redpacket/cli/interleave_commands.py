@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.panel import Panel
 
 from redpacket.cli.app import (
+    STRATEGIES_HELP,
     Options,
     cli,
     console,
@@ -85,7 +86,7 @@ def explain(
 
 
 @cli.command()
-@click.option("--strategies", multiple=True, help="Comma-separated; default: all.")
+@click.option("--strategies", multiple=True, help=STRATEGIES_HELP)
 @click.option("--isolation", "levels", multiple=True, help="Comma-separated; default: all three.")
 @click.option(
     "--schedules",

@@ -12,6 +12,7 @@ import click
 from rich.progress import Progress, TaskID
 
 from redpacket.cli.app import (
+    STRATEGIES_HELP,
     Options,
     cli,
     console,
@@ -222,7 +223,7 @@ def run_comparison(lab: Lab, plans: Sequence[StressPlan]) -> list[StressResult]:
 
 
 @cli.command()
-@click.option("--strategies", multiple=True, help="Comma-separated; default: all.")
+@click.option("--strategies", multiple=True, help=STRATEGIES_HELP)
 @click.option("--isolation", "levels", multiple=True, help="Comma-separated; default: all three.")
 @click.option("--workers", "worker_counts", multiple=True, help="Comma-separated; default: 16.")
 @click.option("--workload", "workloads", multiple=True, help="hot and/or uniform; default: hot.")

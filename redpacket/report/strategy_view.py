@@ -28,6 +28,7 @@ def strategy_data(strategy: Strategy) -> dict[str, Any]:
         "summary": strategy.summary,
         "schema": Schema.for_revision(strategy.requires_revision).value,
         "requires_revision": strategy.requires_revision,
+        "file": strategy.origin or None,
         "steps": [{"name": step.name, "sql": step.sql} for step in strategy.steps],
         "verdicts": {
             level.value: {"race": expected.race.value, "note": expected.note}
@@ -70,6 +71,8 @@ def strategy_detail(strategy: Strategy) -> Group:
         steps.add_row(str(number), step.name, step.sql)
     schema = Schema.for_revision(strategy.requires_revision).value
     doc = strategy.doc.strip() or strategy.summary
+    if strategy.origin:
+        doc += f"\n\n(from {strategy.origin})"
     return Group(
         Panel(doc, title=f"{strategy.name} (schema {schema})", title_align="left"),
         steps,

@@ -1,6 +1,7 @@
 """The registry of grant strategies: one module each, listed here explicitly.
 
-A new strategy is one new module with a ``STRATEGY`` and one line below.
+A new strategy is one new module with a ``STRATEGY`` and one line below. A user's
+own strategy is a file with a ``STRATEGY``, named by its path where a name goes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from redpacket.strategies import (
     seed,
     unique_catch,
 )
-from redpacket.strategies.steps import End, Expected, Race, Step, Strategy, Walk
+from redpacket.strategies.files import load_strategy_file, looks_like_file
+from redpacket.strategies.steps import NEXT, End, Expected, Go, Race, Step, Strategy, Walk
 
 _MODULES = (advisory, conditional_update, lock_first, naive, on_conflict, optimistic, seed,
             unique_catch)  # fmt: skip
@@ -27,15 +29,19 @@ STRATEGY_NAMES = tuple(STRATEGIES)
 
 
 def get_strategy(name: str) -> Strategy:
+    """A built-in strategy by name, or the one a user's ``.py`` file defines."""
+    if looks_like_file(name):
+        return load_strategy_file(name, reserved=frozenset(STRATEGIES))
     try:
         return STRATEGIES[name.strip().lower().replace("-", "_")]
     except KeyError:
         raise LabError(
-            f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGY_NAMES)}"
+            f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGY_NAMES)},"
+            " or give the path of a .py file that defines STRATEGY"
         ) from None
 
 
 __all__ = [
-    "STRATEGIES", "STRATEGY_NAMES", "End", "Expected", "Race", "Step", "Strategy", "Walk",
-    "get_strategy",
+    "NEXT", "STRATEGIES", "STRATEGY_NAMES", "End", "Expected", "Go", "Race", "Step", "Strategy",
+    "Walk", "get_strategy",
 ]  # fmt: skip

@@ -42,6 +42,7 @@ class Go:
 
 
 NEXT = Go()
+GRANT_PARAMETERS = frozenset({"order_id", "campaign_id", "amount"})  # what every step may use
 _PSYCOPG = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 _NUMBERED = PGDialect_psycopg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 Then = End | Go
@@ -120,12 +121,53 @@ class Strategy:
     requires_revision: str  # "0001": the bug's schema; "0002": with the unique constraint
     verdicts: Mapping[Isolation, Expected]  # what happens under a race, per level
     doc: str = ""
+    origin: str = ""  # the file a user's strategy was loaded from; "" for the built-in ones
 
     def index_of(self, step_name: str) -> int:
         for index, step in enumerate(self.steps):
             if step.name == step_name:
                 return index
         raise KeyError(step_name)
+
+    def problems(self) -> list[str]:
+        """What would make this strategy fail half-way through a run, found before it runs.
+
+        The built-in strategies are held to this by the tests; a strategy loaded from
+        a user's file is refused with the first problem, instead of a KeyError in a
+        worker thousands of requests into a stress run.
+        """
+        found = []
+        if not self.name.isidentifier():
+            found.append(f"its name {self.name!r} must be a Python identifier")
+        if not self.steps:
+            found.append("it has no steps")
+        names = [step.name for step in self.steps]
+        if len(names) != len(set(names)):
+            found.append(f"step names repeat: {', '.join(names)}")
+        if self.requires_revision not in ("0001", "0002"):
+            found.append(
+                f"requires_revision must be '0001' (the bug's schema) or '0002' (with the"
+                f" unique constraint), got {self.requires_revision!r}"
+            )
+        missing = [level.value for level in Isolation if level not in self.verdicts]
+        if missing:
+            found.append(f"verdicts omit {', '.join(missing)}")
+        known = set(GRANT_PARAMETERS)
+        for step in self.steps:
+            if ";" in step.sql.strip().rstrip(";"):
+                found.append(f"step {step.name} holds more than one statement")
+            unknown = sorted(set(step.param_names) - known)
+            if unknown:
+                found.append(
+                    f"step {step.name} uses :{', :'.join(unknown)}, which neither the grant"
+                    f" ({', '.join(sorted(GRANT_PARAMETERS))}) nor an earlier capture provides"
+                )
+            for then in (step.on_row, step.on_no_row):
+                if isinstance(then, Go) and then.step is not None and then.step not in names:
+                    found.append(f"step {step.name} goes to {then.step!r}, which is no step")
+            if step.capture:
+                known.add(step.capture)
+        return found
 
 
 class Walk:

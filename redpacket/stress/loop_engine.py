@@ -29,7 +29,12 @@ from redpacket.retry import RetryPolicy
 from redpacket.strategies import End
 from redpacket.stress.history import ALREADY_GRANTED, FAILED, GRANTED, UNKNOWN
 from redpacket.stress.plan import StressPlan, Workload
-from redpacket.stress.statements import Compiled, ConnectionFailed, apply_settings
+from redpacket.stress.statements import (
+    Compiled,
+    ConnectionFailed,
+    StatementRefused,
+    apply_settings,
+)
 from redpacket.stress.tally import Tally
 from redpacket.stress.worker import Worker
 
@@ -38,7 +43,7 @@ SERVER_GONE_AFTER_S = 5.0
 RECONNECT_DELAYS_S = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)
 INITIAL_TRIES = 3  # a connection killed while it prepares is tried again at once
 
-__all__ = ["ConnectionFailed", "LoopEngine", "ServerGone"]
+__all__ = ["ConnectionFailed", "LoopEngine", "ServerGone", "StatementRefused"]
 
 
 class ServerGone(Exception):

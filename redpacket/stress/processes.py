@@ -23,7 +23,7 @@ from redpacket.isolation import Isolation
 from redpacket.strategies import get_strategy
 from redpacket.stress.driving import Outcome, drive
 from redpacket.stress.live import Live
-from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine, ServerGone
+from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine, ServerGone, StatementRefused
 from redpacket.stress.plan import Engine, StressPlan, Workload
 from redpacket.stress.tally import Tally
 
@@ -47,7 +47,8 @@ class _ChildPlan:
             for k, v in asdict(plan).items()
             if k not in ("strategy", "isolation", "workload", "engine")
         }
-        return cls(fields, plan.strategy.name, plan.isolation.value, plan.workload.value,
+        strategy = plan.strategy.origin or plan.strategy.name  # a user's file loads again
+        return cls(fields, strategy, plan.isolation.value, plan.workload.value,
                    plan.engine.value)  # fmt: skip
 
     def plan(self) -> StressPlan:
@@ -76,8 +77,11 @@ def _child(
         engine = LoopEngine(
             plan, conninfo, workers, attempts, plan.seed * 1000 + index, first_worker
         )
-    except (ConnectionFailed, ServerGone) as exc:
-        messages.put(("error", index, str(exc)))
+    except (ConnectionFailed, ServerGone, StatementRefused) as exc:
+        refused = isinstance(exc, StatementRefused)
+        messages.put(
+            ("error", index, str(exc) if refused else f"stress workers cannot connect: {exc}")
+        )
         barrier.abort()
         start.abort()
         return
@@ -185,7 +189,7 @@ def run_processes(
             if child.is_alive():
                 child.terminate()
     if errors:
-        raise LabError(f"stress workers cannot connect: {errors[0]}")
+        raise LabError(errors[0])
     return Outcome(tally, attempted, elapsed, interrupted, failure)
 
 

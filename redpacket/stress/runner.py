@@ -16,7 +16,7 @@ from redpacket.stress.checker import check_history
 from redpacket.stress.driving import Outcome, drive, nothing
 from redpacket.stress.faults import WORKER_APPLICATION, BackendKiller
 from redpacket.stress.live import Live
-from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine
+from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine, StatementRefused
 from redpacket.stress.plan import Engine, StressPlan
 from redpacket.stress.processes import run_processes
 from redpacket.stress.result import StressResult
@@ -74,6 +74,8 @@ def _run_here(
         engine = LoopEngine(plan, conninfo, plan.workers, plan.attempts, plan.seed)
     except ConnectionFailed as exc:
         raise LabError(f"stress workers cannot connect: {exc}") from None
+    except StatementRefused as exc:
+        raise LabError(str(exc)) from None
     except KeyboardInterrupt:  # before anything ran: nothing to report but that
         return Outcome(Tally(), bytearray(plan.orders + 1), 0.0, interrupted=True)
 

@@ -14,11 +14,22 @@ from psycopg.pq.abc import PGconn
 from redpacket.strategies import Strategy
 
 BEGIN, STEP, COMMIT, ROLLBACK = 0, 1, 2, 3
+# SQLSTATE classes that mean "this SQL is wrong" (syntax, undefined names, types), not
+# "this session is in trouble": 42 syntax error or access rule violation, 22 data exception
+_SQL_ERROR_CLASSES = frozenset({"42", "22"})
 Items = tuple[tuple[int, int], ...]
 
 
 class ConnectionFailed(Exception):
     pass
+
+
+class StatementRefused(Exception):
+    """The server will not prepare one of the strategy's statements: the SQL is wrong.
+
+    Not a connection problem and not worth a retry: a user's strategy file with a
+    typo or an ambiguous parameter ends the run at once, naming the step.
+    """
 
 
 class Compiled:
@@ -51,11 +62,20 @@ class Compiled:
     def prepare(self, pgconn: PGconn) -> None:
         statements = [(b"rp_begin", self.begin_sql), (b"rp_commit", b"COMMIT")]
         statements += [(b"rp_rollback", b"ROLLBACK"), *zip(self.names, self.sql, strict=True)]
-        for name, sql in statements:
+        for index, (name, sql) in enumerate(statements):
             result = pgconn.prepare(name, sql)
-            if result.status != pq.ExecStatus.COMMAND_OK:
-                message = (result.error_message or b"").decode(errors="replace").strip()
-                raise ConnectionFailed(f"cannot prepare {name.decode()}: {message}")
+            if result.status == pq.ExecStatus.COMMAND_OK:
+                continue
+            message = (result.error_message or b"").decode(errors="replace").strip()
+            sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+            if index >= 3 and sqlstate[:2] in _SQL_ERROR_CLASSES:
+                step = self.strategy.steps[index - 3].name
+                primary = (result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode()
+                raise StatementRefused(
+                    f"strategy {self.strategy.name!r}, step {step}: the server refuses its SQL"
+                    f" ({sqlstate}): {primary or message}"
+                )
+            raise ConnectionFailed(f"cannot prepare {name.decode()}: {message}")
 
 
 def apply_settings(pgconn: PGconn, settings: tuple[tuple[str, str], ...]) -> None:

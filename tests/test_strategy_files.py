@@ -182,3 +182,42 @@ def test_the_readme_example_is_the_tested_strategy(
         listed.append(json.loads(out))
     assert listed[0]["name"] == listed[1]["name"] == "insert_if_absent"
     assert listed[0]["steps"] == listed[1]["steps"]  # the README runs what these tests ran
+
+
+def test_a_strategy_file_loads_as_an_import_would(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # dataclasses look their module up in sys.modules: a file that uses one must load
+    path = tmp_path / "with_dataclass.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            from __future__ import annotations
+
+            import dataclasses
+            from typing import ClassVar
+
+            from redpacket.isolation import Isolation
+            from redpacket.strategies import Expected, Race, Strategy
+            from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT, LOCK_ORDER
+
+
+            @dataclasses.dataclass
+            class Wording:
+                prefix: ClassVar[str] = "mine: "
+                text: str = ""
+
+
+            STRATEGY = Strategy(
+                name="my_lock",
+                summary=Wording.prefix + Wording("lock, check, insert").text,
+                steps=(LOCK_ORDER, FIND_GRANT, INSERT_GRANT),
+                requires_revision="0001",
+                verdicts={level: Expected(Race.CORRECT) for level in Isolation},
+            )
+            """
+        )
+    )
+    status, out, err = run(capsys, "strategies", str(path), "--json")
+    assert (status, err) == (0, "")
+    assert json.loads(out)["summary"] == "mine: lock, check, insert"

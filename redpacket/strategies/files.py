@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import sys
 from pathlib import Path
 
 from redpacket.errors import LabError
@@ -33,9 +34,11 @@ def load_strategy_file(text: str, reserved: frozenset[str] = frozenset()) -> Str
     if spec is None or spec.loader is None:
         raise LabError(f"cannot load strategy file {path}: not a Python module")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: dataclasses in the file look it up
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code: any error is theirs to read, in one line
+    except Exception as exc:
+        del sys.modules[spec.name]  # the user's code: any error is theirs to read, in one line
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise LabError(
             f"cannot load strategy file {path}: {type(exc).__name__}"

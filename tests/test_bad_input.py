@@ -72,6 +72,8 @@ BAD = [
     (["@foreign", "stress"], "was not created by redpacket; refusing"),
     (["@lab", "frobnicate"], "No such command 'frobnicate'"),
     (["strategies", "pessimistic"], "unknown strategy 'pessimistic'"),
+    (["@lab", "explain", "seed", "--html", "/proc/1/x.html"], "cannot write /proc/1/x.html"),
+    (["@lab", "matrix", "--json", "--html", "never.html"], "give --json or --html, not both"),
     (["@lab", "stress", "--statement-timeout", "-3"], "--statement-timeout must be more than 0"),
     (["--database-url", "postgresql://u:pw@127.0.0.1:1/x", "doctor"], "cannot connect to"),
     (["--lab-database", " ", "doctor"], "--lab-database must not be empty"),

@@ -266,3 +266,18 @@ def test_strategies_name_shows_its_why_and_its_sql(capsys: pytest.CaptureFixture
     assert status == 0
     assert "snapshot" in out  # the docstring: why it still duplicates at repeatable-read
     assert "SELECT id FROM orders WHERE id = :order_id FOR UPDATE" in out
+
+
+def test_explain_saves_the_timeline_as_an_html_page(
+    cli_lab: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "seed.html"
+    argv = ["explain", "seed", "-i", "repeatable-read", "--schedule", "t2-waits"]
+    status, out, err = run(capsys, *cli_lab, *argv, "--html", str(page))
+    assert status == 0
+    assert f"saved {page}" in err
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    for shown in ("waits for T1", "DUPLICATE", "waited for T1&#x27;s lock"):
+        assert shown in html, shown
+    assert "waits for T1" in out  # the terminal gets the same timeline

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -38,9 +39,49 @@ def open_lab(options: Options) -> Iterator[Lab]:
             lab.close()
 
 
-def console() -> Console:
+def console(record: bool = False) -> Console:
     """Rich console for results; piped output gets a width that fits the tables."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+    width = None if sys.stdout.isatty() else 132
+    return Console(highlight=False, width=width, record=record)
+
+
+def check_writable_file(path: Path) -> None:
+    """Fail before the work, not after it; opening to append never loses what is there."""
+    try:
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise LabError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+html_option = click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save what is printed as an HTML page, colours and all (slides, handouts).",
+)
+
+
+def check_html(html_path: Path | None, as_json: bool) -> None:
+    if html_path is not None and as_json:
+        raise LabError("give --json or --html, not both")
+    if html_path is not None:
+        check_writable_file(html_path)
+
+
+@contextlib.contextmanager
+def output(html_path: Path | None) -> Iterator[Console]:
+    """The console a command prints to; with ``html_path``, also saved there as a page."""
+    if html_path is not None:
+        check_writable_file(html_path)
+    out = console(record=html_path is not None)
+    yield out
+    if html_path is not None:
+        try:
+            out.save_html(str(html_path))
+        except OSError as exc:
+            raise LabError(f"cannot write {html_path}: {exc.strerror or exc}") from None
+        click.echo(f"saved {html_path}", err=True)
 
 
 def print_json(data: Any) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.rule import Rule
 
-from redpacket.cli.app import Options, cli, console, open_lab
+from redpacket.cli.app import Options, cli, html_option, open_lab, output
 from redpacket.cli.interleave_commands import render_explained, run_one
 from redpacket.cli.lab_commands import doctor_table
 from redpacket.cli.stress_commands import run_comparison
@@ -31,11 +33,11 @@ DEMO_STRESS = [
 
 
 @cli.command()
+@html_option
 @click.pass_obj
-def demo(options: Options) -> None:
+def demo(options: Options, html_path: Path | None) -> None:
     """Reproduce the seed bug step by step, explain it, compare every fix, then load them."""
-    out = console()
-    with open_lab(options) as lab:
+    with output(html_path) as out, open_lab(options) as lab:
         migration.prepare(lab)
         out.print(doctor_table(diagnose(lab)))
         out.print(Rule("1. The bug, step by step: the seed service at repeatable-read"))

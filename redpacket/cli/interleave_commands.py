@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 from rich.console import Group
@@ -11,12 +12,14 @@ from rich.panel import Panel
 from redpacket.cli.app import (
     STRATEGIES_HELP,
     Options,
+    check_html,
     cli,
-    console,
+    html_option,
     isolation_list,
     isolation_option,
     json_option,
     open_lab,
+    output,
     print_json,
     progress_bar,
     retries_option,
@@ -63,6 +66,7 @@ def render_explained(run: Run) -> Group:
 @click.option("--schedule", default="t2-first-read", show_default=True, help=schedule_help)
 @retries_option
 @json_option
+@html_option
 @click.pass_obj
 def explain(
     options: Options,
@@ -71,18 +75,20 @@ def explain(
     schedule: str,
     retries: int,
     as_json: bool,
+    html_path: Path | None,
 ) -> None:
     """Run STRATEGY in two sessions in an exact order and explain what happened."""
-    get_strategy(strategy)
     parse_schedule(schedule, len(get_strategy(strategy).steps))
     RetryPolicy(retries)
+    check_html(html_path, as_json)
     with open_lab(options) as lab:
         migration.prepare(lab)
         run = run_one(lab, strategy, isolation, schedule, retries)
     if as_json:
         print_json(run.to_json() | {"explanation": explain_run(run)})
         return
-    console().print(render_explained(run))
+    with output(html_path) as out:
+        out.print(render_explained(run))
 
 
 @cli.command()
@@ -95,6 +101,7 @@ def explain(
 )
 @retries_option
 @json_option
+@html_option
 @click.pass_obj
 def matrix(
     options: Options,
@@ -103,8 +110,10 @@ def matrix(
     schedules: Sequence[str],
     retries: int,
     as_json: bool,
+    html_path: Path | None,
 ) -> None:
     """Run every strategy x isolation level x schedule and show the verdicts."""
+    check_html(html_path, as_json)
     todo = cells(
         strategy_list(strategies),
         isolation_list(levels),
@@ -120,4 +129,5 @@ def matrix(
         print_json([run.summary() for run in runs])
         return
     title = f"isolation matrix{f' (retries {retries})' if retries else ' (no retries)'}"
-    console().print(matrix_table(runs, title))
+    with output(html_path) as out:
+        out.print(matrix_table(runs, title))

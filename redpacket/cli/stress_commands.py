@@ -14,6 +14,7 @@ from rich.progress import Progress, TaskID
 from redpacket.cli.app import (
     STRATEGIES_HELP,
     Options,
+    check_writable_file,
     cli,
     console,
     isolation_list,
@@ -37,14 +38,6 @@ from redpacket.stress.live import Live
 from redpacket.stress.plan import Engine, StressPlan, Workload
 from redpacket.stress.result import StressResult, append_csv
 from redpacket.stress.runner import run_stress
-
-
-def _check_writable_file(path: Path) -> None:
-    try:
-        with path.open("a"):
-            pass
-    except OSError as exc:
-        raise LabError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _check_writable_dir(path: Path) -> None:
@@ -162,7 +155,7 @@ def stress(
         statement_timeout_ms=statement_timeout_ms, deadlock_timeout_ms=deadlock_timeout_ms,
     )  # fmt: skip
     if csv_path is not None:
-        _check_writable_file(csv_path)
+        check_writable_file(csv_path)
     with open_lab(options) as lab:
         migration.prepare(lab)
         result = _run_with_bar(lab, plan)

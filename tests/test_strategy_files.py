@@ -6,9 +6,17 @@ import json
 import textwrap
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from redpacket.cli import main
+from redpacket.database.lab import Lab, Schema
+from redpacket.isolation import Isolation
+from redpacket.strategies import get_strategy
+from redpacket.stress.faults import WORKER_APPLICATION
+from redpacket.stress.live import Live
+from redpacket.stress.plan import StressPlan, Workload
+from redpacket.stress.runner import run_stress
 
 # The README's example: one INSERT ... WHERE NOT EXISTS looks atomic, and is not.
 INSERT_IF_ABSENT = '''
@@ -221,3 +229,41 @@ def test_a_strategy_file_loads_as_an_import_would(
     status, out, err = run(capsys, "strategies", str(path), "--json")
     assert (status, err) == (0, "")
     assert json.loads(out)["summary"] == "mine: lock, check, insert"
+
+
+def test_sql_that_breaks_mid_run_ends_it_with_the_figures_so_far(lab: Lab, tmp_path: Path) -> None:
+    # The strategy calls a function of the lab's; mid-run it is dropped and every worker
+    # killed: they reconnect, cannot prepare any more, and the run ends in one message.
+    path = tmp_path / "probe.py"
+    path.write_text(
+        INSERT_IF_ABSENT.replace("WHERE NOT EXISTS", "WHERE lab_probe() AND NOT EXISTS")
+        .replace('name="insert_if_absent"', 'name="probe"')
+    )  # fmt: skip
+    lab.reset(50)
+    schema = Schema.UNCONSTRAINED
+    with psycopg.connect(lab.conninfo(schema), autocommit=True) as admin:
+        admin.execute("CREATE FUNCTION lab_probe() RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+        broken = []
+
+        def break_it(live: Live) -> None:
+            if live.attempts and not broken:
+                broken.append(live.attempts)
+                admin.execute("DROP FUNCTION lab_probe()")
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND datname = current_database()",
+                    [WORKER_APPLICATION],
+                )
+
+        plan = StressPlan(
+            get_strategy(str(path)), Isolation.READ_COMMITTED, workers=2, orders=50,
+            workload=Workload.UNIFORM, duration_s=30,
+        )  # fmt: skip
+        result = run_stress(lab, plan, break_it, reset=False)
+    assert broken
+    assert result.error is not None
+    assert result.error.startswith("strategy 'probe', step insert_if_absent: the server refuses")
+    assert "(42883)" in result.error
+    assert "on reconnecting mid-run" in result.error
+    assert result.tally.attempts >= broken[0]
+    assert result.elapsed_s < 30

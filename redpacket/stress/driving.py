@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redpacket.stress.loop_engine import LoopEngine, ServerGone
+from redpacket.stress.loop_engine import LoopEngine, ServerGone, StatementRefused
 from redpacket.stress.plan import StressPlan
 from redpacket.stress.tally import Tally
 
@@ -48,6 +48,8 @@ def drive(
         interrupted = True
     except ServerGone as exc:
         error = f"the server went away mid-run ({exc}); the figures are those gathered so far"
+    except StatementRefused as exc:  # the schema changed under the run, and a worker reconnected
+        error = f"{exc}, on reconnecting mid-run; the figures are those gathered so far"
     finally:
         engine.close()
     return time.monotonic() - started, interrupted, error

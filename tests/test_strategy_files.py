@@ -243,7 +243,7 @@ def test_sql_that_breaks_mid_run_ends_it_with_the_figures_so_far(lab: Lab, tmp_p
     schema = Schema.UNCONSTRAINED
     with psycopg.connect(lab.conninfo(schema), autocommit=True) as admin:
         admin.execute("CREATE FUNCTION lab_probe() RETURNS boolean LANGUAGE sql AS 'SELECT true'")
-        broken = []
+        broken: list[int] = []
 
         def break_it(live: Live) -> None:
             if live.attempts and not broken:

@@ -9,6 +9,7 @@ from redpacket.database.lab import Lab, Schema
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
+from redpacket.stress.check import GrantCheck
 from redpacket.stress.plan import Engine, StressPlan, Workload
 from redpacket.stress.result import StressResult
 from redpacket.stress.runner import run_stress
@@ -33,13 +34,18 @@ def packets_per_order(lab: Lab, strategy: str) -> dict[int, int]:
     return {int(order): int(count) for order, count in rows}
 
 
+def check_of(result: StressResult) -> GrantCheck:
+    assert result.check is not None, result.error
+    return result.check
+
+
 @pytest.mark.parametrize(("strategy", "level"), [("seed", RR), ("naive", RC)])
 def test_the_bug_duplicates_under_hot_load(lab: Lab, strategy: str, level: Isolation) -> None:
     result = stress(lab, strategy, level)
-    assert result.check.duplicate_orders >= 90
+    assert check_of(result).duplicate_orders >= 90
     counts = packets_per_order(lab, strategy)
-    assert sum(1 for n in counts.values() if n > 1) == result.check.duplicate_orders
-    assert sum(n - 1 for n in counts.values() if n > 1) == result.check.extra_grants
+    assert sum(1 for n in counts.values() if n > 1) == check_of(result).duplicate_orders
+    assert sum(n - 1 for n in counts.values() if n > 1) == check_of(result).extra_grants
     assert result.tally.attempts == 1600
     assert result.tally.granted == sum(counts.values())
 
@@ -57,7 +63,7 @@ def test_fixes_grant_exactly_once_per_order(lab: Lab, strategy: str, level: Isol
     # (SSI aborts on dangerous structures, not only on real anomalies): retry enough.
     result = stress(lab, strategy, level, retries=20)
     assert packets_per_order(lab, strategy) == dict.fromkeys(range(1, 101), 1)
-    assert (result.check.duplicate_orders, result.check.missing_orders) == (0, 0)
+    assert (check_of(result).duplicate_orders, check_of(result).missing_orders) == (0, 0)
     assert result.tally.granted == 100
     assert result.tally.already_granted == 1500
     assert not result.tally.failed
@@ -72,7 +78,7 @@ def test_two_processes_find_the_same(
     result = stress(lab, strategy, level, processes=2, retries=20)
     assert result.tally.attempts == 1600
     if duplicates:
-        assert result.check.duplicate_orders >= 90
+        assert check_of(result).duplicate_orders >= 90
     else:
         assert packets_per_order(lab, strategy) == dict.fromkeys(range(1, 101), 1)
 
@@ -83,8 +89,8 @@ def test_service_engine_agrees_with_the_loop_engine(
 ) -> None:
     result = stress(lab, strategy, RR, engine=Engine.SERVICE, orders=30, workers=8, retries=20)
     assert result.tally.attempts == 240
-    assert (result.check.duplicate_orders >= 25) is duplicates
-    assert result.check.missing_orders == 0
+    assert (check_of(result).duplicate_orders >= 25) is duplicates
+    assert check_of(result).missing_orders == 0
 
 
 def test_uniform_workload_counts_every_request(lab: Lab) -> None:

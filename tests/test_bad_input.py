@@ -66,6 +66,7 @@ BAD = [
     (["@lab", "stress", "--engine", "warp"], "unknown engine 'warp'"),
     (["@lab", "stress", "--csv", "/proc/1/nope/runs.csv"], "cannot write /proc/1/nope/runs.csv"),
     (["@lab", "compare", "--out", "/proc/1/charts"], "cannot write charts to /proc/1/charts"),
+    (["@lab", "stress", "--history", "/proc/1/h.jsonl"], "cannot write /proc/1/h.jsonl"),
     (["@lab", "compare", "--workers", "lots"], "--workers takes whole numbers"),
     (["@foreign", "reset"], "was not created by redpacket; refusing"),
     (["@foreign", "drop"], "was not created by redpacket; refusing"),

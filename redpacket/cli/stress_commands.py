@@ -34,6 +34,7 @@ from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.report.stress_view import compare_table, stress_table, violations_text
 from redpacket.strategies import Strategy
+from redpacket.stress.history import write_history
 from redpacket.stress.live import Live
 from redpacket.stress.plan import Engine, StressPlan, Workload
 from redpacket.stress.result import StressResult, append_csv
@@ -120,6 +121,13 @@ engine_option = click.option(
 @json_option
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append a row here.")
 @click.option(
+    "--history",
+    "history_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every request (worker, order, start/end ns, outcome, SQLSTATE, attempts,"
+    " red packet) here as JSON Lines.",
+)
+@click.option(
     "--expect",
     type=click.Choice(["correct"]),
     help="Exit 1 when any order ends with a duplicate or without its grant.",
@@ -143,6 +151,7 @@ def stress(
     deadlock_timeout_ms: int | None,
     as_json: bool,
     csv_path: Path | None,
+    history_path: Path | None,
     expect: str | None,
 ) -> None:
     """Grant under concurrent load and count what went wrong and what it cost."""
@@ -154,13 +163,17 @@ def stress(
         Engine.parse(engine), kill_rate=kill_rate, lock_timeout_ms=lock_timeout_ms,
         statement_timeout_ms=statement_timeout_ms, deadlock_timeout_ms=deadlock_timeout_ms,
     )  # fmt: skip
-    if csv_path is not None:
-        check_writable_file(csv_path)
+    for path in (csv_path, history_path):
+        if path is not None:
+            check_writable_file(path)
     with open_lab(options) as lab:
         migration.prepare(lab)
         result = _run_with_bar(lab, plan)
     if csv_path is not None:
         append_csv(csv_path, result)
+    if history_path is not None:
+        written = write_history(result.tally.history, history_path)
+        click.echo(f"history: {written:,} requests in {history_path}", err=True)
     if as_json:
         print_json(result.to_json())
     else:

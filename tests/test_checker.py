@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from redpacket.database.lab import Lab, Schema
 from redpacket.stress.checker import check_history
-from redpacket.stress.history import ALREADY_GRANTED, FAILED, GRANTED, UNKNOWN, History
+from redpacket.stress.history import (
+    ALREADY_GRANTED,
+    FAILED,
+    GRANTED,
+    UNKNOWN,
+    History,
+    write_history,
+)
 
 CAMPAIGN = "checker"
 
@@ -86,3 +96,18 @@ def test_unknown_outcomes_are_resolved_by_the_table(
     result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
     assert result.ok
     assert (result.unknown, result.unknown_committed, result.unknown_not_committed) == (3, 2, 1)
+
+
+def test_history_file_has_the_fields_of_every_request(tmp_path: Path) -> None:
+    history = History()
+    history.record(0, 7, 10, 20, GRANTED, None, 1, 41)
+    history.record(1, 7, 11, 25, FAILED, "40001", 3, None)
+    history.record(2, 8, 12, 30, UNKNOWN, "08006", 1, 42)
+    path = tmp_path / "history.jsonl"
+    assert write_history(history, path) == 3
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [dataclasses.asdict(history.request(i)) for i in range(3)]
+    assert lines[1] == {
+        "worker": 1, "order_id": 7, "start_ns": 11, "end_ns": 25, "outcome": "failed",
+        "reason": "40001", "attempts": 3, "red_packet_id": None,
+    }  # fmt: skip

@@ -5,8 +5,11 @@ Usage: python benchmarks/vs_pgbench.py [--seconds 10] [--clients 1,8,32] [--roun
 Loads 10,000 orders into a lab database of its own, grants each one once (so every
 measured transaction takes the same "already granted" path in both tools), then
 runs, interleaved, pgbench (-M prepared, a custom script made of the strategy's own
-step SQL) and the harness (uniform workload) for lock_first and on_conflict at
-each client count, and prints TPS for both and their ratio. Goal: ratio >= 0.8.
+step SQL), pgbench again with those statements in \\startpipeline batches exactly as
+the harness batches them (the same round trips: the fair comparison for a harness
+that pipelines), and the harness (uniform workload), for lock_first and on_conflict
+at each client count, and prints TPS for all three and the harness's ratios.
+Goal: ratio >= 0.8.
 Uses REDPACKET_DATABASE_URL when set, else the lab's default backend.
 """
 
@@ -31,6 +34,7 @@ from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
 from redpacket.strategies import STRATEGIES, Strategy, Walk
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.runner import run_stress
+from redpacket.stress.statements import BEGIN, COMMIT, STEP, Compiled
 
 ORDERS = 10_000
 # The rows each step returns on the "already granted" path: it decides the steps sent.
@@ -44,15 +48,37 @@ def pgbench_binary() -> str:
     return found[-1]
 
 
-def pgbench_script(strategy: Strategy) -> str:
-    """The strategy's own step SQL, in the order the already-granted path sends it."""
+def pgbench_script(strategy: Strategy, pipelined: bool = False) -> str:
+    """The strategy's own step SQL, in the order the already-granted path sends it.
+
+    ``pipelined``: each group of statements the harness sends as one pipeline batch
+    (BEGIN with the first step, every step up to the next client-side decision,
+    COMMIT with a step that always commits) goes between \\startpipeline and
+    \\endpipeline, so pgbench makes exactly the harness's round trips.
+    """
+    begin = "BEGIN ISOLATION LEVEL READ COMMITTED;"
+    compiled = Compiled(strategy, begin)
     walk = Walk(strategy, {})
-    lines = [f"\\set order_id random(1, {ORDERS})", "BEGIN ISOLATION LEVEL READ COMMITTED;"]
-    for returns_row in ALREADY_GRANTED_PATH[strategy.name]:
-        lines.append(walk.step.sql + ";")
-        if walk.row((b"1",) if returns_row else None) is not None:
+    path = iter(ALREADY_GRANTED_PATH[strategy.name])
+    batches: list[list[str]] = []
+    items = ((BEGIN, -1), *compiled.batches[0])
+    while True:
+        sql = [begin if kind == BEGIN else "COMMIT;" if kind == COMMIT else
+               strategy.steps[index].sql + ";" for kind, index in items]  # fmt: skip
+        batches.append(sql)
+        end = None
+        for kind, _index in items:
+            if kind == STEP:
+                end = walk.row((b"1",) if next(path) else None)
+        if end is not None:
+            if all(kind != COMMIT for kind, _index in items):
+                batches.append(["COMMIT;"])
             break
-    lines.append("COMMIT;")
+        items = compiled.batches[walk.index]
+    lines = [f"\\set order_id random(1, {ORDERS})"]
+    for batch in batches:
+        wrap = pipelined and len(batch) > 1
+        lines += ["\\startpipeline", *batch, "\\endpipeline"] if wrap else batch
     return "\n".join(lines) + "\n"
 
 
@@ -114,38 +140,45 @@ def main() -> None:
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     names = args.strategies.split(",")
-    results: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
+    tools = ("pgbench", "pgbench-pipeline", "harness")
+    results: dict[tuple[str, int], dict[str, list[float]]] = {}
     with open_server("auto", os.environ.get("REDPACKET_DATABASE_URL")) as server:
         lab = Lab(server, "redpacket_bench")
         prepare(lab)
         with tempfile.TemporaryDirectory() as folder:
-            scripts = {}
+            scripts: dict[tuple[str, bool], Path] = {}
             for name in names:
-                scripts[name] = Path(folder) / f"{name}.sql"
-                scripts[name].write_text(pgbench_script(STRATEGIES[name]))
+                for pipelined in (False, True):
+                    script = Path(folder) / f"{name}{'-pipeline' if pipelined else ''}.sql"
+                    script.write_text(pgbench_script(STRATEGIES[name], pipelined))
+                    scripts[name, pipelined] = script
             for round_number in range(args.rounds):
                 for count in clients:
                     for name in names:
                         strategy = STRATEGIES[name]
                         schema = Schema.for_revision(strategy.requires_revision)
-                        pg, ours = results.setdefault((name, count), ([], []))
-                        order = ["pgbench", "harness"]
-                        if round_number % 2:
-                            order.reverse()
+                        cell = results.setdefault((name, count), {tool: [] for tool in tools})
+                        order = list(tools) if round_number % 2 == 0 else list(reversed(tools))
                         for tool in order:
-                            if tool == "pgbench":
-                                pg.append(
-                                    run_pgbench(lab, schema, scripts[name], count, args.seconds)
-                                )
+                            if tool == "harness":
+                                tps = run_harness(lab, strategy, count, args.seconds)
                             else:
-                                ours.append(run_harness(lab, strategy, count, args.seconds))
+                                script = scripts[name, tool == "pgbench-pipeline"]
+                                tps = run_pgbench(lab, schema, script, count, args.seconds)
+                            cell[tool].append(tps)
         lab.drop()
     print(f"backend {server.backend}; {ORDERS} orders, all already granted; uniform workload;"
           f" {args.seconds:g} s per run; medians of {args.rounds} round(s)")  # fmt: skip
-    print(f"{'strategy':<12} {'clients':>7} {'pgbench tps':>12} {'harness tps':>12} {'ratio':>6}")
-    for (name, count), (pg, ours) in results.items():
-        pg_tps, our_tps = statistics.median(pg), statistics.median(ours)
-        print(f"{name:<12} {count:>7} {pg_tps:>12,.0f} {our_tps:>12,.0f} {our_tps / pg_tps:>6.2f}")
+    print(
+        "pgbench: -M prepared, one statement per round trip; pgbench-pipeline: the same"
+        " statements batched as the harness batches them (same round trips)"
+    )
+    print(f"{'strategy':<12} {'clients':>7} {'pgbench':>9} {'pipeline':>9} {'harness':>9}"
+          f" {'ratio':>6} {'ratio to pipeline':>18}")  # fmt: skip
+    for (name, count), cell in results.items():
+        pg, piped, ours = (statistics.median(cell[tool]) for tool in tools)
+        print(f"{name:<12} {count:>7} {pg:>9,.0f} {piped:>9,.0f} {ours:>9,.0f}"
+              f" {ours / pg:>6.2f} {ours / piped:>18.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import pytest
 
 from redpacket.cli import main
 from redpacket.database.lab import Lab, Schema
+from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import get_strategy
 from redpacket.stress.faults import WORKER_APPLICATION
@@ -267,3 +268,14 @@ def test_sql_that_breaks_mid_run_ends_it_with_the_figures_so_far(lab: Lab, tmp_p
     assert "on reconnecting mid-run" in result.error
     assert result.tally.attempts >= broken[0]
     assert result.elapsed_s < 30
+
+
+def test_a_strategy_file_gone_before_the_processes_load_it_is_one_error(
+    lab: Lab, tmp_path: Path
+) -> None:
+    path = tmp_path / "vanishing.py"
+    path.write_text(INSERT_IF_ABSENT)
+    plan = StressPlan(get_strategy(str(path)), Isolation.READ_COMMITTED, workers=4, processes=2)
+    path.unlink()  # loaded here; each worker process loads it again, and cannot
+    with pytest.raises(LabError, match=f"strategy file {path} not found"):
+        run_stress(lab, plan)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+
 import psycopg
 import pytest
 
@@ -10,6 +14,7 @@ from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
 from redpacket.stress.check import GrantCheck
+from redpacket.stress.live import Live
 from redpacket.stress.plan import Engine, StressPlan, Workload
 from redpacket.stress.result import StressResult
 from redpacket.stress.runner import run_stress
@@ -126,3 +131,27 @@ def test_uniform_duration_stops(lab: Lab) -> None:
 def test_bad_plans_are_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(LabError, match=message.replace("(", r"\(").replace(")", r"\)")):
         StressPlan(STRATEGIES["seed"], RC, **{"workers": 16, **options})  # type: ignore[arg-type]
+
+
+def test_a_worker_process_killed_mid_run_ends_the_run_with_a_clear_error(lab: Lab) -> None:
+    killed: list[int] = []
+
+    def kill_one(live: Live) -> None:
+        if live.attempts and not killed:
+            child = next(c for c in multiprocessing.active_children() if c.name.endswith("-0"))
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)
+            killed.append(child.pid)
+
+    plan = StressPlan(
+        STRATEGIES["on_conflict"], RC, workers=4, orders=100, workload=Workload.UNIFORM,
+        processes=2, duration_s=30,
+    )  # fmt: skip
+    result = run_stress(lab, plan, kill_one)
+    assert killed
+    assert result.error == (
+        "stress worker process 0 was killed by signal 9 before sending its figures;"
+        " the figures are those the others sent"
+    )
+    assert result.elapsed_s < 30  # the other process stopped too, and did not wait it out
+    assert result.tally.attempts > 0  # and its figures were kept

@@ -4,17 +4,20 @@ Children are spawned, connect, and wait at a start barrier with the parent, whic
 then lets faults begin; the hot workload adds a barrier per order so that every
 worker of every process races for the same order at once. Plain values cross the
 process boundary; each child sends progress, then its tally, history and the
-orders it attempted.
+orders it attempted, through a pipe of its own: a child that dies (killed, out of
+memory) shows as the end of its pipe at once, and cannot leave a lock that a
+shared queue would need behind it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import queue
+import pickle
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection, wait
 from threading import BrokenBarrierError
 from typing import Any
 
@@ -65,30 +68,28 @@ def _child(
     index: int,
     child_plan: _ChildPlan,
     conninfo: str,
-    messages: Any,
+    channel: Connection,
     stop: Any,
     barrier: Any,
     start: Any,
 ) -> None:
-    plan = child_plan.plan()
-    workers, attempts = plan.share(index)
-    first_worker = sum(plan.share(i)[0] for i in range(index))
     try:
+        plan = child_plan.plan()  # a user's strategy file is loaded again here
+        workers, attempts = plan.share(index)
+        first_worker = sum(plan.share(i)[0] for i in range(index))
         engine = LoopEngine(
             plan, conninfo, workers, attempts, plan.seed * 1000 + index, first_worker
         )
-    except (ConnectionFailed, ServerGone, StatementRefused) as exc:
-        refused = isinstance(exc, StatementRefused)
-        messages.put(
-            ("error", index, str(exc) if refused else f"stress workers cannot connect: {exc}")
-        )
+    except (LabError, ConnectionFailed, ServerGone, StatementRefused) as exc:
+        plain = isinstance(exc, (LabError, StatementRefused))
+        channel.send(("error", str(exc) if plain else f"stress workers cannot connect: {exc}"))
         barrier.abort()
         start.abort()
         return
 
     def progress(tally: Tally) -> bool:
-        messages.put(
-            ("progress", index, tally.attempts, tally.granted, sum(tally.failed.values()),
+        channel.send(
+            ("progress", tally.attempts, tally.granted, sum(tally.failed.values()),
              tally.drain_granted_orders())
         )  # fmt: skip
         return not stop.is_set()
@@ -108,9 +109,62 @@ def _child(
     )
     if plan.workload.hot:
         barrier.abort()  # a sibling still waiting for this process must not wait forever
-    messages.put(
-        ("done", index, engine.tally, bytes(engine.attempted), elapsed, interrupted, error)
-    )
+    channel.send(("done", engine.tally, bytes(engine.attempted), elapsed, interrupted, error))
+
+
+class _Figures:
+    """What the children have sent so far, merged; and which of them have finished."""
+
+    def __init__(self, plan: StressPlan, live: Live) -> None:
+        self.live = live
+        self.tally = Tally()
+        self.attempted = bytearray(plan.orders + 1)
+        self.elapsed = 0.0
+        self.interrupted = False
+        self.failure: str | None = None
+        self.errors: list[str] = []
+        self.latest: dict[int, tuple[int, int, int]] = {}
+        self.reported: set[int] = set()
+
+    def take(self, index: int, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "progress":
+            self.latest[index] = message[1:4]
+            self.live.add_grants(message[4])
+        elif kind == "done":
+            self.reported.add(index)
+            tally = message[1]
+            self.tally.merge(tally)
+            for order_id, flag in enumerate(message[2]):
+                if flag:
+                    self.attempted[order_id] = 1
+            self.elapsed = max(self.elapsed, message[3])
+            self.interrupted = self.interrupted or message[4]
+            self.failure = self.failure or message[5]
+            self.latest.pop(index, None)
+            self.live.add_grants(tally.granted_orders)
+        elif kind == "error":
+            self.errors.append(message[1])
+            self.reported.add(index)
+        live, latest = self.live, self.latest.values()
+        live.attempts = self.tally.attempts + sum(v[0] for v in latest)
+        live.granted = self.tally.granted + sum(v[1] for v in latest)
+        live.failed = sum(self.tally.failed.values()) + sum(v[2] for v in latest)
+
+
+def _receive(readers: dict[int, Connection], timeout: float) -> list[tuple[int, Any]]:
+    """(child, message) for every message waiting; message None: that child's pipe ended."""
+    ready = set(wait(list(readers.values()), timeout))
+    received: list[tuple[int, Any]] = []
+    for index, reader in list(readers.items()):
+        if reader not in ready:
+            continue
+        try:
+            received.append((index, reader.recv()))
+        except (EOFError, OSError, pickle.UnpicklingError):  # gone, maybe mid-message
+            del readers[index]
+            received.append((index, None))
+    return received
 
 
 def run_processes(
@@ -121,66 +175,59 @@ def run_processes(
     ready: Callable[[], None],
 ) -> Outcome:
     context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
     stop = context.Event()
     barrier = context.Barrier(plan.processes)
     start = context.Barrier(plan.processes + 1)
     child_plan = _ChildPlan.of(plan)
+    pipes = [context.Pipe(duplex=False) for _ in range(plan.processes)]
     children = [
         context.Process(
             target=_child,
-            args=(index, child_plan, conninfo, messages, stop, barrier, start),
+            args=(index, child_plan, conninfo, pipes[index][1], stop, barrier, start),
             name=f"redpacket-stress-{index}",
         )
         for index in range(plan.processes)
     ]
-    tally = Tally()
-    attempted = bytearray(plan.orders + 1)
-    elapsed = 0.0
-    interrupted = False
-    failure: str | None = None
-    latest: dict[int, tuple[int, int, int]] = {}
-    done = 0
-    errors: list[str] = []
-    try:
-        for child in children:
-            child.start()
-        threading.Thread(target=_start_together, args=(start, ready), daemon=True).start()
-        while done < len(children):
-            try:
-                message = messages.get(timeout=0.2)
-            except queue.Empty:
-                if not any(child.is_alive() for child in children) and messages.empty():
-                    break
-                continue
-            kind, index = message[0], message[1]
-            if kind == "progress":
-                latest[index] = message[2:5]
-                live.add_grants(message[5])
-            elif kind == "done":
-                done += 1
-                tally.merge(message[2])
-                for order_id, flag in enumerate(message[3]):
-                    if flag:
-                        attempted[order_id] = 1
-                elapsed = max(elapsed, message[4])
-                interrupted = interrupted or message[5]
-                failure = failure or message[6]
-                latest.pop(index, None)
-                live.add_grants(message[2].granted_orders)
-            elif kind == "error":
-                errors.append(message[2])
-                done += 1
-            live.attempts = tally.attempts + sum(v[0] for v in latest.values())
-            live.granted = tally.granted + sum(v[1] for v in latest.values())
-            live.failed = sum(tally.failed.values()) + sum(v[2] for v in latest.values())
-            report(live)
-    except KeyboardInterrupt:
-        interrupted = True
+    readers = {index: reader for index, (reader, _writer) in enumerate(pipes)}
+    figures = _Figures(plan, live)
+
+    def lost(index: int) -> None:
+        """A child's pipe ended before its figures came: stop the others, say which."""
+        if index in figures.reported or figures.failure is not None:
+            return
+        children[index].join(timeout=5)
+        code = children[index].exitcode
+        how = (
+            f"was killed by signal {-code}" if code is not None and code < 0
+            else f"exited with status {code}" if code is not None else "stopped answering"
+        )  # fmt: skip
+        figures.failure = (
+            f"stress worker process {index} {how} before sending its figures;"
+            " the figures are those the others sent"
+        )
         stop.set()
         barrier.abort()
         start.abort()
-        _collect_after_interrupt(messages, children, tally, attempted)
+
+    try:
+        for child in children:
+            child.start()
+        for _reader, writer in pipes:
+            writer.close()  # the child holds the only writer now: its end is our EOF
+        threading.Thread(target=_start_together, args=(start, ready), daemon=True).start()
+        while readers:
+            for index, message in _receive(readers, 0.2):
+                if message is None:
+                    lost(index)
+                else:
+                    figures.take(index, message)
+            report(live)
+    except KeyboardInterrupt:
+        figures.interrupted = True
+        stop.set()
+        barrier.abort()
+        start.abort()
+        _collect_after_interrupt(readers, figures)
     finally:
         for child in children:
             if child.pid is None:
@@ -188,9 +235,12 @@ def run_processes(
             child.join(timeout=10)
             if child.is_alive():
                 child.terminate()
-    if errors:
-        raise LabError(errors[0])
-    return Outcome(tally, attempted, elapsed, interrupted, failure)
+                child.join(timeout=10)
+    if figures.errors:
+        raise LabError(figures.errors[0])
+    return Outcome(
+        figures.tally, figures.attempted, figures.elapsed, figures.interrupted, figures.failure
+    )
 
 
 def _start_together(start: Any, ready: Callable[[], None]) -> None:
@@ -202,24 +252,14 @@ def _start_together(start: Any, ready: Callable[[], None]) -> None:
     ready()
 
 
-def _collect_after_interrupt(
-    messages: Any, children: list[Any], tally: Tally, attempted: bytearray
-) -> None:
+def _collect_after_interrupt(readers: dict[int, Connection], figures: _Figures) -> None:
     """After Ctrl-C, take the figures each child still sends before it exits."""
     deadline = time.monotonic() + 10
-    remaining = len(children)
-    while remaining and time.monotonic() < deadline:
+    while readers and time.monotonic() < deadline:
         try:
-            message = messages.get(timeout=0.2)
-        except queue.Empty:
-            if not any(child.is_alive() for child in children):
-                break
-            continue
+            received = _receive(readers, 0.2)
         except KeyboardInterrupt:
             continue
-        if message[0] == "done":
-            remaining -= 1
-            tally.merge(message[2])
-            for order_id, flag in enumerate(message[3]):
-                if flag:
-                    attempted[order_id] = 1
+        for index, message in received:
+            if message is not None:
+                figures.take(index, message)

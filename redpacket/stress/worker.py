@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from redpacket.stress.loop_engine import LoopEngine
 
 _SQLSTATE = pq.DiagnosticField.SQLSTATE
+_SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
 
@@ -150,11 +151,17 @@ class Worker:
             self._batch_done()
             return
         if self.position >= len(self.expect):
-            # Nothing we sent is waiting for this: the server speaking on its own, as it
-            # does with FATAL just before it closes a terminated session.
+            # Nothing we sent is waiting for this: the server speaking on its own.
             sqlstate = (result.error_field(_SQLSTATE) or b"08006").decode()
             self.engine.tally.errors[sqlstate] += 1
-            self.connection_lost()
+            severity = result.error_field(_SEVERITY)
+            if severity in (b"FATAL", b"PANIC") or _is_connection_error(sqlstate):
+                self.connection_lost()  # as before a terminated session closes
+            elif not self.committed:
+                # An ERROR after the batch's last statement, before its Sync: a statement
+                # timeout that fired between the two. The transaction is aborted.
+                self.aborted = True
+                self.failure = self.failure or sqlstate
             return
         kind = self.expect[self.position][0]
         self.position += 1

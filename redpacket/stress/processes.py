@@ -236,6 +236,8 @@ def run_processes(
             if child.is_alive():
                 child.terminate()
                 child.join(timeout=10)
+        for reader, _writer in pipes:
+            reader.close()
     if figures.errors:
         raise LabError(figures.errors[0])
     return Outcome(

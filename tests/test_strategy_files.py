@@ -279,3 +279,19 @@ def test_a_strategy_file_gone_before_the_processes_load_it_is_one_error(
     path.unlink()  # loaded here; each worker process loads it again, and cannot
     with pytest.raises(LabError, match=f"strategy file {path} not found"):
         run_stress(lab, plan)
+
+
+def test_explain_imports_a_strategy_file_once(
+    cli_lab: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the file is the user's code: running it again per helper would repeat its effects
+    imports = tmp_path / "imports.log"
+    path = tmp_path / "counted.py"
+    counter = (
+        f"import pathlib\nwith pathlib.Path({str(imports)!r}).open('a') as log:\n"
+        "    log.write('imported\\n')\n"
+    )
+    path.write_text(counter + INSERT_IF_ABSENT)
+    status, _, _ = run(capsys, *cli_lab, "explain", str(path), "-i", "read-committed", "--json")
+    assert status == 0
+    assert imports.read_text().splitlines() == ["imported"]

@@ -39,11 +39,12 @@ def demo(options: Options, html_path: Path | None) -> None:
     """Reproduce the seed bug step by step, explain it, compare every fix, then load them."""
     with output(html_path) as out, open_lab(options) as lab:
         migration.prepare(lab)
+        seed = STRATEGIES["seed"]
         out.print(doctor_table(diagnose(lab)))
         out.print(Rule("1. The bug, step by step: the seed service at repeatable-read"))
-        out.print(render_explained(run_one(lab, "seed", Isolation.REPEATABLE_READ, "t2-waits", 0)))
+        out.print(render_explained(run_one(lab, seed, Isolation.REPEATABLE_READ, "t2-waits", 0)))
         out.print(Rule("2. The same code at read-committed"))
-        out.print(render_explained(run_one(lab, "seed", Isolation.READ_COMMITTED, "t2-waits", 0)))
+        out.print(render_explained(run_one(lab, seed, Isolation.READ_COMMITTED, "t2-waits", 0)))
         out.print(Rule("3. Every strategy at every level (schedule t2-first-read)"))
         todo = cells(list(STRATEGIES.values()), list(Isolation), ["t2-first-read"])
         out.print(matrix_table(run_matrix(lab, todo, RetryPolicy(0)), "no retries"))

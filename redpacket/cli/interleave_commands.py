@@ -37,15 +37,14 @@ from redpacket.isolation import Isolation
 from redpacket.report.matrix_view import matrix_table
 from redpacket.report.timeline_view import timeline_table, verdict_text
 from redpacket.retry import RetryPolicy
-from redpacket.strategies import get_strategy
+from redpacket.strategies import Strategy, get_strategy
 
 schedule_help = (
     f"A named schedule ({', '.join(SCHEDULE_NAMES)}) or entries like T1:1,T2:1,T1:end,T2:end."
 )
 
 
-def run_one(lab: Lab, strategy_name: str, isolation: Isolation, schedule: str, retries: int) -> Run:
-    strategy = get_strategy(strategy_name)
+def run_one(lab: Lab, strategy: Strategy, isolation: Isolation, schedule: str, retries: int) -> Run:
     parsed = parse_schedule(schedule, len(strategy.steps))
     policy = RetryPolicy(retries)
     with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=parsed.sessions) as scheduler:
@@ -78,12 +77,13 @@ def explain(
     html_path: Path | None,
 ) -> None:
     """Run STRATEGY in two sessions in an exact order and explain what happened."""
-    parse_schedule(schedule, len(get_strategy(strategy).steps))
+    chosen = get_strategy(strategy)  # a user's file is imported once, here
+    parse_schedule(schedule, len(chosen.steps))
     RetryPolicy(retries)
     check_html(html_path, as_json)
     with open_lab(options) as lab:
         migration.prepare(lab)
-        run = run_one(lab, strategy, isolation, schedule, retries)
+        run = run_one(lab, chosen, isolation, schedule, retries)
     if as_json:
         print_json(run.to_json() | {"explanation": explain_run(run)})
         return

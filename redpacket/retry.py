@@ -24,6 +24,11 @@ RETRYABLE_SQLSTATES = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED, CONNE
 LOST_RACE = "lost_race"
 
 
+def means_connection_lost(sqlstate: str | None) -> bool:
+    """57P01-57P03 (terminated, shutting down) and class 08: the session is gone."""
+    return sqlstate is not None and sqlstate.startswith(("57P0", "08"))
+
+
 def is_retryable(reason: str | None) -> bool:
     return reason in RETRYABLE_SQLSTATES or reason == LOST_RACE
 

@@ -8,12 +8,11 @@ harness runs at load.
 
 from __future__ import annotations
 
-import enum
 import random
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -21,18 +20,12 @@ from sqlalchemy.exc import DBAPIError
 from redpacket.database.lab import Lab, Schema, translate_connect_errors
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
-from redpacket.retry import NO_RETRIES, RetryPolicy
-from redpacket.strategies import End, Strategy, Walk
+from redpacket.retry import CONNECTION_LOST, NO_RETRIES, RetryPolicy, means_connection_lost
+from redpacket.strategies import End, Ending, Outcome, Strategy, Walk, closes_with_commit
 
 DEFAULT_CAMPAIGN = "double11"
 DEFAULT_AMOUNT = Decimal("8.88")
 MAX_CAMPAIGN_LENGTH = 64
-
-
-class Outcome(enum.Enum):
-    GRANTED = "granted"
-    ALREADY_GRANTED = "already_granted"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -62,22 +55,6 @@ class GrantRequest:
 
 
 @dataclass(frozen=True)
-class AttemptResult:
-    """One transaction's end: how the strategy ended it, or the SQLSTATE that ended it."""
-
-    end: End | None
-    sqlstate: str | None = None
-    red_packet_id: int | None = None
-
-    @property
-    def reason(self) -> str | None:
-        """Why the attempt did not commit a decision: a SQLSTATE or the strategy's own end."""
-        if self.end is None:
-            return self.sqlstate
-        return None if self.end.commits else self.end.value
-
-
-@dataclass(frozen=True)
 class GrantResult:
     outcome: Outcome
     strategy: str
@@ -98,39 +75,60 @@ def sqlstate_of(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
 
 
+def _lost_or_failed(exc: DBAPIError) -> str | None:
+    """The SQLSTATE of a statement the server answered with an error; None if the session died.
+
+    A failure that is neither (the server cannot be reached to reconnect) is not a
+    grant's outcome: it propagates, and ``grant`` says so in one line.
+    """
+    sqlstate = sqlstate_of(exc)
+    if exc.connection_invalidated or means_connection_lost(sqlstate):
+        return None
+    if sqlstate is None:
+        raise exc
+    return sqlstate
+
+
+class Attempt(NamedTuple):
+    """One transaction: how it ended, the SQLSTATE it met (even one the strategy handled)."""
+
+    ending: Ending
+    met: str | None
+    red_packet_id: int | None
+
+
 def attempt(
     conn: Connection, strategy: Strategy, isolation: Isolation, context: dict[str, Any]
-) -> AttemptResult:
-    """Run one transaction of ``strategy``; commit only when the strategy decided."""
+) -> Attempt:
+    """Run one transaction of ``strategy``; how it ends is ``Ending``'s decision, not ours."""
     conn.execution_options(isolation_level=isolation.sql)
     walk = Walk(strategy, context)
     transaction = conn.begin()
+    end: End | None = None
     try:
-        while True:
+        while end is None:
             step = walk.step
-            try:
-                row = conn.execute(step.statement, step.params(walk.context)).first()
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    raise
-                transaction.rollback()
-                sqlstate = sqlstate_of(exc)
-                return AttemptResult(walk.error(sqlstate), sqlstate)
+            row = conn.execute(step.statement, step.params(walk.context)).first()
             end = walk.row(None if row is None else tuple(row))
-            if end is not None:
-                break
-        if end.commits:
-            transaction.commit()
-        else:
-            transaction.rollback()
+    except DBAPIError as exc:
+        sqlstate = _lost_or_failed(exc)
+        transaction.rollback()
+        if sqlstate is None:
+            return Attempt(Ending.connection_lost(commit_in_flight=False), CONNECTION_LOST, None)
+        return Attempt(Ending.after_error(walk.error(sqlstate), sqlstate), sqlstate, None)
+    if not closes_with_commit(end, aborted=False):
+        transaction.rollback()
+        return Attempt(Ending(end), None, None)
+    try:
+        transaction.commit()
     except DBAPIError as exc:  # COMMIT itself can fail: 40001 at serializable
-        if exc.connection_invalidated:
-            raise
-        if transaction.is_active:
-            transaction.rollback()
-        return AttemptResult(None, sqlstate_of(exc))
+        sqlstate = _lost_or_failed(exc)
+        transaction.rollback()  # a failed COMMIT still leaves the Transaction to close
+        if sqlstate is None:
+            return Attempt(Ending.connection_lost(commit_in_flight=True), CONNECTION_LOST, None)
+        return Attempt(Ending(sqlstate=sqlstate), sqlstate, None)
     red_packet_id = walk.context.get("red_packet_id")
-    return AttemptResult(end, None, int(red_packet_id) if red_packet_id is not None else None)
+    return Attempt(Ending(end), None, int(red_packet_id) if red_packet_id is not None else None)
 
 
 def grant_on(
@@ -141,35 +139,34 @@ def grant_on(
     retry: RetryPolicy = NO_RETRIES,
     rng: random.Random | None = None,
 ) -> GrantResult:
-    """Grant on an open connection, retrying what the policy says is worth retrying."""
+    """Grant on an open connection, retrying what ``Ending`` says is worth retrying.
+
+    A connection lost before COMMIT was sent is retried like any other retryable
+    failure: SQLAlchemy gives the invalidated ``Connection`` a new DBAPI connection
+    on its next use.
+    """
     errors: list[str] = []
     attempts = 0
     while True:
         attempts += 1
         result = attempt(conn, strategy, isolation, request.context())
-        if result.sqlstate:
-            errors.append(result.sqlstate)
-        if result.end is End.LOST_RACE:
+        ending = result.ending
+        if result.met:
+            errors.append(result.met)
+        if ending.end is End.LOST_RACE:
             errors.append(End.LOST_RACE.value)
-        reason = result.reason
-        if reason is None or not retry.should_retry(reason, attempts):
+        if not ending.worth_retrying(retry, attempts):
             break
         time.sleep(retry.delay_s(attempts, rng))
-    if reason is not None:
-        outcome = Outcome.FAILED
-    elif result.end is End.GRANTED:
-        outcome = Outcome.GRANTED
-    else:
-        outcome = Outcome.ALREADY_GRANTED
     return GrantResult(
-        outcome=outcome,
+        outcome=ending.outcome,
         strategy=strategy.name,
         isolation=isolation.value,
         order_id=request.order_id,
         campaign_id=request.campaign_id,
         attempts=attempts,
-        reason=reason,
-        red_packet_id=result.red_packet_id if outcome is Outcome.GRANTED else None,
+        reason=ending.reason,
+        red_packet_id=result.red_packet_id if ending.outcome is Outcome.GRANTED else None,
         errors=tuple(errors),
     )
 

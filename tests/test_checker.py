@@ -11,12 +11,9 @@ import psycopg
 import pytest
 
 from redpacket.database.lab import Lab, Schema
+from redpacket.strategies import Outcome
 from redpacket.stress.checker import check_history
 from redpacket.stress.history import (
-    ALREADY_GRANTED,
-    FAILED,
-    GRANTED,
-    UNKNOWN,
     History,
     write_history,
 )
@@ -40,8 +37,8 @@ def grant_row(conn: psycopg.Connection[tuple[object, ...]], order_id: int) -> in
     return int(str(row[0]))
 
 
-def record(history: History, order_id: int, outcome: int, packet: int | None = None) -> None:
-    reason = "40001" if outcome == FAILED else None
+def record(history: History, order_id: int, outcome: Outcome, packet: int | None = None) -> None:
+    reason = "40001" if outcome == Outcome.FAILED else None
     history.record(0, order_id, 1_000, 2_000, outcome, reason, 1, packet)
 
 
@@ -49,9 +46,9 @@ def test_a_consistent_history_passes(
     fresh_lab: Lab, table: psycopg.Connection[tuple[object, ...]]
 ) -> None:
     history = History()
-    record(history, 1, GRANTED, grant_row(table, 1))
-    record(history, 1, ALREADY_GRANTED)
-    record(history, 2, FAILED)
+    record(history, 1, Outcome.GRANTED, grant_row(table, 1))
+    record(history, 1, Outcome.ALREADY_GRANTED)
+    record(history, 2, Outcome.FAILED)
     result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
     assert (result.ok, result.requests, result.violation_count) == (True, 3, 0)
 
@@ -62,10 +59,10 @@ def test_duplicates_and_rows_nobody_reported_are_violations(
     history = History()
     first = grant_row(table, 1)
     second = grant_row(table, 1)
-    record(history, 1, GRANTED, first)
-    record(history, 1, GRANTED, second)
+    record(history, 1, Outcome.GRANTED, first)
+    record(history, 1, Outcome.GRANTED, second)
     stray = grant_row(table, 2)  # a row no request reported
-    record(history, 2, ALREADY_GRANTED)
+    record(history, 2, Outcome.ALREADY_GRANTED)
     result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
     rules = sorted((v.rule, v.order_id) for v in result.violations)
     assert rules == [("duplicate", 1), ("row_without_grant", 2)]
@@ -79,7 +76,7 @@ def test_a_reported_grant_without_its_row_is_a_violation(
     fresh_lab: Lab, table: psycopg.Connection[tuple[object, ...]]
 ) -> None:
     history = History()
-    record(history, 3, GRANTED, 999_999)
+    record(history, 3, Outcome.GRANTED, 999_999)
     result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
     assert [(v.rule, v.order_id) for v in result.violations] == [("granted_without_row", 3)]
 
@@ -89,10 +86,10 @@ def test_unknown_outcomes_are_resolved_by_the_table(
 ) -> None:
     history = History()
     committed = grant_row(table, 4)
-    record(history, 4, UNKNOWN, committed)  # its row is there: it committed
-    record(history, 5, UNKNOWN)  # no row for order 5: it did not
+    record(history, 4, Outcome.UNKNOWN, committed)  # its row is there: it committed
+    record(history, 5, Outcome.UNKNOWN)  # no row for order 5: it did not
     grant_row(table, 6)
-    record(history, 6, UNKNOWN)  # id unknown, but the order's row explains it
+    record(history, 6, Outcome.UNKNOWN)  # id unknown, but the order's row explains it
     result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
     assert result.ok
     assert (result.unknown, result.unknown_committed, result.unknown_not_committed) == (3, 2, 1)
@@ -100,9 +97,9 @@ def test_unknown_outcomes_are_resolved_by_the_table(
 
 def test_history_file_has_the_fields_of_every_request(tmp_path: Path) -> None:
     history = History()
-    history.record(0, 7, 10, 20, GRANTED, None, 1, 41)
-    history.record(1, 7, 11, 25, FAILED, "40001", 3, None)
-    history.record(2, 8, 12, 30, UNKNOWN, "08006", 1, 42)
+    history.record(0, 7, 10, 20, Outcome.GRANTED, None, 1, 41)
+    history.record(1, 7, 11, 25, Outcome.FAILED, "40001", 3, None)
+    history.record(2, 8, 12, 30, Outcome.UNKNOWN, "08006", 1, 42)
     path = tmp_path / "history.jsonl"
     assert write_history(history, path) == 3
     lines = [json.loads(line) for line in path.read_text().splitlines()]

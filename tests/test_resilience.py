@@ -106,6 +106,11 @@ def test_ctrl_c_prints_the_figures_so_far_and_closes_every_connection(
     assert data["interrupted"] is True
     assert data["attempts"] > 0
     assert data["history"]["ok"] is True
+    # Requests cut short are counted apart: they did not commit, and their orders are not
+    # "left without a grant" (a reading that would blame the strategy).
+    assert data["missing_orders"] == 0
+    assert 0 <= data["interrupted_requests"] <= 4
+    assert data["history"]["requests"] == data["attempts"] + data["interrupted_requests"]
     assert "Traceback" not in err
     assert workers_left(url, lab_database) == 0
     cli(url, lab_database, "drop").communicate(timeout=60)

@@ -206,7 +206,7 @@ def test_seed_waiting_for_the_lock_still_reads_its_old_snapshot(scheduler: Sched
     ]
     check = next(e for e in result.events if e.session == 2 and e.action == "find_grant")
     assert check.rows == ()
-    assert [s.outcome for s in result.sessions] == ["granted", "granted"]
+    assert [s.outcome.label for s in result.sessions] == ["granted", "granted"]
     why = explain(result)
     assert "waited for T1's lock" in why
     assert "did not change what T2 could see" in why
@@ -223,13 +223,13 @@ def test_unique_violation_handled_as_already_granted_stays_correct(scheduler: Sc
     result = run(scheduler, "unique_catch", RC)
     assert result.errors == ("23505",)
     assert result.verdict is Verdict.CORRECT
-    assert [s.outcome for s in result.sessions] == ["granted", "already_granted"]
+    assert [s.outcome.label for s in result.sessions] == ["granted", "already_granted"]
 
 
 def test_retry_is_recorded_as_a_new_attempt(scheduler: Scheduler) -> None:
     result = run(scheduler, "conditional_update", RR, retries=2)
     loser = result.sessions[1]
-    assert (loser.outcome, loser.attempts, loser.errors) == ("already_granted", 2, ("40001",))
+    assert (loser.outcome.label, loser.attempts, loser.errors) == ("already_granted", 2, ("40001",))
     assert {e.attempt for e in result.events if e.session == 2} == {1, 2}
 
 
@@ -294,7 +294,7 @@ def test_three_sessions_cost_nothing_extra(lab: Lab) -> None:
         correct = three.run(strategy, RC, schedule)
     assert (duplicated.verdict, duplicated.red_packets) == (Verdict.DUPLICATE, 3)
     assert (correct.verdict, correct.red_packets) == (Verdict.CORRECT, 1)
-    assert [s.outcome for s in correct.sessions] == [
+    assert [s.outcome.label for s in correct.sessions] == [
         "granted",
         "already_granted",
         "already_granted",

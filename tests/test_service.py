@@ -10,8 +10,8 @@ from redpacket.database.observe import wait_for_waiter
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.retry import RetryPolicy
-from redpacket.service import GrantRequest, GrantResult, Outcome, grant
-from redpacket.strategies import STRATEGIES, Strategy
+from redpacket.service import GrantRequest, GrantResult, grant
+from redpacket.strategies import STRATEGIES, Outcome, Strategy
 
 ALL = [(s, level) for s in STRATEGIES.values() for level in Isolation]
 

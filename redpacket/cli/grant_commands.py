@@ -20,8 +20,8 @@ from redpacket.cli.app import (
 from redpacket.database import migrate as migration
 from redpacket.isolation import Isolation
 from redpacket.retry import RetryPolicy
-from redpacket.service import DEFAULT_CAMPAIGN, GrantRequest, GrantResult, Outcome
-from redpacket.strategies import Strategy
+from redpacket.service import DEFAULT_CAMPAIGN, GrantRequest, GrantResult
+from redpacket.strategies import Outcome, Strategy
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -48,10 +48,10 @@ def grant(
         migration.prepare(lab)
         result = service.grant(lab, strategy, isolation, request, policy)
     if as_json:
-        print_json(dataclasses.asdict(result) | {"outcome": result.outcome.value})
+        print_json(dataclasses.asdict(result) | {"outcome": result.outcome.label})
     else:
         click.echo(describe(result))
-    if result.outcome is Outcome.FAILED:
+    if result.outcome not in (Outcome.GRANTED, Outcome.ALREADY_GRANTED):
         raise click.exceptions.Exit(1)
 
 
@@ -60,6 +60,8 @@ def describe(result: GrantResult) -> str:
         Outcome.GRANTED: f"granted (red packet {result.red_packet_id})",
         Outcome.ALREADY_GRANTED: "already granted",
         Outcome.FAILED: f"FAILED ({result.reason})",
+        Outcome.UNKNOWN: "UNKNOWN: the connection was lost while COMMIT was in flight",
+        Outcome.INTERRUPTED: "INTERRUPTED",
     }[result.outcome]
     attempts = f"{result.attempts} attempt" + ("s" if result.attempts != 1 else "")
     errors = f" (errors: {', '.join(result.errors)})" if result.errors else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg.errors
 
 from redpacket.interleave.timeline import Event, Kind, Run, Verdict
-from redpacket.isolation import Isolation
+from redpacket.strategies import Outcome
 
 
 def sqlstate_name(sqlstate: str) -> str:
@@ -34,8 +34,8 @@ def _commit(run: Run, session: int) -> Event | None:
 def explain(run: Run) -> str:
     if run.verdict is Verdict.STUCK:
         return f"The schedule could make no progress: {run.stuck}."
-    granted = [s.session for s in run.sessions if s.outcome == "granted"]
-    others = [s for s in run.sessions if s.outcome != "granted"]
+    granted = [s.session for s in run.sessions if s.outcome is Outcome.GRANTED]
+    others = [s for s in run.sessions if s.outcome is not Outcome.GRANTED]
     parts = []
     if run.verdict is Verdict.DUPLICATE:
         parts.append(_explain_duplicate(run, granted))
@@ -46,7 +46,7 @@ def explain(run: Run) -> str:
     elif not granted:
         parts.append("No session granted the red packet.")
     for summary in run.sessions:
-        if summary.outcome == "failed" and summary.reason:
+        if summary.outcome is Outcome.FAILED and summary.reason:
             retry_hint = "" if run.retries else " Run with --retries to retry it."
             parts.append(
                 f"T{summary.session}'s grant failed with {sqlstate_name(summary.reason)}"
@@ -71,7 +71,7 @@ def _explain_duplicate(run: Run, granted: list[int]) -> str:
         None,
     )
     waited = [e for e in run.events if e.session == late and e.kind is Kind.WAIT]
-    level = Isolation.parse(run.isolation.split("/")[late - 1 if "/" in run.isolation else 0])
+    level = run.level_of(late)
     if level.takes_snapshot_per_transaction:
         snapshot = next(
             e
@@ -182,7 +182,7 @@ def _saw_the_grant(
     commit: Event | None,
     waited: bool,
 ) -> str:
-    level = Isolation.parse(run.isolation.split("/")[0])
+    level = run.level_of(loser)
     if waited:
         return (
             "Its existence check then ran with a snapshot taken after that commit, saw the"

@@ -9,7 +9,7 @@ from redpacket.database.lab import Lab, Schema
 from redpacket.interleave.schedule import parse_schedule
 from redpacket.interleave.scheduler import Scheduler
 from redpacket.interleave.timeline import Run
-from redpacket.isolation import Isolation
+from redpacket.isolation import Isolation, Levels
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import Strategy
 
@@ -17,18 +17,24 @@ from redpacket.strategies import Strategy
 @dataclass(frozen=True)
 class Cell:
     strategy: Strategy
-    isolation: Isolation
+    levels: Levels
     schedule: str
 
 
 def cells(
-    strategies: Sequence[Strategy], levels: Sequence[Isolation], schedules: Sequence[str]
+    strategies: Sequence[Strategy],
+    levels: Sequence[Isolation | Levels],
+    schedules: Sequence[str],
 ) -> list[Cell]:
-    """The matrix's cells; every schedule is checked against every strategy before any run."""
+    """The matrix's cells; every schedule is checked against every strategy and every
+    per-session level before any run."""
+    chosen = [Levels.of(level) for level in levels]
     for strategy in strategies:
         for schedule in schedules:
-            parse_schedule(schedule, len(strategy.steps))
-    return [Cell(s, level, name) for s in strategies for name in schedules for level in levels]
+            sessions = parse_schedule(schedule, len(strategy.steps)).sessions
+            for level in chosen:
+                level.for_sessions(sessions)
+    return [Cell(s, level, name) for s in strategies for name in schedules for level in chosen]
 
 
 def run_matrix(
@@ -44,7 +50,7 @@ def run_matrix(
     with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=sessions) as scheduler:
         for cell in todo:
             schedule = parse_schedule(cell.schedule, len(cell.strategy.steps))
-            run = scheduler.run(cell.strategy, cell.isolation, schedule, retry)
+            run = scheduler.run(cell.strategy, cell.levels, schedule, retry)
             results.append(run)
             if progress is not None:
                 progress(run)

@@ -18,10 +18,10 @@ from redpacket.interleave.schedule import END, Schedule
 from redpacket.interleave.sessions import Session
 from redpacket.interleave.stepping import SessionState, Stepper, Stuck
 from redpacket.interleave.timeline import Run, SessionSummary
-from redpacket.isolation import Isolation
+from redpacket.isolation import Isolation, Levels
 from redpacket.retry import NO_RETRIES, RetryPolicy
 from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
-from redpacket.strategies import Strategy, Walk
+from redpacket.strategies import Outcome, Strategy, Walk
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -54,7 +54,7 @@ class Scheduler:
     def run(
         self,
         strategy: Strategy,
-        isolation: Isolation | tuple[Isolation, ...],
+        isolation: Isolation | Levels,
         schedule: Schedule,
         retry: RetryPolicy = NO_RETRIES,
         campaign_id: str = DEFAULT_CAMPAIGN,
@@ -62,7 +62,7 @@ class Scheduler:
         """Run ``schedule`` on a fresh order; ``isolation`` may differ per session."""
         if schedule.sessions > len(self.sessions):
             raise ValueError(f"schedule needs {schedule.sessions} sessions")
-        levels = isolation if isinstance(isolation, tuple) else (isolation,) * schedule.sessions
+        levels = Levels.of(isolation).for_sessions(schedule.sessions)
         schema = Schema.for_revision(strategy.requires_revision)
         self._use_schema(schema)
         order_id = self._new_order()
@@ -89,12 +89,18 @@ class Scheduler:
                 session.clean()
         return Run(
             strategy=strategy.name,
-            isolation="/".join(dict.fromkeys(level.value for level in levels)),
+            levels=levels,
             schedule=schedule.name,
             order_id=order_id,
             events=tuple(run.events),
             sessions=tuple(
-                SessionSummary(s.number, s.outcome, s.attempt, s.reason, tuple(s.errors))
+                SessionSummary(
+                    s.number,
+                    Outcome.INTERRUPTED if s.outcome is None else s.outcome,
+                    s.attempt,
+                    s.reason,
+                    tuple(s.errors),
+                )
                 for s in states
             ),
             red_packets=self._count(order_id, campaign_id),
@@ -106,7 +112,7 @@ class Scheduler:
         statement = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema.value))
         self.observer.execute(statement)
         for session in self.sessions:
-            session.run(statement.as_string(session.conn))
+            session.use_schema(schema.value)
 
     def _new_order(self) -> int:
         row = self.observer.execute(

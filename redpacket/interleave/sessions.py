@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from redpacket.database.lab import CONNECT_TIMEOUT_S
+from redpacket.retry import CONNECTION_LOST
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,34 @@ def _execute(
         return StatementResult(rows)
     except psycopg.Error as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
-        return StatementResult(None, exc.sqlstate, lines[0] if lines else type(exc).__name__)
+        # A session that died says so without a SQLSTATE (the server cannot send one).
+        sqlstate = exc.sqlstate or (CONNECTION_LOST if conn.closed else None)
+        return StatementResult(None, sqlstate, lines[0] if lines else type(exc).__name__)
 
 
 class Session:
     def __init__(self, number: int, conninfo: str) -> None:
         self.number = number
+        self.conninfo = conninfo
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"redpacket-T{number}")
+        self.schema: str | None = None
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        """A new connection for a session whose backend died (a retry goes on on it)."""
         self.conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-            conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
         )
         self.pid = self.conn.info.backend_pid
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"redpacket-T{number}")
+        if self.schema is not None:
+            self.use_schema(self.schema)
+
+    def use_schema(self, schema: str) -> None:
+        """Work in ``schema`` from now on, on this connection and any that replaces it."""
+        self.schema = schema
+        self.run(
+            sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)).as_string(self.conn)
+        )
 
     def submit(self, sql: str, params: dict[str, Any] | None = None) -> Future[StatementResult]:
         return self._thread.submit(_execute, self.conn, sql, params)
@@ -52,8 +71,11 @@ class Session:
         return self.submit(sql, params).result()
 
     def clean(self) -> None:
-        """Leave no transaction open between runs."""
-        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        """Leave no transaction open between runs, and a live connection for the next."""
+        if self.conn.closed:
+            self.conn.close()
+            self.reconnect()
+        elif self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self.run("ROLLBACK")
 
     def close(self) -> None:

@@ -19,8 +19,8 @@ from redpacket.interleave.schedule import BEGIN, END
 from redpacket.interleave.sessions import Session, StatementResult
 from redpacket.interleave.timeline import Event, Kind
 from redpacket.isolation import Isolation
-from redpacket.retry import RetryPolicy
-from redpacket.strategies import End, Strategy, Walk
+from redpacket.retry import RetryPolicy, means_connection_lost
+from redpacket.strategies import End, Ending, Outcome, Strategy, Walk, closes_with_commit
 
 if TYPE_CHECKING:
     from redpacket.interleave.scheduler import Scheduler
@@ -43,16 +43,15 @@ class SessionState:
     pending: Future[StatementResult] | None = None
     pending_event: Event | None = None
     waiting_on: tuple[int, ...] = ()
-    attempt_end: End | None = None
-    attempt_error: str | None = None
-    aborted: bool = False  # a statement failed: the transaction can only roll back
-    outcome: str = "unfinished"
+    decided: End | None = None  # what the strategy decided in this attempt
+    failure: Ending | None = None  # a statement failed: the transaction can only roll back
+    outcome: Outcome | None = None  # set when the request is over
     reason: str | None = None
     errors: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
-        return self.outcome != "unfinished"
+        return self.outcome is not None
 
     @property
     def number(self) -> int:
@@ -134,8 +133,8 @@ class Stepper:
             name, number = "begin", None
             text = shown = level.begin_sql
         elif state.next_action == self.finish_number:
-            end = state.attempt_end
-            name = "commit" if end is not None and end.commits and not state.aborted else "rollback"
+            commits = closes_with_commit(state.decided, aborted=state.failure is not None)
+            name = "commit" if commits else "rollback"
             number, text, shown = None, name.upper(), name.upper()
         else:
             step = state.walk.step
@@ -210,50 +209,50 @@ class Stepper:
         state.pending = None
         action = state.next_action
         decision: End | None = None
-        if result.sqlstate is not None:
-            state.errors.append(result.sqlstate)
-        if action == BEGIN:
+        sqlstate = result.sqlstate
+        if sqlstate is not None:
+            state.errors.append(sqlstate)
+        if means_connection_lost(sqlstate):  # the session is gone: nothing more can be sent
+            self._end_attempt(state, Ending.connection_lost(action == self.finish_number))
+        elif action == BEGIN:
             state.next_action = 1
         elif action == self.finish_number:
-            if result.sqlstate is not None:  # COMMIT failed: the transaction is gone
-                state.attempt_error = result.sqlstate
-            self._end_attempt(state)
-        elif result.sqlstate is not None:
-            decision = state.walk.error(result.sqlstate)
-            state.attempt_end = decision
-            state.attempt_error = None if decision else result.sqlstate
-            state.aborted = True
+            failure = state.failure or Ending(state.decided)
+            self._end_attempt(state, Ending(sqlstate=sqlstate) if sqlstate else failure)
+        elif sqlstate is not None:
+            decision = state.walk.error(sqlstate)
+            state.decided = decision
+            state.failure = Ending.after_error(decision, sqlstate)
             state.next_action = self.finish_number
         else:
             decision = state.walk.row(result.rows[0] if result.rows else None)
             if decision is None:
                 state.next_action = state.walk.index + 1
             else:
-                state.attempt_end = decision
+                state.decided = decision
                 state.next_action = self.finish_number
         self._record(state, kind, result, decision.value if decision else None)
         state.waiting_on = ()
         state.pending_event = None
 
-    def _end_attempt(self, state: SessionState) -> None:
-        end = state.attempt_end
-        reason = state.attempt_error
-        if reason is None and end is not None and not end.commits:
-            reason = end.value
-        if reason is None and end is not None:
-            state.outcome = "granted" if end is End.GRANTED else "already_granted"
-            state.next_action = END
-            return
-        if self.retry.should_retry(reason, state.attempt):
+    def _end_attempt(self, state: SessionState, ending: Ending) -> None:
+        """The transaction is over: ``Ending`` says what the caller is told, or to try again."""
+        if ending.worth_retrying(self.retry, state.attempt):
+            if means_connection_lost(ending.sqlstate):
+                self._reconnect(state)
             state.attempt += 1
             state.walk = Walk(self.strategy, dict(self.context))
             state.next_action = BEGIN
             state.statements = 0
-            state.attempt_end = state.attempt_error = None
-            state.aborted = False
+            state.decided = state.failure = None
             return
-        state.outcome, state.reason = "failed", reason
+        state.outcome, state.reason = ending.outcome, ending.reason
         state.next_action = END
+
+    def _reconnect(self, state: SessionState) -> None:
+        del self.pids[state.session.pid]
+        state.session.reconnect()
+        self.pids[state.session.pid] = state.number
 
     def abandon(self) -> None:
         """After a stuck run: cancel what still waits, so every session can roll back."""

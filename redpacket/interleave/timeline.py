@@ -6,6 +6,9 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from redpacket.isolation import Isolation, Levels
+from redpacket.strategies import Outcome
+
 
 class Verdict(enum.Enum):
     CORRECT = "correct"
@@ -44,16 +47,19 @@ class Event:
 @dataclass(frozen=True)
 class SessionSummary:
     session: int
-    outcome: str  # granted, already_granted, failed, unfinished
+    outcome: Outcome  # interrupted: the schedule got stuck before the request ended
     attempts: int
     reason: str | None = None
     errors: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"outcome": self.outcome.label}
 
 
 @dataclass(frozen=True)
 class Run:
     strategy: str
-    isolation: str
+    levels: tuple[Isolation, ...]  # each session's level, T1 first
     schedule: str
     order_id: int
     events: tuple[Event, ...]
@@ -70,8 +76,16 @@ class Run:
         object.__setattr__(self, "verdict", judge(self))
 
     @property
+    def isolation(self) -> str:
+        """The level, or ``T1=...,T2=...`` when the sessions ran at different levels."""
+        return Levels(self.levels[0], self.levels if len(set(self.levels)) > 1 else ()).label
+
+    def level_of(self, session: int) -> Isolation:
+        return self.levels[session - 1]
+
+    @property
     def failed_sqlstates(self) -> tuple[str, ...]:
-        return tuple(s.reason for s in self.sessions if s.outcome == "failed" and s.reason)
+        return tuple(s.reason for s in self.sessions if s.outcome is Outcome.FAILED and s.reason)
 
     def summary(self) -> dict[str, Any]:
         """The matrix's view of a run: no events."""
@@ -89,7 +103,8 @@ class Run:
 
     def to_json(self) -> dict[str, Any]:
         data = self.summary() | {"order_id": self.order_id}
-        data["sessions"] = [asdict(s) for s in self.sessions]
+        data["levels"] = [level.value for level in self.levels]
+        data["sessions"] = [s.to_json() for s in self.sessions]
         data["events"] = [asdict(e) | {"kind": e.kind.value} for e in self.events]
         return data
 
@@ -98,7 +113,8 @@ def judge(run: Run) -> Verdict:
     """Duplicates first (the bug), then a grant that never happened, then failed grants."""
     if run.stuck:
         return Verdict.STUCK
-    failed = any(s.outcome == "failed" for s in run.sessions)
+    failed = any(s.outcome is not Outcome.GRANTED and s.outcome is not Outcome.ALREADY_GRANTED
+                 for s in run.sessions)  # fmt: skip
     if run.red_packets > 1:
         return Verdict.DUPLICATE
     if run.red_packets == 0:

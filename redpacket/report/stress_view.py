@@ -59,6 +59,14 @@ def stress_table(result: StressResult) -> Table:
         ),
         ("elapsed", f"{data['elapsed_s']} s" + (" (interrupted)" if result.interrupted else "")),
     ]
+    if result.tally.interrupted:
+        rows.insert(
+            rows.index(("orders with duplicates", _count(data["duplicate_orders"]))),
+            (
+                "cut short by the interruption",
+                f"{result.tally.interrupted} requests (not committed)",
+            ),
+        )
     history = result.history_check
     if history is not None:
         resolved = (

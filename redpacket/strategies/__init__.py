@@ -17,6 +17,7 @@ from redpacket.strategies import (
     seed,
     unique_catch,
 )
+from redpacket.strategies.ending import Ending, Outcome, closes_with_commit
 from redpacket.strategies.files import load_strategy_file, looks_like_file
 from redpacket.strategies.steps import NEXT, End, Expected, Go, Race, Step, Strategy, Walk
 
@@ -42,6 +43,6 @@ def get_strategy(name: str) -> Strategy:
 
 
 __all__ = [
-    "NEXT", "STRATEGIES", "STRATEGY_NAMES", "End", "Expected", "Go", "Race", "Step", "Strategy",
-    "Walk", "get_strategy",
+    "NEXT", "STRATEGIES", "STRATEGY_NAMES", "End", "Ending", "Expected", "Go", "Outcome", "Race",
+    "Step", "Strategy", "Walk", "closes_with_commit", "get_strategy",
 ]  # fmt: skip

@@ -18,9 +18,11 @@ from typing import Any
 import psycopg
 
 from redpacket.database.lab import CONNECT_TIMEOUT_S
-from redpacket.stress.history import GRANTED, UNKNOWN, History, Request
+from redpacket.strategies.ending import Outcome
+from redpacket.stress.history import History, Request
 
 MAX_LISTED = 20
+_MAY_HAVE_COMMITTED = (Outcome.GRANTED, Outcome.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,12 @@ def check_history(conninfo: str, history: History, campaign_id: str) -> HistoryC
     for order_id, packets in by_order.items():
         if len(packets) > 1:
             found.append(("duplicate", order_id, f"{len(packets)} red packets {sorted(packets)}",
-                          lambda i: history.outcome[i] in (GRANTED, UNKNOWN)))  # fmt: skip
+                          lambda i: history.outcome[i] in _MAY_HAVE_COMMITTED))  # fmt: skip
 
     # (b) every reported grant has its row
     existing = {packet for packets in by_order.values() for packet in packets}
     reported: set[int] = set()
-    for index in history.indexes_with(GRANTED):
+    for index in history.indexes_with(Outcome.GRANTED):
         packet = history.red_packet[index]
         reported.add(packet)
         if packet not in existing:
@@ -101,7 +103,7 @@ def check_history(conninfo: str, history: History, campaign_id: str) -> HistoryC
                           _has_packet(history, packet)))  # fmt: skip
 
     # (c) every row was reported, or resolves an unknown outcome
-    unknown = list(history.indexes_with(UNKNOWN))
+    unknown = list(history.indexes_with(Outcome.UNKNOWN))
     unresolved: dict[int, list[int]] = defaultdict(list)
     for index in unknown:
         unresolved[history.order[index]].append(index)

@@ -20,7 +20,7 @@ def nothing() -> None:
 
 
 @dataclass
-class Outcome:
+class EngineReport:
     """What the engine(s) handed back."""
 
     tally: Tally

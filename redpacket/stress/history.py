@@ -2,9 +2,10 @@
 
 A million requests cost about 34 MB here instead of hundreds: one typed array per
 field. An outcome is what the worker would have told its caller: granted, already
-granted, failed (with a SQLSTATE or reason), or unknown — the connection was lost
+granted, failed (with a SQLSTATE or reason), unknown — the connection was lost
 while COMMIT was in flight, so nobody can know whether it committed (Jepsen's
-"info" operations). The checker resolves those against the table.
+"info" operations; the checker resolves those against the table) — or interrupted:
+the run was stopped before the request ended, and it did not commit.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-GRANTED, ALREADY_GRANTED, FAILED, UNKNOWN = 0, 1, 2, 3
-OUTCOME_NAMES = ("granted", "already_granted", "failed", "unknown")
+from redpacket.strategies.ending import Outcome
+
 NO_ID = -1
 
 
@@ -71,7 +72,7 @@ class History:
         order_id: int,
         start_ns: int,
         end_ns: int,
-        outcome: int,
+        outcome: Outcome,
         reason: str | None,
         attempts: int,
         red_packet_id: int | None,
@@ -103,13 +104,13 @@ class History:
             order_id=self.order[index],
             start_ns=self.start_ns[index],
             end_ns=self.end_ns[index],
-            outcome=OUTCOME_NAMES[self.outcome[index]],
+            outcome=Outcome(self.outcome[index]).label,
             reason=self.reasons[self.reason[index]] or None,
             attempts=self.attempts[index],
             red_packet_id=None if red_packet == NO_ID else red_packet,
         )
 
-    def indexes_with(self, outcome: int) -> Iterator[int]:
+    def indexes_with(self, outcome: Outcome) -> Iterator[int]:
         return (i for i, value in enumerate(self.outcome) if value == outcome)
 
 
@@ -122,6 +123,7 @@ def write_history(history: History, path: Path) -> int:
     """
     encode = json.JSONEncoder().encode
     reasons = [reason or None for reason in history.reasons]
+    labels = [outcome.label for outcome in Outcome]
     columns = zip(
         history.worker, history.order, history.start_ns, history.end_ns, history.outcome,
         history.reason, history.attempts, history.red_packet, strict=True,
@@ -133,7 +135,7 @@ def write_history(history: History, path: Path) -> int:
                 "order_id": order,
                 "start_ns": start,
                 "end_ns": end,
-                "outcome": OUTCOME_NAMES[outcome],
+                "outcome": labels[outcome],
                 "reason": reasons[reason],
                 "attempts": attempts,
                 "red_packet_id": None if packet == NO_ID else packet,

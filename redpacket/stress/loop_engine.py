@@ -26,8 +26,7 @@ from psycopg import OperationalError, pq
 from psycopg.pq.abc import PGconn
 
 from redpacket.retry import RetryPolicy
-from redpacket.strategies import End
-from redpacket.stress.history import ALREADY_GRANTED, FAILED, GRANTED, UNKNOWN
+from redpacket.strategies import End, Ending, Outcome
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.statements import (
     Compiled,
@@ -131,6 +130,11 @@ class LoopEngine:
         pgconn.finish()
 
     def close(self) -> None:
+        """Close every connection; a request still in flight is recorded as cut short."""
+        self.stopping = True
+        for worker in self.workers:
+            if worker.busy:
+                self.finished(worker, worker.ending_if_stopped_now())
         for worker in self.workers:
             if worker.pgconn is not None:
                 with contextlib.suppress(KeyError, ValueError, OSError):
@@ -149,30 +153,24 @@ class LoopEngine:
         self._timer_sequence += 1
         heapq.heappush(self.timers, (time.monotonic() + delay_s, self._timer_sequence, worker))
 
-    def finished(self, worker: Worker, reason: str | None, unknown: bool = False) -> None:
-        tally = self.tally
+    def finished(self, worker: Worker, ending: Ending | None) -> None:
+        """``worker``'s request is over; ``ending`` None: the run was cut short under it."""
         end_ns = time.perf_counter_ns()
-        tally.latency.record(end_ns - worker.started_ns)
+        tally = self.tally
+        if ending is None:
+            outcome, reason = Outcome.INTERRUPTED, None
+        else:
+            outcome, reason = ending.outcome, ending.reason
+            tally.latency.record(end_ns - worker.started_ns)
+        decided = outcome is Outcome.GRANTED or outcome is Outcome.ALREADY_GRANTED
+        ends, ids = worker.ends, worker.ids
         for index, order_id in enumerate(worker.orders):
-            tally.attempts += 1
-            end = worker.ends[index] if index < len(worker.ends) else None
-            packet = worker.ids[index] if index < len(worker.ids) else None
-            if unknown:
-                tally.unknown += 1
-                outcome = UNKNOWN
-            elif reason is not None:
-                tally.failed[reason] += 1
-                outcome, packet = FAILED, None
-            elif end is End.GRANTED:
-                tally.granted += 1
-                tally.granted_orders.append(order_id)
-                outcome = GRANTED
-            else:
-                tally.already_granted += 1
-                outcome, packet = ALREADY_GRANTED, None
-            tally.history.record(
+            if decided:  # each order of a pair has its own end
+                outcome = Outcome.GRANTED if ends[index] is End.GRANTED else Outcome.ALREADY_GRANTED
+            packet = ids[index] if index < len(ids) else None
+            tally.record(
                 worker.number, order_id, worker.started_ns, end_ns, outcome, reason,
-                worker.attempt, packet,
+                worker.attempt, packet, self.attempted,
             )  # fmt: skip
         worker.busy = False
         self.busy -= 1
@@ -183,8 +181,6 @@ class LoopEngine:
 
     def _start(self, worker: Worker, orders: tuple[int, ...]) -> None:
         self.busy += 1
-        for order_id in orders:
-            self.attempted[order_id] = 1
         worker.start(orders)
 
     def _start_next(self, worker: Worker) -> None:

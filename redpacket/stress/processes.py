@@ -1,36 +1,34 @@
 """Several processes, each with its own loop engine and share of the workers.
 
-Children are spawned, connect, and wait at a start barrier with the parent, which
-then lets faults begin; the hot workload adds a barrier per order so that every
-worker of every process races for the same order at once. Plain values cross the
-process boundary; each child sends progress, then its tally, history and the
-orders it attempted, through a pipe of its own: a child that dies (killed, out of
-memory) shows as the end of its pipe at once, and cannot leave a lock that a
-shared queue would need behind it.
+Children are spawned, connect, and say so; once all have, the parent lets faults
+begin and tells them to go. The hot workload adds a barrier per order, kept by the
+parent, so that every worker of every process races for the same order at once.
+Plain values cross the process boundary, through two pipes per child and nothing
+else: a child says where it is, sends progress, then its tally, history and the
+orders it attempted; the parent says go or stop. A child that dies (killed, out of
+memory) shows as the end of its pipe at once, and cannot leave behind a lock that
+the parent or a sibling would wait for, as a shared event or barrier could.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import pickle
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
-from threading import BrokenBarrierError
 from typing import Any
 
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import get_strategy
-from redpacket.stress.driving import Outcome, drive
+from redpacket.stress.driving import EngineReport, drive
 from redpacket.stress.live import Live
 from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine, ServerGone, StatementRefused
 from redpacket.stress.plan import Engine, StressPlan, Workload
 from redpacket.stress.tally import Tally
-
-BARRIER_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -65,13 +63,7 @@ class _ChildPlan:
 
 
 def _child(
-    index: int,
-    child_plan: _ChildPlan,
-    conninfo: str,
-    channel: Connection,
-    stop: Any,
-    barrier: Any,
-    start: Any,
+    index: int, child_plan: _ChildPlan, conninfo: str, outbox: Connection, inbox: Connection
 ) -> None:
     try:
         plan = child_plan.plan()  # a user's strategy file is loaded again here
@@ -82,34 +74,46 @@ def _child(
         )
     except (LabError, ConnectionFailed, ServerGone, StatementRefused) as exc:
         plain = isinstance(exc, (LabError, StatementRefused))
-        channel.send(("error", str(exc) if plain else f"stress workers cannot connect: {exc}"))
-        barrier.abort()
-        start.abort()
+        outbox.send(("error", str(exc) if plain else f"stress workers cannot connect: {exc}"))
         return
 
     def progress(tally: Tally) -> bool:
-        channel.send(
+        outbox.send(
             ("progress", tally.attempts, tally.granted, sum(tally.failed.values()),
              tally.drain_granted_orders())
         )  # fmt: skip
-        return not stop.is_set()
+        return not _stop_asked(inbox)
 
     def wait_for_all() -> None:
-        try:
-            barrier.wait(BARRIER_TIMEOUT_S)
-        except BrokenBarrierError:
+        outbox.send(("at",))
+        if not _go(inbox):
             engine.stop()
 
+    outbox.send(("ready",))
     try:
-        start.wait(BARRIER_TIMEOUT_S)  # with the parent: every process connected
-    except (BrokenBarrierError, KeyboardInterrupt):
+        if not _go(inbox):  # every process connected: the parent says go
+            engine.stop()
+    except KeyboardInterrupt:
         engine.stop()
     elapsed, interrupted, error = drive(
         engine, plan, progress, wait_for_all if plan.workload.hot else None
     )
-    if plan.workload.hot:
-        barrier.abort()  # a sibling still waiting for this process must not wait forever
-    channel.send(("done", engine.tally, bytes(engine.attempted), elapsed, interrupted, error))
+    outbox.send(("done", engine.tally, bytes(engine.attempted), elapsed, interrupted, error))
+
+
+def _go(inbox: Connection) -> bool:
+    """Wait for the parent's word: True to go on, False to stop (or the parent is gone)."""
+    try:
+        return bool(inbox.recv() == "go")
+    except (EOFError, OSError):
+        return False
+
+
+def _stop_asked(inbox: Connection) -> bool:
+    try:
+        return inbox.poll() and inbox.recv() == "stop"
+    except (EOFError, OSError):
+        return True
 
 
 class _Figures:
@@ -167,91 +171,142 @@ def _receive(readers: dict[int, Connection], timeout: float) -> list[tuple[int, 
     return received
 
 
+class _Children:
+    """The spawned processes and the two pipes of each: what they say, and what we tell them.
+
+    Pipes only, no shared lock, semaphore or event: a child killed at any instant
+    (SIGKILL, out of memory) cannot leave behind a lock the parent or a sibling then
+    waits for; its end shows as the end of its pipe.
+    """
+
+    def __init__(self, plan: StressPlan, conninfo: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        child_plan = _ChildPlan.of(plan)
+        up = [context.Pipe(duplex=False) for _ in range(plan.processes)]
+        down = [context.Pipe(duplex=False) for _ in range(plan.processes)]
+        self.processes = [
+            context.Process(
+                target=_child,
+                args=(index, child_plan, conninfo, up[index][1], down[index][0]),
+                name=f"redpacket-stress-{index}",
+            )
+            for index in range(plan.processes)
+        ]
+        self.readers = {index: reader for index, (reader, _writer) in enumerate(up)}
+        self._child_ends = [writer for _reader, writer in up] + [reader for reader, _w in down]
+        self.writers = [writer for _reader, writer in down]
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+        for end in self._child_ends:
+            end.close()  # the child holds the only copy now: its death is our EOF
+
+    def tell(self, indexes: Iterable[int], word: str) -> None:
+        for index in indexes:
+            with contextlib.suppress(OSError):  # a child already gone
+                self.writers[index].send(word)
+
+    def how_it_ended(self, index: int) -> str:
+        process = self.processes[index]
+        process.join(timeout=5)
+        code = process.exitcode
+        if code is not None and code < 0:
+            return f"was killed by signal {-code}"
+        return f"exited with status {code}" if code is not None else "stopped answering"
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.pid is None:
+                continue
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=10)
+        for connection in [*self.readers.values(), *self.writers]:
+            connection.close()
+
+
 def run_processes(
     plan: StressPlan,
     conninfo: str,
     live: Live,
     report: Callable[[Live], None],
     ready: Callable[[], None],
-) -> Outcome:
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    barrier = context.Barrier(plan.processes)
-    start = context.Barrier(plan.processes + 1)
-    child_plan = _ChildPlan.of(plan)
-    pipes = [context.Pipe(duplex=False) for _ in range(plan.processes)]
-    children = [
-        context.Process(
-            target=_child,
-            args=(index, child_plan, conninfo, pipes[index][1], stop, barrier, start),
-            name=f"redpacket-stress-{index}",
-        )
-        for index in range(plan.processes)
-    ]
-    readers = {index: reader for index, (reader, _writer) in enumerate(pipes)}
+) -> EngineReport:
+    children = _Children(plan, conninfo)
+    everyone = range(plan.processes)
+    readers = dict(children.readers)
     figures = _Figures(plan, live)
+    connected: set[int] = set()
+    at_barrier: set[int] = set()
+    running = set(everyone)
+    never_started: list[str] = []
+
+    def stop_all() -> None:
+        children.tell(everyone, "stop")
 
     def lost(index: int) -> None:
         """A child's pipe ended before its figures came: stop the others, say which."""
-        if index in figures.reported or figures.failure is not None:
+        running.discard(index)
+        if index in figures.reported:
             return
-        children[index].join(timeout=5)
-        code = children[index].exitcode
-        how = (
-            f"was killed by signal {-code}" if code is not None and code < 0
-            else f"exited with status {code}" if code is not None else "stopped answering"
-        )  # fmt: skip
-        figures.failure = (
-            f"stress worker process {index} {how} before sending its figures;"
-            " the figures are those the others sent"
-        )
-        stop.set()
-        barrier.abort()
-        start.abort()
+        how = children.how_it_ended(index)
+        if index not in connected:
+            never_started.append(
+                f"stress worker process {index} {how} before it could start (its error is on"
+                " stderr above; a script that calls run_stress needs `if __name__ =="
+                ' "__main__":` around the call, because worker processes are spawned and'
+                " import the script again)"
+            )
+        elif figures.failure is None:
+            figures.failure = (
+                f"stress worker process {index} {how} before sending its figures;"
+                " the figures are those the others sent"
+            )
+        stop_all()
+
+    def take(index: int, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            connected.add(index)
+            if len(connected) == plan.processes:
+                ready()  # every process connected: faults may start
+                children.tell(everyone, "go")
+        elif kind == "at":  # the hot workload: every process races for the same order
+            at_barrier.add(index)
+            if at_barrier >= running:
+                children.tell(at_barrier, "go")
+                at_barrier.clear()
+        else:
+            figures.take(index, message)
+            if kind in ("done", "error"):
+                running.discard(index)
+                if plan.workload.hot or kind == "error":
+                    stop_all()  # the others must not wait at a barrier for this one
 
     try:
-        for child in children:
-            child.start()
-        for _reader, writer in pipes:
-            writer.close()  # the child holds the only writer now: its end is our EOF
-        threading.Thread(target=_start_together, args=(start, ready), daemon=True).start()
+        children.start()
         while readers:
             for index, message in _receive(readers, 0.2):
                 if message is None:
                     lost(index)
                 else:
-                    figures.take(index, message)
+                    take(index, message)
             report(live)
     except KeyboardInterrupt:
         figures.interrupted = True
-        stop.set()
-        barrier.abort()
-        start.abort()
+        stop_all()
         _collect_after_interrupt(readers, figures)
     finally:
-        for child in children:
-            if child.pid is None:
-                continue
-            child.join(timeout=10)
-            if child.is_alive():
-                child.terminate()
-                child.join(timeout=10)
-        for reader, _writer in pipes:
-            reader.close()
+        children.close()
     if figures.errors:
         raise LabError(figures.errors[0])
-    return Outcome(
+    if never_started:
+        raise LabError(never_started[0])
+    return EngineReport(
         figures.tally, figures.attempted, figures.elapsed, figures.interrupted, figures.failure
     )
-
-
-def _start_together(start: Any, ready: Callable[[], None]) -> None:
-    """Release the children together once all are connected; then faults may start."""
-    try:
-        start.wait(BARRIER_TIMEOUT_S)
-    except BrokenBarrierError:
-        return
-    ready()
 
 
 def _collect_after_interrupt(readers: dict[int, Connection], figures: _Figures) -> None:
@@ -263,5 +318,5 @@ def _collect_after_interrupt(readers: dict[int, Connection], figures: _Figures) 
         except KeyboardInterrupt:
             continue
         for index, message in received:
-            if message is not None:
+            if message is not None and message[0] in ("progress", "done", "error"):
                 figures.take(index, message)

@@ -63,6 +63,7 @@ class StressResult:
             "granted": self.tally.granted,
             "already_granted": self.tally.already_granted,
             "unknown": self.tally.unknown,
+            "interrupted_requests": self.tally.interrupted,
             "failed": dict(sorted(self.tally.failed.items())),
             "retries": self.tally.retries,
             "duplicate_orders": check.duplicate_orders if check else None,
@@ -81,7 +82,8 @@ class StressResult:
 
 CSV_FIELDS = [
     "strategy", "isolation", "workload", "workers", "processes", "orders", "retries_allowed",
-    "engine", "attempts", "granted", "already_granted", "unknown", "failed", "retries",
+    "engine", "attempts", "granted", "already_granted", "unknown", "interrupted_requests", "failed",
+    "retries",
     "duplicate_orders", "extra_grants", "missing_orders", "correct", "elapsed_s",
     "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "history_ok", "interrupted",
     "error",

@@ -13,7 +13,7 @@ from redpacket.database.lab import Lab, Schema
 from redpacket.errors import LabError
 from redpacket.stress.check import check_grants
 from redpacket.stress.checker import check_history
-from redpacket.stress.driving import Outcome, drive, nothing
+from redpacket.stress.driving import EngineReport, drive, nothing
 from redpacket.stress.faults import WORKER_APPLICATION, BackendKiller
 from redpacket.stress.live import Live
 from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine, StatementRefused
@@ -69,7 +69,7 @@ def run_stress(
 
 def _run_here(
     plan: StressPlan, conninfo: str, live: Live, report: OnProgress, ready: Callable[[], None]
-) -> Outcome:
+) -> EngineReport:
     try:
         engine = LoopEngine(plan, conninfo, plan.workers, plan.attempts, plan.seed)
     except ConnectionFailed as exc:
@@ -77,7 +77,7 @@ def _run_here(
     except StatementRefused as exc:
         raise LabError(str(exc)) from None
     except KeyboardInterrupt:  # before anything ran: nothing to report but that
-        return Outcome(Tally(), bytearray(plan.orders + 1), 0.0, interrupted=True)
+        return EngineReport(Tally(), bytearray(plan.orders + 1), 0.0, interrupted=True)
 
     def progress(tally: Tally) -> bool:
         live.attempts, live.granted = tally.attempts, tally.granted
@@ -87,7 +87,7 @@ def _run_here(
         return True
 
     elapsed, interrupted, error = drive(engine, plan, progress, ready=ready)
-    return Outcome(engine.tally, engine.attempted, elapsed, interrupted, error)
+    return EngineReport(engine.tally, engine.attempted, elapsed, interrupted, error)
 
 
 # -- several processes -------------------------------------------------------------------

@@ -12,18 +12,20 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Connection
+
 from redpacket.database.lab import Lab, Schema
 from redpacket.retry import RetryPolicy
 from redpacket.service import GrantRequest, grant_on
-from redpacket.service import Outcome as GrantOutcome
-from redpacket.stress.driving import Outcome
-from redpacket.stress.history import ALREADY_GRANTED, FAILED, GRANTED
+from redpacket.stress.driving import EngineReport
 from redpacket.stress.live import Live
 from redpacket.stress.plan import StressPlan
 from redpacket.stress.tally import Tally
 
 
-def run_threads(lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live], None]) -> Outcome:
+def run_threads(
+    lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live], None]
+) -> EngineReport:
     engine = lab.engine(Schema.for_revision(plan.strategy.requires_revision))
     policy = RetryPolicy(plan.retries)
     tallies = [Tally() for _ in range(plan.workers)]
@@ -63,34 +65,18 @@ def run_threads(lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live],
             errors.append(exc)
             barrier.abort()
 
-    def _grant(conn: object, worker: int, order_id: int, tally: Tally) -> None:
-        attempted[order_id] = 1
+    def _grant(conn: Connection, worker: int, order_id: int, tally: Tally) -> None:
         started = time.perf_counter_ns()
         result = grant_on(
-            conn,  # type: ignore[arg-type]
-            plan.strategy,
-            plan.isolation,
-            GrantRequest(order_id, plan.campaign_id),
-            policy,
+            conn, plan.strategy, plan.isolation, GrantRequest(order_id, plan.campaign_id), policy
         )
         ended = time.perf_counter_ns()
         tally.latency.record(ended - started)
-        tally.attempts += 1
         tally.retries += result.retries
         tally.errors.update(result.errors)
-        if result.outcome is GrantOutcome.GRANTED:
-            tally.granted += 1
-            tally.granted_orders.append(order_id)
-            outcome = GRANTED
-        elif result.outcome is GrantOutcome.ALREADY_GRANTED:
-            tally.already_granted += 1
-            outcome = ALREADY_GRANTED
-        else:
-            tally.failed[result.reason or "XX000"] += 1
-            outcome = FAILED
-        tally.history.record(
-            worker, order_id, started, ended, outcome, result.reason, result.attempts,
-            result.red_packet_id,
+        tally.record(
+            worker, order_id, started, ended, result.outcome, result.reason, result.attempts,
+            result.red_packet_id, attempted,
         )  # fmt: skip
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(plan.workers)]
@@ -122,4 +108,4 @@ def run_threads(lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live],
     total = Tally()
     for tally in tallies:
         total.merge(tally)
-    return Outcome(total, attempted, elapsed, interrupted)
+    return EngineReport(total, attempted, elapsed, interrupted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from redpacket.strategies.ending import NO_SQLSTATE, Outcome
 from redpacket.stress.histogram import Histogram
 from redpacket.stress.history import History
 
@@ -15,6 +16,7 @@ class Tally:
     granted: int = 0
     already_granted: int = 0
     unknown: int = 0  # connection lost while COMMIT was in flight
+    interrupted: int = 0  # cut short by the end of the run (Ctrl-C); certainly not committed
     failed: Counter[str] = field(default_factory=Counter)  # by SQLSTATE or reason
     retries: int = 0  # transactions beyond the first, summed over requests
     errors: Counter[str] = field(default_factory=Counter)  # every SQLSTATE any statement met
@@ -29,6 +31,7 @@ class Tally:
         self.granted += other.granted
         self.already_granted += other.already_granted
         self.unknown += other.unknown
+        self.interrupted += other.interrupted
         self.failed.update(other.failed)
         self.retries += other.retries
         self.errors.update(other.errors)
@@ -37,6 +40,43 @@ class Tally:
         self.latency.merge(other.latency)
         self.history.merge(other.history, worker_offset)
         self.granted_orders.extend(other.granted_orders)
+
+    def record(
+        self,
+        worker: int,
+        order_id: int,
+        start_ns: int,
+        end_ns: int,
+        outcome: Outcome,
+        reason: str | None,
+        attempts: int,
+        red_packet_id: int | None,
+        attempted: bytearray,
+    ) -> None:
+        """Count one order's request and keep it in the history.
+
+        ``attempted`` marks the orders some request finished for; an order whose only
+        request was cut short is not "left without a grant": nobody finished asking.
+        """
+        if outcome is Outcome.INTERRUPTED:
+            self.interrupted += 1
+        else:
+            self.attempts += 1
+            attempted[order_id] = 1
+            if outcome is Outcome.GRANTED:
+                self.granted += 1
+                self.granted_orders.append(order_id)
+            elif outcome is Outcome.ALREADY_GRANTED:
+                self.already_granted += 1
+            elif outcome is Outcome.FAILED:
+                self.failed[reason or NO_SQLSTATE] += 1
+            else:
+                self.unknown += 1
+        if outcome is not Outcome.GRANTED and outcome is not Outcome.UNKNOWN:
+            red_packet_id = None
+        self.history.record(
+            worker, order_id, start_ns, end_ns, outcome, reason, attempts, red_packet_id
+        )
 
     def drain_granted_orders(self) -> list[int]:
         drained, self.granted_orders = self.granted_orders, []

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from psycopg import OperationalError, pq
 from psycopg.pq.abc import PGconn, PGresult
 
-from redpacket.retry import CONNECTION_LOST
-from redpacket.strategies import End, Walk
+from redpacket.retry import means_connection_lost
+from redpacket.strategies import End, Ending, Walk, closes_with_commit
 from redpacket.stress.statements import BEGIN, COMMIT, ROLLBACK, STEP, Items
 
 if TYPE_CHECKING:
@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 _SQLSTATE = pq.DiagnosticField.SQLSTATE
 _SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
-
-
-def _is_connection_error(sqlstate: str) -> bool:
-    """57P01-57P03 (terminated, shutting down) and class 08: the session is gone."""
-    return sqlstate.startswith(("57P0", "08"))
 
 
 class Worker:
@@ -74,7 +69,7 @@ class Worker:
         self.started_ns = 0
         self.context: dict[str, Any] = {}
         self.walk: Walk | None = None
-        self.failure: str | None = None
+        self.failure: Ending | None = None  # a statement failed: only ROLLBACK can follow
         self.ended: End | None = None
         self.ends: list[End] = []
         self.ids: list[int | None] = []
@@ -155,13 +150,13 @@ class Worker:
             sqlstate = (result.error_field(_SQLSTATE) or b"08006").decode()
             self.engine.tally.errors[sqlstate] += 1
             severity = result.error_field(_SEVERITY)
-            if severity in (b"FATAL", b"PANIC") or _is_connection_error(sqlstate):
+            if severity in (b"FATAL", b"PANIC") or means_connection_lost(sqlstate):
                 self.connection_lost()  # as before a terminated session closes
             elif not self.committed:
                 # An ERROR after the batch's last statement, before its Sync: a statement
                 # timeout that fired between the two. The transaction is aborted.
                 self.aborted = True
-                self.failure = self.failure or sqlstate
+                self.failure = self.failure or Ending(sqlstate=sqlstate)
             return
         kind = self.expect[self.position][0]
         self.position += 1
@@ -170,7 +165,7 @@ class Worker:
         if status not in _OK:
             sqlstate = (result.error_field(_SQLSTATE) or b"XX000").decode()
             self.engine.tally.errors[sqlstate] += 1
-            if _is_connection_error(sqlstate):
+            if means_connection_lost(sqlstate):
                 self.position -= 1  # this statement did not complete
                 self.connection_lost()
                 return
@@ -178,12 +173,12 @@ class Worker:
                 assert self.walk is not None
                 handled = self.walk.error(sqlstate)
                 self.aborted = True
-                if handled is None or len(self.orders) > 1:
-                    self.failure = sqlstate  # an aborted pair cannot keep its first grant
-                else:
-                    self.ended = handled
+                if len(self.orders) > 1:
+                    handled = None  # an aborted pair cannot keep its first grant
+                self.ended = handled
+                self.failure = Ending.after_error(handled, sqlstate)
             elif kind != ROLLBACK:
-                self.failure = sqlstate
+                self.failure = Ending(sqlstate=sqlstate)  # COMMIT (or BEGIN) failed
             return
         if kind == STEP:
             assert self.walk is not None
@@ -202,7 +197,7 @@ class Worker:
         assert self.pgconn is not None
         if self.committed and self.failure is None:
             self._record_order_end()
-            self.engine.finished(self, None)
+            self.engine.finished(self, Ending(self.ended))
             return
         in_transaction = self.pgconn.transaction_status != pq.TransactionStatus.IDLE
         if not in_transaction:
@@ -212,9 +207,12 @@ class Worker:
             self._send(((ROLLBACK, -1),))
             return
         ended = self.ended
-        if self.failure is not None or self.aborted or (ended is not None and not ended.commits):
+        if ended is None and self.failure is None and not self.aborted:
+            assert self.walk is not None
+            self._send(self._batch(self.walk.index))
+        elif not closes_with_commit(ended, self.aborted or self.failure is not None):
             self._send(((ROLLBACK, -1),))
-        elif ended is not None:
+        else:
             self._record_order_end()
             if self.order_index + 1 < len(self.orders):
                 self.order_index += 1
@@ -222,9 +220,6 @@ class Worker:
                 self._send(self._batch(0))
             else:
                 self._send(((COMMIT, -1),))
-        else:
-            assert self.walk is not None
-            self._send(self._batch(self.walk.index))
 
     def _record_order_end(self) -> None:
         if len(self.ends) <= self.order_index and self.ended is not None:
@@ -233,24 +228,21 @@ class Worker:
             self.ids.append(int(packet) if packet is not None else None)
 
     def _attempt_over(self) -> None:
-        """The transaction is over without a successful COMMIT of a decision."""
-        ended = self.ended
-        if self.failure is None and ended is not None and ended.commits:
-            self._record_order_end()
-            self.engine.finished(self, None)  # e.g. 23505 read as "already granted"
-            return
-        reason = self.failure or (ended.value if ended is not None else "XX000")
-        self._retry_or_fail(reason)
+        """The transaction is over without a successful COMMIT: ROLLBACK, or the server's."""
+        ending = self.failure or Ending(self.ended)
+        if ending.sqlstate is None:
+            self._record_order_end()  # e.g. 23505 read as "already granted"
+        self._retry_or_finish(ending)
 
-    def _retry_or_fail(self, reason: str) -> None:
+    def _retry_or_finish(self, ending: Ending) -> None:
         engine = self.engine
-        if engine.retry.should_retry(reason, self.attempt):
+        if ending.worth_retrying(engine.retry, self.attempt):
+            self.commit_sent = self.committed = False  # a cut-short run must not see them
             self.attempt += 1
             engine.tally.retries += 1
             engine.later(engine.retry.delay_s(self.attempt - 1, engine.rng), self)
             return
-        self.ends = []
-        engine.finished(self, reason)
+        engine.finished(self, ending)
 
     def connection_lost(self) -> None:
         """The session is gone: unknown if COMMIT was in flight, else retry on a new one."""
@@ -260,9 +252,22 @@ class Worker:
             return
         if self.committed and self.failure is None:
             self._record_order_end()  # COMMIT's answer arrived before the session died
-            self.engine.finished(self, None)
-        elif commit_in_flight:
+            self.engine.finished(self, Ending(self.ended))
+            return
+        if commit_in_flight:
             self._record_order_end()
-            self.engine.finished(self, None, unknown=True)
-        else:
-            self._retry_or_fail(CONNECTION_LOST)
+        self._retry_or_finish(Ending.connection_lost(commit_in_flight))
+
+    def ending_if_stopped_now(self) -> Ending | None:
+        """The run is being cut short with this request in flight: what can be said of it.
+
+        Its connection is about to close, so a transaction whose COMMIT was not sent
+        rolls back (None: interrupted); one whose COMMIT was sent is unknown.
+        """
+        if self.committed and self.failure is None:
+            self._record_order_end()
+            return Ending(self.ended)
+        if self.commit_sent:
+            self._record_order_end()
+            return Ending.connection_lost(commit_in_flight=True)
+        return None

@@ -82,7 +82,7 @@ class Levels:
         if missing:
             raise LabError(f"isolation names no level for {', '.join(missing)}")
         levels = tuple(given[n] for n in sorted(given))
-        return cls(levels[0], levels) if len(set(levels)) > 1 else cls(levels[0])
+        return cls(levels[0], levels)
 
     def for_sessions(self, sessions: int) -> tuple[Isolation, ...]:
         """One level per session; a schedule with more sessions than were named is refused."""

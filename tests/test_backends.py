@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -58,6 +59,12 @@ def test_url_backend_without_a_url_says_how_to_give_one() -> None:
         pass
 
 
+docker_extra = pytest.mark.skipif(
+    importlib.util.find_spec("testcontainers") is None, reason="the docker extra is not installed"
+)
+
+
+@docker_extra
 def test_docker_absence_is_detected_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
     started = time.monotonic()
@@ -67,6 +74,14 @@ def test_docker_absence_is_detected_fast(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert time.monotonic() - started < 1.0
 
 
+def test_without_the_docker_extra_docker_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "testcontainers", None)  # as if never installed
+    assert docker_problem() == "extra not installed (pip install 'redpacket[docker]')"
+
+
+@docker_extra
 def test_docker_backend_without_daemon_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -75,6 +90,7 @@ def test_docker_backend_without_daemon_is_a_clear_error(
         pass
 
 
+@docker_extra
 def test_auto_without_anything_lists_what_it_tried(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -6,7 +6,9 @@ or show a password.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +55,14 @@ BAD = [
     (["@lab", "explain", "seed", "--schedule", "T1:1,T3:1"], "schedule never runs T2"),
     (["@lab", "explain", "seed", "--schedule", "sometime"], "unknown schedule 'sometime'"),
     (["@lab", "matrix", "--strategies", "seed,nope"], "unknown strategy 'nope'"),
+    (["@lab", "explain", "seed", "-i", "T2=serializable"], "isolation names no level for T1"),
+    (
+        ["@lab", "explain", "seed", "-i", "T1=serializable", "--schedule", "t2-waits"],
+        "the schedule runs T2, but --isolation T1=serializable names levels for T1..T1 only",
+    ),
+    (["@lab", "matrix", "--isolation", "T1=rr,T2=rc"], "unknown isolation level 'rr'"),
+    (["--database-url", "postgres://bad url", "doctor"], "malformed database URL"),
+    (["--database-url", "postgresql://h/db?colour=blue", "doctor"], "malformed database URL"),
     (["@lab", "stress", "--workers", "0"], "--workers must be at least 1"),
     (["@lab", "stress", "--orders", "0"], "--orders must be at least 1"),
     (["@lab", "stress", "-w", "2", "-p", "4"], "--processes (4) cannot exceed --workers (2)"),
@@ -65,7 +75,12 @@ BAD = [
     (["@lab", "stress", "--lock-timeout", "0"], "--lock-timeout must be more than 0 ms"),
     (["@lab", "stress", "--engine", "warp"], "unknown engine 'warp'"),
     (["@lab", "stress", "--csv", "/proc/1/nope/runs.csv"], "cannot write /proc/1/nope/runs.csv"),
-    (["@lab", "compare", "--out", "/proc/1/charts"], "cannot write charts to /proc/1/charts"),
+    (
+        ["@lab", "compare", "--out", "/proc/1/charts"],
+        "cannot write charts to /proc/1/charts"
+        if importlib.util.find_spec("matplotlib")
+        else "--out needs the plots extra",
+    ),
     (["@lab", "stress", "--history", "/proc/1/h.jsonl"], "cannot write /proc/1/h.jsonl"),
     (["@lab", "compare", "--workers", "lots"], "--workers takes whole numbers"),
     (["@foreign", "reset"], "was not created by redpacket; refusing"),
@@ -135,6 +150,21 @@ def test_bad_invocation(
     assert err.startswith("redpacket: error: ")
     assert "Traceback" not in out + err
     assert "pw@" not in err
+
+
+def test_compare_without_the_plots_extra_refuses_out_before_any_work(
+    cli_lab: list[str],
+    server: Server,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
+    status = main([*cli_lab, "compare", "--strategies", "seed", "--out", str(tmp_path / "c")])
+    out, err = capsys.readouterr()
+    assert (status, out) == (2, "")
+    assert err == "redpacket: error: --out needs the plots extra: pip install 'redpacket[plots]'\n"
+    assert not Lab(server, cli_lab[-1]).exists()  # refused before the lab was even created
 
 
 def test_there_are_at_least_25_bad_invocations() -> None:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import pytest
 
 from redpacket.database.lab import Lab
@@ -17,6 +12,8 @@ from redpacket.stress.plan import StressPlan
 from redpacket.stress.runner import run_stress
 
 pytestmark = pytest.mark.stress
+matplotlib = pytest.importorskip("matplotlib", reason="the plots extra is not installed")
+matplotlib.use("Agg")
 
 
 def test_wrong_runs_are_hatched_and_named_in_the_legend(lab: Lab) -> None:
@@ -28,6 +25,8 @@ def test_wrong_runs_are_hatched_and_named_in_the_legend(lab: Lab) -> None:
         )
     ]
     assert [r.correct for r in results] == [False, True]
+    import matplotlib.pyplot as plt
+
     figure, axis = plt.subplots()
     try:
         Grid(results).bars(axis, lambda r: r.throughput_per_s, "per second", "t", mark_wrong=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -113,6 +114,31 @@ def test_explain_json_and_text(cli_lab: list[str], capsys: pytest.CaptureFixture
     assert "T2" in out
 
 
+def test_explain_and_matrix_take_a_level_per_session(
+    cli_lab: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    mixed = "T1=read-committed,T2=repeatable-read"
+    argv = [*cli_lab, "explain", "seed", "-i", mixed, "--schedule", "t2-waits", "--json"]
+    status, out, _ = run(capsys, *argv)
+    data = json.loads(out)
+    assert (status, data["verdict"], data["isolation"]) == (0, "duplicate", mixed)
+    assert data["levels"] == ["read-committed", "repeatable-read"]
+    status, out, _ = run(
+        capsys, *cli_lab, "matrix", "--strategies", "seed", "--schedules", "t2-waits",
+        "--isolation", "T1=repeatable-read,T2=read-committed", "--isolation", "repeatable-read",
+        "--json",
+    )  # fmt: skip
+    verdicts = {row["isolation"]: row["verdict"] for row in json.loads(out)}
+    assert verdicts == {
+        "T1=repeatable-read,T2=read-committed": "correct",
+        "repeatable-read": "duplicate",
+    }
+    status, out, _ = run(capsys, *cli_lab, "matrix", "--strategies", "seed", "--schedules",
+                         "t2-waits", "--isolation", mixed)  # fmt: skip
+    assert status == 0
+    assert mixed in out  # the column is the per-session setting
+
+
 def test_matrix_json(cli_lab: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(
         capsys,
@@ -150,6 +176,7 @@ def test_matrix_json(cli_lab: list[str], capsys: pytest.CaptureFixture[str]) -> 
     assert [r["schedule"] for r in json.loads(out)] == ["serial", "T1:1,T2:1,T1:end,T2:end"]
 
 
+@pytest.mark.stress
 def test_demo_reproduces_and_explains_the_seed_bug(
     cli_lab: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -164,6 +191,7 @@ def test_demo_reproduces_and_explains_the_seed_bug(
     assert "stress comparison" in out
 
 
+@pytest.mark.stress
 def test_stress_expect_correct_and_csv(
     cli_lab: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -208,6 +236,10 @@ def test_stress_expect_correct_and_csv(
     assert lines[0].startswith("strategy,isolation")
 
 
+@pytest.mark.stress
+@pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None, reason="the plots extra is not installed"
+)
 def test_compare_writes_charts(
     cli_lab: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -286,6 +318,7 @@ def test_explain_saves_the_timeline_as_an_html_page(
     assert "waits for T1" in out  # the terminal gets the same timeline
 
 
+@pytest.mark.stress
 def test_stress_history_file_holds_every_request_and_matches_the_table(
     cli_lab: list[str], server: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

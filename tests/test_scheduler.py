@@ -8,12 +8,13 @@ import psycopg
 import pytest
 
 from redpacket.database.lab import Lab, Schema
+from redpacket.errors import LabError
 from redpacket.interleave.explain import explain
 from redpacket.interleave.matrix import cells, run_matrix
 from redpacket.interleave.schedule import SCHEDULE_NAMES, parse_schedule
 from redpacket.interleave.scheduler import Scheduler
 from redpacket.interleave.timeline import Kind, Run, Verdict
-from redpacket.isolation import Isolation
+from redpacket.isolation import Isolation, Levels
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import STRATEGIES, Race
 
@@ -299,3 +300,64 @@ def test_three_sessions_cost_nothing_extra(lab: Lab) -> None:
         "already_granted",
         "already_granted",
     ]
+
+
+# -- one session at another level: a service instance still running the old setting -----
+
+
+def test_levels_are_parsed_per_session() -> None:
+    assert Levels.parse("repeatable-read") == Levels(RR)
+    mixed = Levels.parse("T1=repeatable-read, t2=read committed")
+    assert mixed.for_sessions(2) == (RR, RC)
+    assert mixed.label == "T1=repeatable-read,T2=read-committed"
+    assert Levels.parse("T1=serializable,T2=serializable").for_sessions(2) == (SER, SER)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("T2=read-committed", "names no level for T1"),
+        ("T1=read-committed,T1=serializable", "T1 is given twice"),
+        ("T1=read-committed,x", "bad isolation entry 'x'"),
+        ("T1=sometimes", "unknown isolation level 'sometimes'"),
+    ],
+)
+def test_bad_per_session_levels_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(LabError, match=problem):
+        Levels.parse(text)
+
+
+def test_a_schedule_with_more_sessions_than_levels_is_refused() -> None:
+    with pytest.raises(LabError, match="the schedule runs T3, but --isolation"):
+        Levels.parse("T1=read-committed,T2=serializable").for_sessions(3)
+
+
+@pytest.mark.parametrize(
+    ("levels", "verdict"),
+    [((RC, RR), Verdict.DUPLICATE), ((RR, RC), Verdict.CORRECT)],
+)
+def test_only_the_waiting_sessions_level_decides(
+    scheduler: Scheduler, levels: tuple[Isolation, Isolation], verdict: Verdict
+) -> None:
+    """seed at t2-waits: T2 blocks on T1's lock; what T2 sees after the wait is T2's level."""
+    strategy = STRATEGIES["seed"]
+    mixed = Levels(levels[0], levels)
+    result = scheduler.run(strategy, mixed, parse_schedule("t2-waits", len(strategy.steps)))
+    assert (result.verdict, result.levels, result.level_of(2)) == (verdict, levels, levels[1])
+    assert result.isolation == f"T1={levels[0].value},T2={levels[1].value}"
+    assert any(e.session == 2 and e.kind is Kind.WAIT for e in result.events)
+
+
+def test_three_sessions_at_three_levels(lab: Lab) -> None:
+    strategy = STRATEGIES["seed"]
+    schedule = parse_schedule("T1:1,T2:1,T3:1,T1:end,T2:end,T3:end", len(strategy.steps))
+    levels = Levels.parse("T1=repeatable-read,T2=read-committed,T3=repeatable-read")
+    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=3) as three:
+        result = three.run(strategy, levels, schedule)
+    # T2 re-reads after T1's commit and sees its grant; T3 checks in its old snapshot.
+    assert [s.outcome.label for s in result.sessions] == [
+        "granted",
+        "already_granted",
+        "granted",
+    ]
+    assert (result.verdict, result.red_packets) == (Verdict.DUPLICATE, 2)

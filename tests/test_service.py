@@ -4,6 +4,7 @@ import threading
 
 import psycopg
 import pytest
+from sqlalchemy import Connection, event
 
 from redpacket.database.lab import Lab, Schema
 from redpacket.database.observe import wait_for_waiter
@@ -130,3 +131,26 @@ def test_lost_optimistic_race_is_retried(fresh_lab: Lab) -> None:
         ("lost_race",),
     )
     assert red_packets(fresh_lab, strategy, 5) == 1
+
+
+def test_a_connection_lost_during_commit_is_unknown_and_never_retried(fresh_lab: Lab) -> None:
+    """Nobody can know whether a COMMIT the connection died under took effect."""
+    strategy = STRATEGIES["lock_first"]
+    engine = fresh_lab.engine(Schema.for_revision(strategy.requires_revision))
+    observer = psycopg.connect(fresh_lab.conninfo(Schema.UNCONSTRAINED), autocommit=True)
+
+    def kill_before_commit(conn: Connection) -> None:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        observer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    event.listen(engine, "commit", kill_before_commit)
+    try:
+        result = grant(
+            fresh_lab, strategy, Isolation.READ_COMMITTED, GrantRequest(6), RetryPolicy(3)
+        )
+    finally:
+        event.remove(engine, "commit", kill_before_commit)
+        observer.close()
+    assert (result.outcome, result.attempts, result.reason) == (Outcome.UNKNOWN, 1, None)
+    assert result.errors == ("08006",)
+    assert red_packets(fresh_lab, strategy, 6) == 0  # this time it had not committed

@@ -82,6 +82,7 @@ def test_a_single_statement_fix_still_duplicates_step_by_step(
     }
 
 
+@pytest.mark.stress
 def test_a_user_strategy_under_load_in_several_processes(
     cli_lab: list[str], capsys: pytest.CaptureFixture[str], user_file: str
 ) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -161,3 +164,37 @@ def test_a_worker_process_killed_mid_run_ends_the_run_with_a_clear_error(lab: La
     )
     assert result.elapsed_s < 30  # the other process stopped too, and did not wait it out
     assert result.tally.attempts > 0  # and its figures were kept
+
+
+NO_MAIN_GUARD = """
+from redpacket.database.backends import open_server
+from redpacket.database.lab import Lab
+from redpacket.errors import LabError
+from redpacket.isolation import Isolation
+from redpacket.strategies import STRATEGIES
+from redpacket.stress.plan import StressPlan
+from redpacket.stress.runner import run_stress
+
+with open_server("url", {url!r}) as server:
+    plan = StressPlan(STRATEGIES["on_conflict"], Isolation.READ_COMMITTED, workers=2, processes=2)
+    try:
+        result = run_stress(Lab(server, {lab!r}), plan)
+    except LabError as exc:
+        print("refused:", exc)
+    else:
+        print("ran:", result.throughput_per_s)
+"""
+
+
+def test_a_run_whose_processes_never_start_says_why(lab: Lab, tmp_path: Path) -> None:
+    script = tmp_path / "no_guard.py"
+    url = lab.server.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    script.write_text(NO_MAIN_GUARD.format(url=url, lab=lab.name))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("refused", "ran"))]
+    assert lines, done.stderr
+    assert lines[-1].startswith("refused: stress worker process"), lines
+    assert "before it could start" in lines[-1]
+    assert 'if __name__ == "__main__":' in lines[-1]

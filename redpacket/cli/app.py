@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from redpacket.database.backends import BACKENDS, open_server
 from redpacket.database.lab import DEFAULT_LAB_DATABASE, Lab
 from redpacket.errors import LabError
 from redpacket.interleave.schedule import looks_explicit
-from redpacket.isolation import ISOLATION_NAMES, Isolation
+from redpacket.isolation import ISOLATION_NAMES, Isolation, Levels
 from redpacket.strategies import STRATEGY_NAMES, Strategy, get_strategy
 
 
@@ -52,6 +53,12 @@ def check_writable_file(path: Path) -> None:
             pass
     except OSError as exc:
         raise LabError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def require_extra(module: str, extra: str, option: str) -> None:
+    """Refuse an option whose extra is missing before the work starts, not after it."""
+    if importlib.util.find_spec(module) is None:
+        raise LabError(f"{option} needs the {extra} extra: pip install 'redpacket[{extra}]'")
 
 
 html_option = click.option(
@@ -129,6 +136,17 @@ def strategy_list(values: Sequence[str]) -> list[Strategy]:
 def isolation_list(values: Sequence[str]) -> list[Isolation]:
     names = split_names(values)
     return [Isolation.parse(name) for name in names] if names else list(Isolation)
+
+
+def levels_list(values: Sequence[str]) -> list[Levels]:
+    """Like ``isolation_list``; a value naming sessions (``T1=...,T2=...``) stays whole."""
+    chosen: list[Levels] = []
+    for value in values:
+        if "=" in value:
+            chosen.append(Levels.parse(value))
+        else:
+            chosen += [Levels(level) for level in isolation_list([value])]
+    return chosen or [Levels(level) for level in Isolation]
 
 
 def _strategy(_ctx: click.Context, _param: click.Parameter, value: str) -> Strategy:

@@ -8,12 +8,13 @@ import click
 from rich.rule import Rule
 
 from redpacket.cli.app import Options, cli, html_option, open_lab, output
-from redpacket.cli.interleave_commands import render_explained, run_one
+from redpacket.cli.interleave_commands import render_explained
 from redpacket.cli.lab_commands import doctor_table
 from redpacket.cli.stress_commands import run_comparison
 from redpacket.database import migrate as migration
 from redpacket.doctor import diagnose
 from redpacket.interleave.matrix import cells, run_matrix
+from redpacket.interleave.run import run_one
 from redpacket.isolation import Isolation
 from redpacket.report.matrix_view import matrix_table
 from redpacket.report.stress_view import compare_table

@@ -15,9 +15,8 @@ from redpacket.cli.app import (
     check_html,
     cli,
     html_option,
-    isolation_list,
-    isolation_option,
     json_option,
+    levels_list,
     open_lab,
     output,
     print_json,
@@ -27,28 +26,20 @@ from redpacket.cli.app import (
     strategy_list,
 )
 from redpacket.database import migrate as migration
-from redpacket.database.lab import Lab, Schema
 from redpacket.interleave.explain import explain as explain_run
 from redpacket.interleave.matrix import cells, run_matrix
+from redpacket.interleave.run import run_one
 from redpacket.interleave.schedule import SCHEDULE_NAMES, parse_schedule
-from redpacket.interleave.scheduler import Scheduler
 from redpacket.interleave.timeline import Run
-from redpacket.isolation import Isolation
+from redpacket.isolation import ISOLATION_NAMES, Isolation, Levels
 from redpacket.report.matrix_view import matrix_table
 from redpacket.report.timeline_view import timeline_table, verdict_text
 from redpacket.retry import RetryPolicy
-from redpacket.strategies import Strategy, get_strategy
+from redpacket.strategies import get_strategy
 
 schedule_help = (
     f"A named schedule ({', '.join(SCHEDULE_NAMES)}) or entries like T1:1,T2:1,T1:end,T2:end."
 )
-
-
-def run_one(lab: Lab, strategy: Strategy, isolation: Isolation, schedule: str, retries: int) -> Run:
-    parsed = parse_schedule(schedule, len(strategy.steps))
-    policy = RetryPolicy(retries)
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=parsed.sessions) as scheduler:
-        return scheduler.run(strategy, isolation, parsed, policy)
 
 
 def render_explained(run: Run) -> Group:
@@ -59,9 +50,27 @@ def render_explained(run: Run) -> Group:
     )
 
 
+LEVELS_HELP = (
+    f"One of: {', '.join(ISOLATION_NAMES)}; or one per session, e.g."
+    " T1=repeatable-read,T2=read-committed (one service instance still at the old level)."
+)
+
+
+def _levels(_ctx: click.Context, _param: click.Parameter, value: str) -> Levels:
+    return Levels.parse(value)
+
+
 @cli.command()
 @click.argument("strategy")
-@isolation_option
+@click.option(
+    "--isolation",
+    "-i",
+    "levels",
+    default=Isolation.READ_COMMITTED.value,
+    show_default=True,
+    callback=_levels,
+    help=LEVELS_HELP,
+)
 @click.option("--schedule", default="t2-first-read", show_default=True, help=schedule_help)
 @retries_option
 @json_option
@@ -70,7 +79,7 @@ def render_explained(run: Run) -> Group:
 def explain(
     options: Options,
     strategy: str,
-    isolation: Isolation,
+    levels: Levels,
     schedule: str,
     retries: int,
     as_json: bool,
@@ -78,12 +87,12 @@ def explain(
 ) -> None:
     """Run STRATEGY in two sessions in an exact order and explain what happened."""
     chosen = get_strategy(strategy)  # a user's file is imported once, here
-    parse_schedule(schedule, len(chosen.steps))
+    levels.for_sessions(parse_schedule(schedule, len(chosen.steps)).sessions)
     RetryPolicy(retries)
     check_html(html_path, as_json)
     with open_lab(options) as lab:
         migration.prepare(lab)
-        run = run_one(lab, chosen, isolation, schedule, retries)
+        run = run_one(lab, chosen, levels, schedule, retries)
     if as_json:
         print_json(run.to_json() | {"explanation": explain_run(run)})
         return
@@ -93,7 +102,13 @@ def explain(
 
 @cli.command()
 @click.option("--strategies", multiple=True, help=STRATEGIES_HELP)
-@click.option("--isolation", "levels", multiple=True, help="Comma-separated; default: all three.")
+@click.option(
+    "--isolation",
+    "levels",
+    multiple=True,
+    help="Comma-separated levels, or one per session per option"
+    " (--isolation T1=repeatable-read,T2=read-committed); default: all three.",
+)
 @click.option(
     "--schedules",
     multiple=True,
@@ -116,7 +131,7 @@ def matrix(
     check_html(html_path, as_json)
     todo = cells(
         strategy_list(strategies),
-        isolation_list(levels),
+        levels_list(levels),
         schedule_list(schedules) or list(SCHEDULE_NAMES),
     )
     policy = RetryPolicy(retries)

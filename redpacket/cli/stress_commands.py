@@ -23,6 +23,7 @@ from redpacket.cli.app import (
     open_lab,
     print_json,
     progress_bar,
+    require_extra,
     retries_option,
     split_names,
     strategy_list,
@@ -274,6 +275,7 @@ def compare(
         processes,
     )
     if out is not None:
+        require_extra("matplotlib", "plots", "--out")
         _check_writable_dir(out)
     with open_lab(options) as lab:
         migration.prepare(lab)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -29,6 +30,10 @@ def parse_url(raw: str) -> URL:
         _ = url.port
     except ValueError:
         raise LabError("malformed database URL: the port is not a number") from None
+    try:  # what libpq itself would refuse (spaces, unknown options), refused here in one line
+        psycopg.conninfo.conninfo_to_dict(libpq_url(url))
+    except psycopg.ProgrammingError as exc:
+        raise LabError(f"malformed database URL: {scrub(str(exc), url)}") from None
     return url.set(drivername="postgresql+psycopg")
 
 

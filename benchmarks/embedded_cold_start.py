@@ -10,7 +10,7 @@ import sys
 import time
 
 from redpacket.database.backends import open_server
-from redpacket.database.lab import connect
+from redpacket.database.connect import connect
 
 
 def one_round() -> tuple[float, float]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redpacket.database import migrate
-from redpacket.database.lab import Lab, connect
+from redpacket.database.connect import connect
+from redpacket.database.lab import Lab
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Revision 0001 is the schema the bug lived in: an index on (order_id, campaign_id)
 but no uniqueness. Revision 0002 is the fix as it ships: the unique constraint, and
-an audit table for the duplicate grants the bug left behind. ``tests/test_model.py``
-proves models and migrations agree.
+an audit table for the duplicate grants the bug left behind.
+``tests/test_migrations.py::test_models_match_the_head_revision`` proves models
+and migrations agree.
 """
 
 from __future__ import annotations

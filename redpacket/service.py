@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from redpacket.database.lab import Lab, Schema, translate_connect_errors
+from redpacket.database.connect import translate_connect_errors
+from redpacket.database.lab import Lab, Schema
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.retry import CONNECTION_LOST, NO_RETRIES, RetryPolicy, means_connection_lost

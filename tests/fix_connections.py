@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from redpacket.database.backends import Server
-from redpacket.database.lab import connect
+from redpacket.database.connect import connect
 
 LIGHT = 8  # a test's own connections, a scheduler's sessions and observer, a CLI run
 STRESS = 24  # 16 stress workers, their checker and fault injector, and the light ones

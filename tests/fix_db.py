@@ -17,7 +17,8 @@ import pytest
 
 from redpacket.database import migrate
 from redpacket.database.backends import Server, docker_problem, embedded_available, open_server
-from redpacket.database.lab import Lab, Schema, connect
+from redpacket.database.connect import connect
+from redpacket.database.lab import Lab, Schema
 from redpacket.database.urls import libpq_url
 from redpacket.errors import LabError
 

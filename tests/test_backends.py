@@ -14,7 +14,7 @@ import pytest
 
 from redpacket.database import backends
 from redpacket.database.backends import docker_problem, open_server, parse_backend
-from redpacket.database.lab import connect
+from redpacket.database.connect import connect
 from redpacket.database.urls import mask, parse_url
 from redpacket.errors import LabError
 
@@ -137,7 +137,7 @@ EMBEDDED_CHILD = textwrap.dedent(
     """
     import sys, time
     from redpacket.database.backends import open_server
-    from redpacket.database.lab import connect
+    from redpacket.database.connect import connect
     with open_server("embedded") as server:
         with connect(server.url) as conn:
             print(conn.execute("SHOW data_directory").fetchone()[0], flush=True)

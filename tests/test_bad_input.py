@@ -19,7 +19,8 @@ from psycopg import sql
 
 from redpacket.cli import main
 from redpacket.database.backends import Server, embedded_available
-from redpacket.database.lab import Lab, connect
+from redpacket.database.connect import connect
+from redpacket.database.lab import Lab
 from redpacket.database.urls import libpq_url
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"

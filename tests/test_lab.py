@@ -8,7 +8,9 @@ from psycopg import sql
 
 from redpacket.database import migrate
 from redpacket.database.backends import Server
-from redpacket.database.lab import OWNER_MARK, Lab, Schema, connect
+from redpacket.database.connect import connect
+from redpacket.database.lab import Lab, Schema
+from redpacket.database.ownership import OWNER_MARK
 from redpacket.errors import LabError
 
 

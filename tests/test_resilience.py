@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from redpacket.database.backends import Server, embedded_available
-from redpacket.database.lab import connect
+from redpacket.database.connect import connect
 from redpacket.database.urls import libpq_url, parse_url
 
 pytestmark = pytest.mark.slow

@@ -17,6 +17,7 @@ from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
 from redpacket.stress.check import GrantCheck
+from redpacket.stress.compare import compare_plans, run_comparison
 from redpacket.stress.live import Live
 from redpacket.stress.plan import Engine, StressPlan, Workload
 from redpacket.stress.result import StressResult
@@ -198,3 +199,29 @@ def test_a_run_whose_processes_never_start_says_why(lab: Lab, tmp_path: Path) ->
     assert lines[-1].startswith("refused: stress worker process"), lines
     assert "before it could start" in lines[-1]
     assert 'if __name__ == "__main__":' in lines[-1]
+
+
+def test_a_comparison_is_planned_and_run_by_the_core(lab: Lab) -> None:
+    chosen = [STRATEGIES["seed"], STRATEGIES["on_conflict"]]
+    plans = compare_plans(chosen, [RR], [4], [Workload.HOT, Workload.UNIFORM], orders=10, retries=5)
+    assert [(p.strategy.name, p.workload, p.attempts) for p in plans] == [
+        ("seed", Workload.HOT, None),
+        ("on_conflict", Workload.HOT, None),
+        ("seed", Workload.UNIFORM, 100),
+        ("on_conflict", Workload.UNIFORM, 100),
+    ]
+    seen: list[str] = []
+
+    def started(plan: StressPlan) -> None:
+        seen.append(plan.label)
+
+    results = run_comparison(
+        lab, plans[:2], started, finished=lambda result: seen.append(f"done {result.correct}")
+    )
+    assert seen == [
+        "seed/repeatable-read/hot/4w",
+        "done False",
+        "on_conflict/repeatable-read/hot/4w",
+        "done True",
+    ]
+    assert [r.tally.attempts for r in results] == [40, 40]

@@ -9,13 +9,13 @@ from rich.rule import Rule
 
 from redpacket.cli.app import Options, cli, html_option, open_lab, output
 from redpacket.cli.interleave_commands import render_explained
-from redpacket.cli.lab_commands import doctor_table
-from redpacket.cli.stress_commands import run_comparison
+from redpacket.cli.stress_commands import run_comparison_with_bars
 from redpacket.database import migrate as migration
 from redpacket.doctor import diagnose
 from redpacket.interleave.matrix import cells, run_matrix
 from redpacket.interleave.run import run_one
 from redpacket.isolation import Isolation
+from redpacket.report.doctor_view import doctor_table
 from redpacket.report.matrix_view import matrix_table
 from redpacket.report.stress_view import compare_table
 from redpacket.retry import RetryPolicy
@@ -52,7 +52,7 @@ def demo(options: Options, html_path: Path | None) -> None:
         out.print(matrix_table(run_matrix(lab, todo, RetryPolicy(3)), "with 3 retries"))
         out.print(Rule("4. Under load: 16 workers racing for each of 50 orders"))
         plans = [
-            StressPlan(STRATEGIES[name], level, workers=16, orders=50, retries=3)
+            StressPlan(strategy=STRATEGIES[name], isolation=level, workers=16, orders=50, retries=3)
             for name, level in DEMO_STRESS
         ]
-        out.print(compare_table(run_comparison(lab, plans), "stress comparison"))
+        out.print(compare_table(run_comparison_with_bars(lab, plans), "stress comparison"))

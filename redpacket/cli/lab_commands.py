@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import click
-from rich.table import Table
 
 from redpacket.cli.app import Options, cli, console, json_option, open_lab, print_json
 from redpacket.database import migrate as migration
-from redpacket.doctor import DoctorReport, diagnose
+from redpacket.doctor import diagnose
 from redpacket.errors import LabError
+from redpacket.report.doctor_view import doctor_table
 
 
 @cli.command()
@@ -24,28 +24,6 @@ def doctor(options: Options, as_json: bool) -> None:
         print_json(dataclasses.asdict(report) | {"migrated": report.migrated})
         return
     console().print(doctor_table(report))
-
-
-def doctor_table(report: DoctorReport) -> Table:
-    table = Table(title="redpacket doctor", show_header=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
-    table.add_row("backend", report.backend)
-    table.add_row("server", f"PostgreSQL {report.server_version}")
-    table.add_row("url", report.url)
-    table.add_row("default isolation", report.default_isolation)
-    table.add_row(
-        "lab database",
-        report.lab_database + ("" if report.lab_database_exists else " (not created yet)"),
-    )
-    for status in report.schemas:
-        mark = "migrated" if status.migrated else "NOT migrated"
-        table.add_row(
-            f"schema {status.schema}",
-            f"{mark} (at {status.current or 'none'}, target {status.target})",
-        )
-    table.add_row("ready", "yes" if report.migrated else "no: run `redpacket migrate`")
-    return table
 
 
 @cli.command()

@@ -35,6 +35,7 @@ from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.report.stress_view import compare_table, stress_table, violations_text
 from redpacket.strategies import Strategy
+from redpacket.stress.compare import compare_plans, run_comparison
 from redpacket.stress.history import write_history
 from redpacket.stress.live import Live
 from redpacket.stress.plan import Engine, StressPlan, Workload
@@ -160,10 +161,21 @@ def stress(
     if chosen is Workload.UNIFORM and duration is None and attempts is None:
         attempts = 10 * orders
     plan = StressPlan(
-        strategy, isolation, workers, orders, chosen, processes, retries, duration, attempts,
-        Engine.parse(engine), kill_rate=kill_rate, lock_timeout_ms=lock_timeout_ms,
-        statement_timeout_ms=statement_timeout_ms, deadlock_timeout_ms=deadlock_timeout_ms,
-    )  # fmt: skip
+        strategy=strategy,
+        isolation=isolation,
+        workers=workers,
+        orders=orders,
+        workload=chosen,
+        processes=processes,
+        retries=retries,
+        duration_s=duration,
+        attempts=attempts,
+        engine=Engine.parse(engine),
+        kill_rate=kill_rate,
+        lock_timeout_ms=lock_timeout_ms,
+        statement_timeout_ms=statement_timeout_ms,
+        deadlock_timeout_ms=deadlock_timeout_ms,
+    )
     for path in (csv_path, history_path):
         if path is not None:
             check_writable_file(path)
@@ -190,43 +202,17 @@ def stress(
         raise click.exceptions.Exit(130)
 
 
-def compare_plans(
-    strategies: Sequence[Strategy],
-    levels: Sequence[Isolation],
-    workers: Sequence[int],
-    workloads: Sequence[Workload],
-    orders: int,
-    retries: int,
-    duration: float | None,
-    attempts: int | None,
-    processes: int,
-) -> list[StressPlan]:
-    plans = []
-    for workload in workloads:
-        for count in workers:
-            for strategy in strategies:
-                for level in levels:
-                    plans.append(
-                        StressPlan(
-                            strategy, level, count, orders, workload, processes, retries,
-                            duration if workload is Workload.UNIFORM else None,
-                            (attempts or 10 * orders if duration is None else None)
-                            if workload is Workload.UNIFORM else None,
-                        )
-                    )  # fmt: skip
-    return plans
-
-
-def run_comparison(lab: Lab, plans: Sequence[StressPlan]) -> list[StressResult]:
-    results = []
+def run_comparison_with_bars(lab: Lab, plans: Sequence[StressPlan]) -> list[StressResult]:
+    """The core's comparison, with a bar for the whole and one for the run under way."""
     with progress_bar() as bar:
         overall = bar.add_task("compare", total=len(plans))
         current = bar.add_task("", total=None)
-        for plan in plans:
+
+        def started(plan: StressPlan) -> Callable[[Live], None]:
             bar.reset(current, total=plan.expected_requests, description=plan.label)
-            results.append(run_stress(lab, plan, _show(bar, current, plan.label)))
-            bar.advance(overall)
-    return results
+            return _show(bar, current, plan.label)
+
+        return run_comparison(lab, plans, started, lambda _result: bar.advance(overall))
 
 
 @cli.command()
@@ -268,18 +254,18 @@ def compare(
         isolation_list(levels),
         counts,
         [Workload.parse(name) for name in split_names(workloads) or ["hot"]],
-        orders,
-        retries,
-        duration,
-        attempts,
-        processes,
+        orders=orders,
+        retries=retries,
+        duration_s=duration,
+        attempts=attempts,
+        processes=processes,
     )
     if out is not None:
         require_extra("matplotlib", "plots", "--out")
         _check_writable_dir(out)
     with open_lab(options) as lab:
         migration.prepare(lab)
-        results = run_comparison(lab, plans)
+        results = run_comparison_with_bars(lab, plans)
     charts: list[Path] = []
     if out is not None:
         from redpacket.report.charts import write_charts

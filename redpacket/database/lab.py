@@ -1,9 +1,8 @@
-"""The lab's own database: create it, migrate it, reset it, drop it — and nothing else.
+"""The lab's own database: where it is, how to connect to it, and what it holds.
 
 The lab never works in the database a URL names. It creates a database of its own
-(``redpacket_lab`` unless told otherwise) and marks it with a comment; ``reset``,
-``migrate`` and ``drop`` refuse any database that lacks the mark, so pointing the
-lab at a server full of real tables (even one with an ``orders`` table) is safe.
+(``redpacket_lab`` unless told otherwise); which database is the lab's, and the
+refusal to touch any other, is ``ownership``'s job.
 
 Inside it live two schemas, one per revision a strategy can need: ``unconstrained``
 stays at revision 0001 (the schema the bug lived in: no unique constraint) and
@@ -14,25 +13,21 @@ migrating back and forth.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import sql
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from redpacket.database import ownership
 from redpacket.database.backends import Server
-from redpacket.database.urls import libpq_url, mask, scrub
+from redpacket.database.connect import CONNECT_TIMEOUT_S
+from redpacket.database.urls import libpq_url
 from redpacket.errors import LabError
 
 DEFAULT_LAB_DATABASE = "redpacket_lab"
-OWNER_MARK = "redpacket lab database: created by redpacket, removed by `redpacket drop`"
-CONNECT_TIMEOUT_S = 5
 FALLBACK_MAINTENANCE_DB = "postgres"
 
 
@@ -101,80 +96,22 @@ class Lab:
             engine.dispose()
         self._engines.clear()
 
-    # -- ownership ----------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _maintenance(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        with connect(self.maintenance_url, autocommit=True) as conn:
-            yield conn
-
-    def _mark(self, conn: psycopg.Connection[tuple[object, ...]]) -> str | bool | None:
-        """The database's comment, or False when it does not exist."""
-        row = conn.execute(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-            (self.name,),
-        ).fetchone()
-        if row is None:
-            return False
-        return row[0] if isinstance(row[0], str) else None
+    # -- ownership: the rules live in ``ownership`` ---------------------------------
 
     def exists(self) -> bool:
-        with self._maintenance() as conn:
-            return self._mark(conn) is not False
+        return ownership.exists(self)
 
     def ensure(self) -> bool:
         """Create the lab database if missing; refuse one we did not create. True if created."""
-        with self._maintenance() as conn:
-            mark = self._mark(conn)
-            if mark is False:
-                try:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass  # a concurrent lab created it first; check its mark below
-                except psycopg.errors.InsufficientPrivilege:
-                    raise LabError(
-                        f"cannot create the lab database {self.name!r}: the user lacks CREATEDB;"
-                        " grant it or create the database with the lab's mark yourself"
-                    ) from None
-                else:
-                    conn.execute(
-                        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                            sql.Identifier(self.name), sql.Literal(OWNER_MARK)
-                        )
-                    )
-                    return True
-                mark = self._mark(conn)
-            self._refuse_foreign(mark)
-            return False
-
-    def _refuse_foreign(self, mark: str | bool | None) -> None:
-        if mark != OWNER_MARK:
-            raise LabError(
-                f"database {self.name!r} exists but was not created by redpacket;"
-                " refusing to touch it (choose another with --lab-database)"
-            )
+        return ownership.ensure(self)
 
     def drop(self) -> bool:
         """Drop the lab database (only if it carries our mark). False if it did not exist."""
         self.close()
-        with self._maintenance() as conn:
-            mark = self._mark(conn)
-            if mark is False:
-                return False
-            self._refuse_foreign(mark)
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(self.name)))
-            return True
+        return ownership.drop(self)
 
     def require(self) -> None:
-        """Fail with a clear message unless the lab database exists and is ours."""
-        with self._maintenance() as conn:
-            mark = self._mark(conn)
-        if mark is False:
-            raise LabError(
-                f"the lab database {self.name!r} does not exist on {mask(self.server.url)};"
-                " run `redpacket migrate` first"
-            )
-        self._refuse_foreign(mark)
+        ownership.require(self)
 
     # -- contents -----------------------------------------------------------------
 
@@ -202,36 +139,3 @@ LOAD_ORDERS = text(
     "INSERT INTO orders (id, user_id, amount)"
     " SELECT g, 1000 + g % 97, 10 + (g % 50) * 2.5 FROM generate_series(1, :n) AS g"
 )
-
-
-@contextlib.contextmanager
-def connect(
-    url: URL, *, autocommit: bool = False
-) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    """A psycopg connection whose connection failure is a one-line, password-free LabError."""
-    try:
-        conn = psycopg.connect(
-            libpq_url(url), autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S
-        )
-    except psycopg.OperationalError as exc:
-        raise LabError(f"cannot connect to {mask(url)}: {first_line(str(exc), url)}") from None
-    with conn:
-        yield conn
-
-
-def first_line(message: str, url: URL) -> str:
-    lines = [line.strip() for line in scrub(message, url).splitlines() if line.strip()]
-    return lines[0] if lines else "unknown error"
-
-
-@contextlib.contextmanager
-def translate_connect_errors(url: URL) -> Iterator[None]:
-    """Turn SQLAlchemy's wrapped connection failures into the same one-line LabError."""
-    try:
-        yield
-    except DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc.orig, psycopg.OperationalError):
-            raise LabError(
-                f"cannot connect to {mask(url)}: {first_line(str(exc.orig), url)}"
-            ) from None
-        raise

@@ -12,7 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.schema import CreateSchema
 
-from redpacket.database.lab import Lab, Schema, translate_connect_errors
+from redpacket.database.connect import translate_connect_errors
+from redpacket.database.lab import Lab, Schema
 from redpacket.errors import LabError
 
 

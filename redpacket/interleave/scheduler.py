@@ -13,7 +13,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from redpacket.database.lab import CONNECT_TIMEOUT_S, Schema
+from redpacket.database.connect import CONNECT_TIMEOUT_S
+from redpacket.database.lab import Schema
 from redpacket.interleave.schedule import END, Schedule
 from redpacket.interleave.sessions import Session
 from redpacket.interleave.stepping import SessionState, Stepper, Stuck

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from redpacket.database.lab import CONNECT_TIMEOUT_S
+from redpacket.database.connect import CONNECT_TIMEOUT_S
 from redpacket.retry import CONNECTION_LOST
 
 

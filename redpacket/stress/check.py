@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from redpacket.database.lab import CONNECT_TIMEOUT_S
+from redpacket.database.connect import CONNECT_TIMEOUT_S
 
 
 @dataclass(frozen=True)

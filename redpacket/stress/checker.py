@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from redpacket.database.lab import CONNECT_TIMEOUT_S
+from redpacket.database.connect import CONNECT_TIMEOUT_S
 from redpacket.strategies.ending import Outcome
 from redpacket.stress.history import History, Request
 

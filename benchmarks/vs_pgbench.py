@@ -1,6 +1,6 @@
 """pgbench against the lab's stress harness, on the same database and the same SQL.
 
-Usage: python benchmarks/vs_pgbench.py [--seconds 10] [--clients 1,8,32] [--rounds 1]
+Usage: python benchmarks/vs_pgbench.py [--seconds 10] [--clients 1,8,32] [--rounds 3]
 
 Loads 10,000 orders into a lab database of its own, grants each one once (so every
 measured transaction takes the same "already granted" path in both tools), then
@@ -8,8 +8,11 @@ runs, interleaved, pgbench (-M prepared, a custom script made of the strategy's 
 step SQL), pgbench again with those statements in \\startpipeline batches exactly as
 the harness batches them (the same round trips: the fair comparison for a harness
 that pipelines), and the harness (uniform workload), for lock_first and on_conflict
-at each client count, and prints TPS for all three and the harness's ratios.
-Goal: ratio >= 0.8.
+at each client count, each tool going first in turn, and prints the medians of
+TPS and client CPU per transaction for all three, and the harness's ratios. A
+pgbench run whose output is not a clean run's (debug lines, failed or aborted
+transactions, no tps line) ends the benchmark instead of giving a ratio.
+Goal: ratio to pipeline >= 0.8.
 Uses REDPACKET_DATABASE_URL when set, else the lab's default backend.
 """
 
@@ -19,9 +22,11 @@ import argparse
 import glob
 import os
 import re
+import resource
 import statistics
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -82,40 +87,101 @@ def pgbench_script(strategy: Strategy, pipelined: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_pgbench(lab: Lab, schema: Schema, script: Path, clients: int, seconds: float) -> float:
+class PgbenchOutputError(ValueError):
+    """pgbench's output is not that of a clean run: no ratio may be printed from it."""
+
+
+def read_tps(output: str, errors: str, clients: int) -> float:
+    """The tps of a clean pgbench run, or PgbenchOutputError saying what is wrong with it.
+
+    A run with debug output (``-d`` is ``--debug``, not the database), failed or
+    aborted transactions, another client count or query mode than asked for, or no
+    tps line at all measures something else than the comparison means.
+    """
+    debug = [line for line in errors.splitlines() if line.startswith("pgbench: client")]
+    if debug or "dbName:" in errors:
+        raise PgbenchOutputError(
+            f"pgbench printed debug output ({len(debug)} lines; -d is --debug, not the database)"
+        )
+    if "Run was aborted" in output or "aborted in command" in errors:
+        raise PgbenchOutputError("pgbench aborted a client: " + first_line(errors or output))
+    fields = dict(
+        line.split(": ", 1) for line in output.splitlines() if ": " in line and "=" not in line
+    )
+    failed = fields.get("number of failed transactions", "").split(" ")[0]
+    if failed != "0":
+        raise PgbenchOutputError(f"pgbench counted failed transactions: {failed or 'no such line'}")
+    if fields.get("number of clients") != str(clients):
+        raise PgbenchOutputError(f"pgbench ran {fields.get('number of clients')} clients")
+    if fields.get("query mode") != "prepared":
+        raise PgbenchOutputError(f"pgbench's query mode is {fields.get('query mode')}")
+    processed = fields.get("number of transactions actually processed", "0").split("/")[0]
+    if not processed.isdigit() or int(processed) == 0:
+        raise PgbenchOutputError("pgbench processed no transaction")
+    tps = re.findall(r"^tps = ([\d.]+) \(without initial connection time\)$", output, re.M)
+    if len(tps) != 1:
+        raise PgbenchOutputError("pgbench printed no tps line (or several)")
+    return float(tps[0])
+
+
+def first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "").strip()
+
+
+def pgbench_command(
+    lab: Lab, script: Path, clients: int, seconds: float
+) -> tuple[list[str], dict[str, str]]:
+    """The command line, every flag checked against pgbench's manual (``pgbench --help``).
+
+    -n: no vacuum first; -M prepared: extended protocol, statements prepared once;
+    -c: clients; -j: threads; -T: seconds; -f: the script; -D: a script variable;
+    -U/-h/-p: user, host, port. The database is the positional argument at the end.
+    """
     url = lab.url
     command = [
         pgbench_binary(), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(2, clients)),
         "-T", str(int(seconds)), "-f", str(script),
         "-D", f"campaign_id={DEFAULT_CAMPAIGN}", "-D", f"amount={DEFAULT_AMOUNT}",
-        "-U", url.username or "postgres", "-d", url.database or "",
+        "-U", url.username or "postgres",
     ]  # fmt: skip
     host = url.host or url.query.get("host")
     if host:
         command += ["-h", str(host)]
     if url.port:
         command += ["-p", str(url.port)]
-    env = os.environ | {"PGOPTIONS": f"-c search_path={schema.value}"}
+    command.append(url.database or "postgres")
+    env = dict(os.environ)
     if url.password:
         env["PGPASSWORD"] = str(url.password)
-    output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
-    match = re.search(r"tps = ([\d.]+)", output)
-    if not match:
-        raise SystemExit(f"could not read pgbench's tps from:\n{output}")
-    return float(match.group(1))
+    return command, env
 
 
-def run_harness(lab: Lab, strategy: Strategy, clients: int, seconds: float) -> float:
+def run_pgbench(lab: Lab, schema: Schema, script: Path, clients: int, seconds: float) -> Measured:
+    command, env = pgbench_command(lab, script, clients, seconds)
+    env["PGOPTIONS"] = f"-c search_path={schema.value}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise PgbenchOutputError(f"pgbench exited {done.returncode}: {first_line(done.stderr)}")
+    tps = read_tps(done.stdout, done.stderr, clients)
+    return Measured(tps, _cpu_s(before, after) / (tps * seconds))
+
+
+def run_harness(lab: Lab, strategy: Strategy, clients: int, seconds: float) -> Measured:
     plan = StressPlan(
-        strategy,
-        Isolation.READ_COMMITTED,
+        strategy=strategy,
+        isolation=Isolation.READ_COMMITTED,
         workers=clients,
         orders=ORDERS,
         workload=Workload.UNIFORM,
         processes=min(2, clients),
         duration_s=seconds,
     )
-    return run_stress(lab, plan, reset=False).throughput_per_s
+    result = run_stress(lab, plan, reset=False)
+    if result.error or result.tally.failed or not result.correct:
+        raise SystemExit(f"the harness run was not clean: {result.to_json()}")
+    return Measured(result.throughput_per_s, result.client_cpu_us_per_request / 1e6)
 
 
 def prepare(lab: Lab) -> None:
@@ -131,17 +197,32 @@ def prepare(lab: Lab) -> None:
             conn.execute("ANALYZE")
 
 
+@dataclass(frozen=True)
+class Measured:
+    tps: float
+    cpu_s_per_txn: float  # client CPU per transaction (pgbench's or the harness's)
+
+
+def _cpu_s(before: resource.struct_rusage, after: resource.struct_rusage) -> float:
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+TOOLS = ("pgbench", "pgbench-pipeline", "harness")
+SUSPICIOUS_RATIO = 1.5  # beyond the anchor that far, a figure is a bug until explained
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--strategies", default="lock_first,on_conflict")
     args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3: a median of fewer is not a figure")
     clients = [int(c) for c in args.clients.split(",")]
     names = args.strategies.split(",")
-    tools = ("pgbench", "pgbench-pipeline", "harness")
-    results: dict[tuple[str, int], dict[str, list[float]]] = {}
+    results: dict[tuple[str, int], dict[str, list[Measured]]] = {}
     with open_server("auto", os.environ.get("REDPACKET_DATABASE_URL")) as server:
         lab = Lab(server, "redpacket_bench")
         prepare(lab)
@@ -157,28 +238,37 @@ def main() -> None:
                     for name in names:
                         strategy = STRATEGIES[name]
                         schema = Schema.for_revision(strategy.requires_revision)
-                        cell = results.setdefault((name, count), {tool: [] for tool in tools})
-                        order = list(tools) if round_number % 2 == 0 else list(reversed(tools))
-                        for tool in order:
+                        cell = results.setdefault((name, count), {tool: [] for tool in TOOLS})
+                        rotation = round_number % len(TOOLS)  # each tool goes first in turn
+                        for tool in TOOLS[rotation:] + TOOLS[:rotation]:
                             if tool == "harness":
-                                tps = run_harness(lab, strategy, count, args.seconds)
+                                measured = run_harness(lab, strategy, count, args.seconds)
                             else:
                                 script = scripts[name, tool == "pgbench-pipeline"]
-                                tps = run_pgbench(lab, schema, script, count, args.seconds)
-                            cell[tool].append(tps)
+                                measured = run_pgbench(lab, schema, script, count, args.seconds)
+                            cell[tool].append(measured)
         lab.drop()
     print(f"backend {server.backend}; {ORDERS} orders, all already granted; uniform workload;"
-          f" {args.seconds:g} s per run; medians of {args.rounds} round(s)")  # fmt: skip
+          f" {args.seconds:g} s per run; medians of {args.rounds} interleaved rounds")  # fmt: skip
     print(
-        "pgbench: -M prepared, one statement per round trip; pgbench-pipeline: the same"
-        " statements batched as the harness batches them (same round trips)"
+        "pgbench: -M prepared, one statement per round trip; pipeline: the same statements"
+        " batched as the harness batches them (same round trips). cpu: client CPU µs per"
+        " transaction (pgbench's process; the harness's engine processes while they ran)"
     )
-    print(f"{'strategy':<12} {'clients':>7} {'pgbench':>9} {'pipeline':>9} {'harness':>9}"
-          f" {'ratio':>6} {'ratio to pipeline':>18}")  # fmt: skip
+    header = f"{'strategy':<12} {'clients':>7} {'pgbench':>9} {'pipeline':>9} {'harness':>9}"
+    header += f" {'ratio':>6} {'to pipeline':>11}"
+    print(header + f" {'cpu pgb':>8} {'cpu pipe':>8} {'cpu ours':>8}")
+    suspicious = []
     for (name, count), cell in results.items():
-        pg, piped, ours = (statistics.median(cell[tool]) for tool in tools)
+        pg, piped, ours = (statistics.median(m.tps for m in cell[tool]) for tool in TOOLS)
+        cpu = [statistics.median(m.cpu_s_per_txn for m in cell[tool]) * 1e6 for tool in TOOLS]
         print(f"{name:<12} {count:>7} {pg:>9,.0f} {piped:>9,.0f} {ours:>9,.0f}"
-              f" {ours / pg:>6.2f} {ours / piped:>18.2f}")  # fmt: skip
+              f" {ours / pg:>6.2f} {ours / piped:>11.2f}"
+              f" {cpu[0]:>8.1f} {cpu[1]:>8.1f} {cpu[2]:>8.1f}")  # fmt: skip
+        if ours / piped > SUSPICIOUS_RATIO:
+            suspicious.append(f"{name} at {count} clients: {ours / piped:.2f}x pgbench-pipeline")
+    for line in suspicious:
+        print(f"CHECK: {line}; a figure this far beyond the anchor is a bug until explained")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def drive(
 ) -> tuple[float, bool, str | None]:
     """Run an engine to its end, Ctrl-C or a lost server: (elapsed, interrupted, error)."""
     started = time.monotonic()
+    cpu_started = time.process_time()
     deadline = started + plan.duration_s if plan.duration_s else None
     interrupted, error = False, None
     try:
@@ -52,4 +53,5 @@ def drive(
         error = f"{exc}, on reconnecting mid-run; the figures are those gathered so far"
     finally:
         engine.close()
+        engine.tally.client_cpu_s += time.process_time() - cpu_started
     return time.monotonic() - started, interrupted, error

@@ -29,6 +29,11 @@ class StressResult:
         return self.tally.attempts / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
+    def client_cpu_us_per_request(self) -> float:
+        """This side's CPU per finished request: what the harness costs the machine it shares."""
+        return 1e6 * self.tally.client_cpu_s / self.tally.attempts if self.tally.attempts else 0.0
+
+    @property
     def correct(self) -> bool:
         history_ok = self.history_check is None or self.history_check.ok
         return self.check is not None and self.check.correct and history_ok
@@ -72,6 +77,7 @@ class StressResult:
             "correct": self.correct,
             "elapsed_s": round(self.elapsed_s, 3),
             "throughput_per_s": round(self.throughput_per_s, 1),
+            "client_cpu_us_per_request": round(self.client_cpu_us_per_request, 1),
             "latency_ms": self.tally.latency.summary_ms(),
             "faults": self.faults,
             "history": self.history_check.to_json() if self.history_check else None,
@@ -85,7 +91,8 @@ CSV_FIELDS = [
     "engine", "attempts", "granted", "already_granted", "unknown", "interrupted_requests", "failed",
     "retries",
     "duplicate_orders", "extra_grants", "missing_orders", "correct", "elapsed_s",
-    "throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "history_ok", "interrupted",
+    "throughput_per_s", "client_cpu_us_per_request", "p50_ms", "p95_ms", "p99_ms", "max_ms",
+    "history_ok", "interrupted",
     "error",
 ]  # fmt: skip
 

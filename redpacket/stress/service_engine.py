@@ -81,6 +81,7 @@ def run_threads(
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(plan.workers)]
     started = time.monotonic()
+    cpu_started = time.process_time()
     deadline = started + plan.duration_s if plan.duration_s else None
     interrupted = False
     for thread in threads:
@@ -105,7 +106,7 @@ def run_threads(
     elapsed = time.monotonic() - started
     if errors:
         raise errors[0]
-    total = Tally()
+    total = Tally(client_cpu_s=time.process_time() - cpu_started)
     for tally in tallies:
         total.merge(tally)
     return EngineReport(total, attempted, elapsed, interrupted)

@@ -20,6 +20,7 @@ class Tally:
     failed: Counter[str] = field(default_factory=Counter)  # by SQLSTATE or reason
     retries: int = 0  # transactions beyond the first, summed over requests
     errors: Counter[str] = field(default_factory=Counter)  # every SQLSTATE any statement met
+    client_cpu_s: float = 0.0  # this side's CPU while the workers ran (every process, summed)
     connections_lost: int = 0
     reconnects: int = 0
     latency: Histogram = field(default_factory=Histogram)
@@ -35,6 +36,7 @@ class Tally:
         self.failed.update(other.failed)
         self.retries += other.retries
         self.errors.update(other.errors)
+        self.client_cpu_s += other.client_cpu_s
         self.connections_lost += other.connections_lost
         self.reconnects += other.reconnects
         self.latency.merge(other.latency)

@@ -1,0 +1,87 @@
+"""The pgbench anchor is read honestly: a run that is not clean gives no ratio.
+
+These run the real pgbench (Debian's postgresql-client ships it) for a second each.
+"""
+
+from __future__ import annotations
+
+import glob
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from benchmarks.vs_pgbench import PgbenchOutputError, pgbench_command, read_tps
+from redpacket.database.lab import Lab, Schema
+
+pytestmark = pytest.mark.skipif(
+    not glob.glob("/usr/lib/postgresql/*/bin/pgbench"), reason="pgbench is not installed"
+)
+
+
+def pgbench(lab: Lab, script: Path, clients: int, *extra: str) -> tuple[str, str]:
+    command, env = pgbench_command(lab, script, clients, seconds=1)
+    command[-1:-1] = extra  # flags go before the positional database
+    env["PGOPTIONS"] = f"-c search_path={Schema.UNCONSTRAINED.value}"
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    return done.stdout, done.stderr
+
+
+def test_the_command_names_the_database_as_pgbench_expects(lab: Lab, tmp_path: Path) -> None:
+    command, _ = pgbench_command(lab, tmp_path / "x.sql", 8, seconds=1)
+    assert "-d" not in command  # -d is --debug
+    assert command[-1] == lab.name
+    assert command[command.index("-c") + 1] == "8"
+
+
+def test_a_clean_run_gives_its_tps(lab: Lab, tmp_path: Path) -> None:
+    script = tmp_path / "select.sql"
+    script.write_text("SELECT 1;\n")
+    out, err = pgbench(lab, script, 2)
+    assert read_tps(out, err, clients=2) > 0
+
+
+def test_debug_output_is_refused(lab: Lab, tmp_path: Path) -> None:
+    script = tmp_path / "select.sql"
+    script.write_text("SELECT 1;\n")
+    out, err = pgbench(lab, script, 1, "-d")
+    with pytest.raises(PgbenchOutputError, match="debug output"):
+        read_tps(out, err, clients=1)
+
+
+def test_another_client_count_than_asked_is_refused(lab: Lab, tmp_path: Path) -> None:
+    script = tmp_path / "select.sql"
+    script.write_text("SELECT 1;\n")
+    out, err = pgbench(lab, script, 1)
+    with pytest.raises(PgbenchOutputError, match="ran 1 clients"):
+        read_tps(out, err, clients=8)
+
+
+def test_failed_transactions_are_refused(fresh_lab: Lab, tmp_path: Path) -> None:
+    script = tmp_path / "conflict.sql"
+    script.write_text(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ;\n"
+        "UPDATE orders SET version = version + 1 WHERE id = 1;\n"
+        "COMMIT;\n"
+    )
+    out, err = pgbench(fresh_lab, script, 4)
+    with pytest.raises(PgbenchOutputError, match=r"failed transactions: [1-9]"):
+        read_tps(out, err, clients=4)
+    with psycopg.connect(fresh_lab.conninfo(Schema.UNCONSTRAINED)) as conn:
+        row = conn.execute("SELECT version FROM orders WHERE id = 1").fetchone()
+    assert row is not None
+    assert int(str(row[0])) > 0  # the run really ran
+
+
+def test_an_aborted_run_is_refused(lab: Lab, tmp_path: Path) -> None:
+    script = tmp_path / "broken.sql"
+    script.write_text("SELECT no_such_column FROM orders;\n")
+    out, err = pgbench(lab, script, 1)
+    with pytest.raises(PgbenchOutputError):
+        read_tps(out, err, clients=1)
+
+
+def test_no_tps_line_is_refused() -> None:
+    with pytest.raises(PgbenchOutputError, match="failed transactions: no such line"):
+        read_tps("pgbench (15)\nnumber of clients: 1\n", "", clients=1)

@@ -179,7 +179,8 @@ def run_harness(lab: Lab, strategy: Strategy, clients: int, seconds: float) -> M
         duration_s=seconds,
     )
     result = run_stress(lab, plan, reset=False)
-    if result.error or result.tally.failed or not result.correct:
+    clean = result.check is not None and result.check.correct and result.history_check
+    if result.error or result.tally.failed or result.tally.granted or not clean:
         raise SystemExit(f"the harness run was not clean: {result.to_json()}")
     return Measured(result.throughput_per_s, result.client_cpu_us_per_request / 1e6)
 

@@ -108,3 +108,20 @@ def test_history_file_has_the_fields_of_every_request(tmp_path: Path) -> None:
         "worker": 1, "order_id": 7, "start_ns": 11, "end_ns": 25, "outcome": "failed",
         "reason": "40001", "attempts": 3, "red_packet_id": None,
     }  # fmt: skip
+
+
+def test_rows_from_before_the_run_are_owed_no_report(
+    fresh_lab: Lab, table: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    """A run on tables it did not reset: what was there before is nobody's grant."""
+    before = grant_row(table, 1)
+    history = History()
+    record(history, 1, Outcome.ALREADY_GRANTED)
+    conninfo = fresh_lab.conninfo(Schema.UNCONSTRAINED)
+    assert check_history(conninfo, history, CAMPAIGN, existing_before=before).ok
+    unowed = check_history(conninfo, history, CAMPAIGN)
+    assert [v.rule for v in unowed.violations] == ["row_without_grant"]
+    record(history, 1, Outcome.GRANTED, grant_row(table, 1))  # a duplicate still counts
+    assert [v.rule for v in check_history(conninfo, history, CAMPAIGN, before).violations] == [
+        "duplicate"
+    ]

@@ -71,8 +71,22 @@ class HistoryCheck:
         }
 
 
-def check_history(conninfo: str, history: History, campaign_id: str) -> HistoryCheck:
-    """Check ``history`` against the table; memory stays small for a million requests."""
+def rows_so_far(conninfo: str) -> int:
+    """The highest red packet id now: rows up to it were there before a run began."""
+    with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM red_packets").fetchone()
+    return int(str(row[0])) if row else 0
+
+
+def check_history(
+    conninfo: str, history: History, campaign_id: str, existing_before: int = 0
+) -> HistoryCheck:
+    """Check ``history`` against the table; memory stays small for a million requests.
+
+    Rows with ids up to ``existing_before`` were in the table before the run (a run
+    on tables it did not reset): they count for (a), but no request of this run
+    owes them a report under (c).
+    """
     orders = sorted(set(history.order))
     with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
         rows = conn.execute(
@@ -110,7 +124,7 @@ def check_history(conninfo: str, history: History, campaign_id: str) -> HistoryC
     committed = 0
     for order_id, packets in by_order.items():
         for packet in packets:
-            if packet in reported:
+            if packet in reported or packet <= existing_before:
                 continue
             candidates = unresolved.get(order_id, [])
             match = next((i for i in candidates if history.red_packet[i] == packet), None)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from redpacket.database.lab import Lab, Schema
 from redpacket.errors import LabError
 from redpacket.stress.check import check_grants
-from redpacket.stress.checker import check_history
+from redpacket.stress.checker import check_history, rows_so_far
 from redpacket.stress.driving import EngineReport, drive, nothing
 from redpacket.stress.faults import WORKER_APPLICATION, BackendKiller
 from redpacket.stress.live import Live
@@ -32,6 +32,7 @@ def run_stress(
     schema = Schema.for_revision(plan.strategy.requires_revision)
     if reset:
         lab.reset(plan.orders)
+    existing_before = 0 if reset else rows_so_far(lab.conninfo(schema))
     conninfo = lab.conninfo(schema, WORKER_APPLICATION)
     live = Live()
     report = on_progress or (lambda _live: None)
@@ -54,7 +55,9 @@ def run_stress(
     check = history_check = None
     if outcome.error is None:
         check = check_grants(lab.conninfo(schema), outcome.attempted, plan.campaign_id)
-        history_check = check_history(lab.conninfo(schema), outcome.tally.history, plan.campaign_id)
+        history_check = check_history(
+            lab.conninfo(schema), outcome.tally.history, plan.campaign_id, existing_before
+        )
     return StressResult(
         plan,
         outcome.tally,

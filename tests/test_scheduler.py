@@ -48,7 +48,7 @@ def run(
     [
         ("seed", RC, Verdict.CORRECT, 1, ()),
         ("seed", RR, Verdict.DUPLICATE, 2, ()),
-        ("seed", SER, Verdict.ERROR, 1, ("40001",)),
+        ("seed", SER, Verdict.REFUSED, 1, ("40001",)),
         ("lock_first", RC, Verdict.CORRECT, 1, ()),
         ("lock_first", RR, Verdict.DUPLICATE, 2, ()),
         ("advisory", RC, Verdict.CORRECT, 1, ()),
@@ -136,7 +136,7 @@ def test_correct_with_retries_means_some_race_fails_the_loser(
     scheduler: Scheduler, strategy: str, level: Isolation
 ) -> None:
     failures = {run(scheduler, strategy, level, s).verdict for s in ("t2-first-read", "t2-waits")}
-    assert Verdict.ERROR in failures
+    assert failures & {Verdict.REFUSED, Verdict.LOST_RACE}
 
 
 # -- the timeline -----------------------------------------------------------------------
@@ -165,9 +165,8 @@ def test_lock_first_wait_is_seen_from_the_server_and_resumes_after_commit(
     assert wait.takes_snapshot  # the blocked lock is where T2's snapshot comes from
     assert result.events[8].rows == ()  # T2's check, after T1's commit, sees nothing
     assert [e.takes_snapshot for e in result.events if e.session == 2].count(True) == 1
-    why = explain(result)
-    assert "T2 took its snapshot" in why
-    assert "waited for T1's lock" in why
+    why = str(explain(result))
+    assert "That first statement is the one that waited for T1 (#4)" in why
 
 
 @pytest.mark.parametrize(
@@ -208,8 +207,8 @@ def test_seed_waiting_for_the_lock_still_reads_its_old_snapshot(scheduler: Sched
     check = next(e for e in result.events if e.session == 2 and e.action == "find_grant")
     assert check.rows == ()
     assert [s.outcome.label for s in result.sessions] == ["granted", "granted"]
-    why = explain(result)
-    assert "waited for T1's lock" in why
+    why = str(explain(result))
+    assert "T2 waited at 2. lock_order (#6) until T1's COMMIT (#9) released it" in why
     assert "did not change what T2 could see" in why
 
 
@@ -239,7 +238,7 @@ def test_t2_begins_first_shows_begin_takes_no_snapshot(scheduler: Scheduler) -> 
     assert result.events[0].session == 2
     assert result.events[0].action == "begin"
     assert result.verdict is Verdict.CORRECT
-    assert "not at BEGIN" in explain(result)
+    assert "not at BEGIN" in str(explain(result))
 
 
 def test_a_schedule_blocked_from_outside_is_reported_stuck(lab: Lab) -> None:

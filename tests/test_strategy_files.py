@@ -78,7 +78,7 @@ def test_a_single_statement_fix_still_duplicates_step_by_step(
         verdicts[level] = (data["verdict"], data["red_packets"], data["errors"])
     assert verdicts == {
         "read-committed": ("duplicate", 2, []),
-        "serializable": ("error", 1, ["40001"]),
+        "serializable": ("refused", 1, ["40001"]),
     }
 
 

@@ -2,52 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
-from rich.console import Group
-from rich.panel import Panel
 
 from redpacket.cli.app import (
     STRATEGIES_HELP,
     Options,
     check_html,
     cli,
+    console,
     html_option,
     json_option,
     levels_list,
     open_lab,
-    output,
     print_json,
     progress_bar,
     retries_option,
     schedule_list,
     strategy_list,
 )
+from redpacket.cli.show import Show
 from redpacket.database import migrate as migration
 from redpacket.interleave.explain import explain as explain_run
 from redpacket.interleave.matrix import cells, run_matrix
 from redpacket.interleave.run import run_one
 from redpacket.interleave.schedule import SCHEDULE_NAMES, parse_schedule
-from redpacket.interleave.timeline import Run
 from redpacket.isolation import ISOLATION_NAMES, Isolation, Levels
-from redpacket.report.matrix_view import matrix_table
-from redpacket.report.timeline_view import timeline_table, verdict_text
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import get_strategy
 
 schedule_help = (
     f"A named schedule ({', '.join(SCHEDULE_NAMES)}) or entries like T1:1,T2:1,T1:end,T2:end."
 )
-
-
-def render_explained(run: Run) -> Group:
-    return Group(
-        timeline_table(run),
-        verdict_text(run),
-        Panel(explain_run(run), title="why", expand=False),
-    )
 
 
 LEVELS_HELP = (
@@ -94,10 +83,18 @@ def explain(
         migration.prepare(lab)
         run = run_one(lab, chosen, levels, schedule, retries)
     if as_json:
-        print_json(run.to_json() | {"explanation": explain_run(run)})
+        explanation = explain_run(run)
+        print_json(
+            run.to_json()
+            | {
+                "explanation": str(explanation),
+                "sentences": [dataclasses.asdict(s) for s in explanation.sentences],
+            }
+        )
         return
-    with output(html_path) as out:
-        out.print(render_explained(run))
+    show = Show(console(), f"redpacket explain {chosen.name}", html_path)
+    show.explained(run)
+    show.save()
 
 
 @cli.command()
@@ -144,5 +141,6 @@ def matrix(
         print_json([run.summary() for run in runs])
         return
     title = f"isolation matrix{f' (retries {retries})' if retries else ' (no retries)'}"
-    with output(html_path) as out:
-        out.print(matrix_table(runs, title))
+    show = Show(console(), "redpacket matrix", html_path)
+    show.matrix(runs, title)
+    show.save()

@@ -88,8 +88,8 @@ NAMED: dict[str, tuple[str, str]] = {
     ),
     "t2-waits": (
         "T1:2,T2:end,T1:end",
-        "T1 runs two steps (taking its lock), T2 runs until it ends or blocks on T1,"
-        " then T1 finishes (the bug as production met it: T2 waits for the lock)",
+        "T1 runs two steps, T2 runs until it ends or blocks on T1, then T1 finishes"
+        " (where T1's steps take a lock, T2 waits for it: the bug as production met it)",
     ),
     "t2-begins-first": (
         "T2:begin,T1:end,T2:end",

@@ -129,6 +129,7 @@ class Stepper:
         level = self.levels[state.number - 1]
         params: dict[str, Any] | None = None
         takes_snapshot = False
+        role: str | None = None
         if state.next_action == BEGIN:
             name, number = "begin", None
             text = shown = level.begin_sql
@@ -141,6 +142,7 @@ class Stepper:
             name, number = step.name, state.walk.index + 1
             text, shown = step.psycopg_sql, step.sql
             params = step.params(state.walk.context)
+            role = self.strategy.roles[state.walk.index].value
             takes_snapshot = level is Isolation.READ_COMMITTED or state.statements == 0
             state.statements += 1
         state.pending_event = Event(
@@ -151,6 +153,7 @@ class Stepper:
             sql=shown,
             kind=Kind.DONE,
             takes_snapshot=takes_snapshot,
+            role=role,
         )
         state.pending = state.session.submit(text, params)
 
@@ -201,6 +204,7 @@ class Stepper:
                 sqlstate=None if result is None else result.sqlstate,
                 message=None if result is None else result.message,
                 decision=decision,
+                role=event.role,
             )
         )
 

@@ -6,16 +6,21 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from redpacket import vocabulary
 from redpacket.isolation import Isolation, Levels
+from redpacket.retry import LOST_RACE
 from redpacket.strategies import Outcome
 
 
 class Verdict(enum.Enum):
-    CORRECT = "correct"
-    DUPLICATE = "duplicate"
-    MISSING = "missing"
-    ERROR = "error"
-    STUCK = "stuck"
+    """How the race ended, in the lab's one vocabulary (``redpacket.vocabulary``)."""
+
+    CORRECT = vocabulary.CORRECT
+    DUPLICATE = vocabulary.DUPLICATE
+    MISSING = vocabulary.MISSING
+    REFUSED = vocabulary.REFUSED
+    LOST_RACE = vocabulary.LOST_RACE
+    STUCK = vocabulary.STUCK
 
 
 class Kind(enum.Enum):
@@ -38,6 +43,7 @@ class Event:
     sqlstate: str | None = None
     message: str | None = None
     decision: str | None = None  # how the strategy ended the attempt here, if it did
+    role: str | None = None  # the step's role (read, lock, check, claim, insert, bump)
 
     @property
     def label(self) -> str:
@@ -110,13 +116,14 @@ class Run:
 
 
 def judge(run: Run) -> Verdict:
-    """Duplicates first (the bug), then a grant that never happened, then failed grants."""
+    """Duplicates first (the bug), then refusals (the data is right), then a silent loss."""
     if run.stuck:
         return Verdict.STUCK
-    failed = any(s.outcome is not Outcome.GRANTED and s.outcome is not Outcome.ALREADY_GRANTED
-                 for s in run.sessions)  # fmt: skip
     if run.red_packets > 1:
         return Verdict.DUPLICATE
+    reasons = [s.reason for s in run.sessions if s.outcome is Outcome.FAILED]
+    if reasons:
+        return Verdict.LOST_RACE if set(reasons) == {LOST_RACE} else Verdict.REFUSED
     if run.red_packets == 0:
-        return Verdict.ERROR if failed else Verdict.MISSING
-    return Verdict.ERROR if failed else Verdict.CORRECT
+        return Verdict.MISSING
+    return Verdict.CORRECT

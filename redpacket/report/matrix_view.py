@@ -8,35 +8,63 @@ from rich.table import Table
 from rich.text import Text
 
 from redpacket.interleave.timeline import Run
-from redpacket.report.timeline_view import VERDICT_STYLE
+from redpacket.report.timeline_view import style_of
+from redpacket.vocabulary import refusal
+
+MATRIX_CAPTION = (
+    "correct · duplicate · missing · refused (its code; safe to retry or not) · lost race"
+    " (retry); met: errors the strategy handled or retried past"
+)
 
 
-def cell_text(run: Run) -> Text:
-    text = Text(run.verdict.value, style=VERDICT_STYLE[run.verdict])
-    text.append(f" {run.red_packets}")
-    if run.errors:
-        text.append(f" ({','.join(dict.fromkeys(run.errors))})", style="dim")
-    return text
+def cell_words(run: Run) -> tuple[str, str]:
+    """The cell as (verdict word, detail): ``refused``, ``40001, safe to retry``."""
+    word = run.verdict.value
+    failed = list(dict.fromkeys(run.failed_sqlstates))
+    if word == "refused" and failed:
+        return word, "; ".join(refusal(code) for code in failed)
+    met = list(dict.fromkeys(e for e in run.errors if e not in failed))
+    detail = f"{run.red_packets} red packets" if word == "duplicate" else ""
+    if met:
+        detail = (detail + "; " if detail else "") + f"met {', '.join(met)}"
+    return word, detail
+
+
+Cell = str | tuple[str, str]  # text, or a verdict as (word, detail)
+
+
+def matrix_grid(runs: Sequence[Run]) -> tuple[list[str], list[list[Cell]]]:
+    """(header, rows): a row per strategy (and schedule), a column per level."""
+    levels = list(dict.fromkeys(run.isolation for run in runs))
+    schedules = list(dict.fromkeys(run.schedule for run in runs))
+    header = ["strategy"] + (["schedule"] if len(schedules) > 1 else []) + levels
+    by_row: dict[tuple[str, str], dict[str, Run]] = {}
+    for run in runs:
+        by_row.setdefault((run.strategy, run.schedule), {})[run.isolation] = run
+    rows: list[list[Cell]] = []
+    for (strategy, schedule), by_level in by_row.items():
+        row: list[Cell] = [strategy]
+        row += [schedule] if len(schedules) > 1 else []
+        row += [cell_words(by_level[level]) if level in by_level else "-" for level in levels]
+        rows.append(row)
+    return header, rows
 
 
 def matrix_table(runs: Sequence[Run], title: str = "isolation matrix") -> Table:
-    levels = list(dict.fromkeys(run.isolation for run in runs))
-    schedules = list(dict.fromkeys(run.schedule for run in runs))
-    table = Table(title=title, caption="verdict, red packets for the order, (SQLSTATEs met)")
-    table.add_column("strategy", style="bold", no_wrap=True)
-    if len(schedules) > 1:
-        table.add_column("schedule", no_wrap=True)
-    for level in levels:
-        table.add_column(level, no_wrap=True)
-    rows: dict[tuple[str, str], dict[str, Run]] = {}
-    for run in runs:
-        rows.setdefault((run.strategy, run.schedule), {})[run.isolation] = run
-    for (strategy, schedule), by_level in rows.items():
-        cells: list[Text | str] = [strategy]
-        if len(schedules) > 1:
-            cells.append(schedule)
-        cells += [
-            cell_text(by_level[level]) if level in by_level else Text("-") for level in levels
-        ]
-        table.add_row(*cells)
+    header, rows = matrix_grid(runs)
+    table = Table(title=title, caption=MATRIX_CAPTION)
+    for index, column in enumerate(header):
+        table.add_column(column, style="bold" if index == 0 else "", no_wrap=True)
+    for row in rows:
+        table.add_row(*(_drawn(cell) for cell in row))
     return table
+
+
+def _drawn(cell: Cell) -> Text | str:
+    if isinstance(cell, str):
+        return cell
+    word, detail = cell
+    text = Text(word, style=style_of(word))
+    if detail:
+        text.append(f" ({detail})", style="dim")
+    return text

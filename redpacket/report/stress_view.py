@@ -7,28 +7,42 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
+from redpacket.report.timeline_view import style_of
+from redpacket.retry import LOST_RACE
 from redpacket.stress.result import StressResult
+from redpacket.vocabulary import refusal
 
 
 def _failed(result: StressResult) -> str:
+    """Refusals and lost races, each with its count: ``refused 40001 (safe to retry) x12``."""
     failed = result.tally.failed
-    return ", ".join(f"{k}: {v}" for k, v in sorted(failed.items())) if failed else "0"
+    if not failed:
+        return "0"
+    parts = []
+    for reason, count in sorted(failed.items()):
+        if reason == LOST_RACE:
+            parts.append(f"lost race x{count}")
+        else:
+            parts.append(f"refused {refusal(reason)} x{count}")
+    return ", ".join(parts)
 
 
 def _verdict(result: StressResult) -> Text:
-    if result.correct:
-        return Text("correct", style="bold green")
+    word = result.verdict
     check = result.check
     if check is None:
         return Text("unchecked: " + (result.error or "no check"), style="bold yellow")
+    text = Text(word, style=style_of(word))
     parts = []
     if check.duplicate_orders:
-        parts.append(f"{check.duplicate_orders} duplicated")
+        parts.append(f"{check.duplicate_orders} orders duplicated")
     if check.missing_orders:
-        parts.append(f"{check.missing_orders} missing")
+        parts.append(f"{check.missing_orders} orders missing")
     if result.history_check is not None and not result.history_check.ok:
         parts.append(f"{result.history_check.violation_count} history violations")
-    return Text(", ".join(parts), style="bold red")
+    if parts:
+        text.append(f" ({', '.join(parts)})")
+    return text
 
 
 def _count(value: int | None) -> str:
@@ -85,8 +99,17 @@ def stress_table(result: StressResult) -> Table:
     return table
 
 
-def compare_table(results: Sequence[StressResult], title: str = "strategy comparison") -> Table:
-    """A row per run; workload and worker columns only when they vary."""
+COMPARE_CAPTION = (
+    "dup: orders with duplicates; extra: grants beyond one; missing: orders never granted;"
+    " failed: requests refused (with the code) or that lost the race"
+)
+Cell = str | tuple[str, str]  # text, or a verdict as (word, detail)
+
+
+def compare_grid(
+    results: Sequence[StressResult], title: str = "strategy comparison"
+) -> tuple[str, list[str], list[list[Cell]]]:
+    """(title, header, rows): a row per run; workload and workers only when they vary."""
     show_workload = len({r.plan.workload for r in results}) > 1
     show_workers = len({r.plan.workers for r in results}) > 1
     constant = []
@@ -94,43 +117,52 @@ def compare_table(results: Sequence[StressResult], title: str = "strategy compar
         constant.append(f"{results[0].plan.workload.value} workload")
     if results and not show_workers:
         constant.append(f"{results[0].plan.workers} workers")
-    table = Table(
-        title=title + (f" ({', '.join(constant)})" if constant else ""),
-        caption="dup: orders with duplicates; extra: grants beyond one;"
-        " missing: orders never granted",
-    )
-    table.add_column("strategy", no_wrap=True)
-    table.add_column("isolation", no_wrap=True)
-    if show_workload:
-        table.add_column("workload", no_wrap=True)
-    if show_workers:
-        table.add_column("workers", justify="right")
-    for column in ("verdict", "dup", "extra", "missing", "failed", "retries", "grants/s", "p50 ms",
-                   "p99 ms"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("verdict", "failed") else "right",
-                         no_wrap=True)  # fmt: skip
+    header = ["strategy", "isolation"]
+    header += ["workload"] if show_workload else []
+    header += ["workers"] if show_workers else []
+    header += ["verdict", "dup", "extra", "missing", "failed", "retries", "grants/s", "p50 ms",
+               "p99 ms"]  # fmt: skip
+    rows: list[list[Cell]] = []
     for result in results:
-        plan = result.plan
+        plan, check = result.plan, result.check
         latency = result.tally.latency.summary_ms()
-        row: list[Text | str] = [plan.strategy.name, plan.isolation.value]
-        if show_workload:
-            row.append(plan.workload.value)
-        if show_workers:
-            row.append(str(plan.workers))
-        verdict = Text("correct", "green") if result.correct else Text("WRONG", "bold red")
+        row: list[Cell] = [plan.strategy.name, plan.isolation.value]
+        row += [plan.workload.value] if show_workload else []
+        row += [str(plan.workers)] if show_workers else []
         row += [
-            verdict,
-            _count(result.check.duplicate_orders if result.check else None),
-            _count(result.check.extra_grants if result.check else None),
-            _count(result.check.missing_orders if result.check else None),
+            (result.verdict, ""),
+            _count(check.duplicate_orders if check else None),
+            _count(check.extra_grants if check else None),
+            _count(check.missing_orders if check else None),
             _failed(result),
             str(result.tally.retries),
             f"{result.throughput_per_s:,.0f}",
             f"{latency['p50']:.2f}",
             f"{latency['p99']:.2f}",
         ]
-        table.add_row(*row)
+        rows.append(row)
+    return title + (f" ({', '.join(constant)})" if constant else ""), header, rows
+
+
+def compare_table(results: Sequence[StressResult], title: str = "strategy comparison") -> Table:
+    heading, header, rows = compare_grid(results, title)
+    table = Table(title=heading, caption=COMPARE_CAPTION)
+    for column in header:
+        left = column in ("strategy", "isolation", "workload", "verdict", "failed")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(_drawn(cell) for cell in row))
     return table
+
+
+def _drawn(cell: Cell) -> Text | str:
+    if isinstance(cell, tuple):
+        word, detail = cell
+        text = Text(word, style=style_of(word) if word != "unchecked" else "bold yellow")
+        if detail:
+            text.append(f" ({detail})", style="dim")
+        return text
+    return cell
 
 
 def violations_text(result: StressResult) -> str:

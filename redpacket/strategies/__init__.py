@@ -19,7 +19,18 @@ from redpacket.strategies import (
 )
 from redpacket.strategies.ending import Ending, Outcome, closes_with_commit
 from redpacket.strategies.files import load_strategy_file, looks_like_file
-from redpacket.strategies.steps import NEXT, End, Expected, Go, Race, Step, Strategy, Walk
+from redpacket.strategies.steps import (
+    NEXT,
+    End,
+    Expected,
+    Go,
+    Race,
+    Role,
+    Step,
+    Strategy,
+    Walk,
+    infer_role,
+)
 
 _MODULES = (advisory, conditional_update, lock_first, naive, on_conflict, optimistic, seed,
             unique_catch)  # fmt: skip
@@ -44,5 +55,5 @@ def get_strategy(name: str) -> Strategy:
 
 __all__ = [
     "NEXT", "STRATEGIES", "STRATEGY_NAMES", "End", "Ending", "Expected", "Go", "Outcome", "Race",
-    "Step", "Strategy", "Walk", "closes_with_commit", "get_strategy",
+    "Role", "Step", "Strategy", "Walk", "closes_with_commit", "get_strategy", "infer_role",
 ]  # fmt: skip

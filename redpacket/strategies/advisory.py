@@ -14,9 +14,9 @@ An unknown order fails on the foreign key (23503) at the insert.
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import FIND_GRANT, INSERT_GRANT
-from redpacket.strategies.steps import Expected, Race, Step, Strategy
+from redpacket.strategies.steps import Expected, Race, Role, Step, Strategy
 
-ADVISORY_LOCK = Step("advisory_lock", "SELECT pg_advisory_xact_lock(:order_id)")
+ADVISORY_LOCK = Step("advisory_lock", "SELECT pg_advisory_xact_lock(:order_id)", role=Role.LOCK)
 
 STRATEGY = Strategy(
     name="advisory",

@@ -19,13 +19,14 @@ from dataclasses import replace
 
 from redpacket.isolation import Isolation
 from redpacket.strategies.common import INSERT_GRANT, SELECT_ORDER
-from redpacket.strategies.steps import End, Expected, Go, Race, Step, Strategy
+from redpacket.strategies.steps import End, Expected, Go, Race, Role, Step, Strategy
 
 CLAIM = Step(
     "claim_order",
     "UPDATE orders SET red_packet_granted = true"
     " WHERE id = :order_id AND NOT red_packet_granted RETURNING id",
     on_no_row=Go("select_order"),
+    role=Role.CLAIM,
 )
 
 STRATEGY = Strategy(

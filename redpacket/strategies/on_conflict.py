@@ -13,7 +13,7 @@ An unknown order fails on the foreign key (23503).
 """
 
 from redpacket.isolation import Isolation
-from redpacket.strategies.steps import End, Expected, Race, Step, Strategy
+from redpacket.strategies.steps import End, Expected, Race, Role, Step, Strategy
 
 INSERT_OR_NOTHING = Step(
     "insert_on_conflict",
@@ -23,6 +23,7 @@ INSERT_OR_NOTHING = Step(
     capture="red_packet_id",
     on_row=End.GRANTED,
     on_no_row=End.ALREADY_GRANTED,
+    role=Role.INSERT,
 )
 
 STRATEGY = Strategy(

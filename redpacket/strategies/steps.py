@@ -10,6 +10,7 @@ returns rows (``RETURNING`` on writes), so "a row came back" is always defined.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,6 +35,43 @@ class End(enum.Enum):
         return self in (End.GRANTED, End.ALREADY_GRANTED)
 
 
+class Role(enum.Enum):
+    """What a step is for in the race, so explanations read roles, never step names."""
+
+    READ = "read"  # a plain read (of the order): fixes or uses the snapshot, locks nothing
+    LOCK = "lock"  # takes a lock that orders competing grants (FOR UPDATE, an advisory lock)
+    CHECK = "check"  # asks whether the red packet exists
+    CLAIM = "claim"  # a conditional write that is itself the check (UPDATE ... WHERE NOT ...)
+    INSERT = "insert"  # writes the red packet (plainly, or only when absent)
+    BUMP = "bump"  # an update that proves nobody changed the row since it was read (version)
+
+
+_LOCKING = re.compile(
+    r"\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b|lock\s+in\s+share\s+mode"
+    r"|advisory|\bget_lock\s*\(",
+    re.I,
+)
+
+
+def infer_role(sql: str, captured: frozenset[str] = frozenset()) -> Role:
+    """The role of a statement whose step does not say: read off the statement itself.
+
+    Lets strategy files written before steps had roles keep working. An UPDATE that
+    compares with a value captured earlier is a version bump; any other, a claim.
+    """
+    text = " ".join(sql.split()).lower()
+    if _LOCKING.search(text):
+        return Role.LOCK
+    if text.startswith("insert"):
+        return Role.INSERT
+    if text.startswith("update"):
+        names = set(re.findall(r"(?<!:):(\w+)", text))
+        return Role.BUMP if names & captured else Role.CLAIM
+    if "red_packets" in text:
+        return Role.CHECK
+    return Role.READ
+
+
 @dataclass(frozen=True)
 class Go:
     """Continue with the named step, or with the next one in order when ``step`` is None."""
@@ -56,6 +94,7 @@ class Step:
     on_no_row: Then = NEXT
     capture: str | None = None  # keep the row's first column under this name
     on_error: Mapping[str, End] = field(default_factory=dict)  # SQLSTATE -> how it ends
+    role: Role | None = None  # what the step is for; read off the SQL when not given
 
     @cached_property
     def statement(self) -> TextClause:
@@ -122,6 +161,17 @@ class Strategy:
     verdicts: Mapping[Isolation, Expected]  # what happens under a race, per level
     doc: str = ""
     origin: str = ""  # the file a user's strategy was loaded from; "" for the built-in ones
+
+    @cached_property
+    def roles(self) -> tuple[Role, ...]:
+        """Each step's role: as given, else read off its statement."""
+        captured: set[str] = set()
+        found = []
+        for step in self.steps:
+            found.append(step.role or infer_role(step.sql, frozenset(captured)))
+            if step.capture:
+                captured.add(step.capture)
+        return tuple(found)
 
     def index_of(self, step_name: str) -> int:
         for index, step in enumerate(self.steps):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redpacket import vocabulary
 from redpacket.stress.check import GrantCheck
 from redpacket.stress.checker import HistoryCheck
 from redpacket.stress.plan import StressPlan
@@ -37,6 +38,18 @@ class StressResult:
     def correct(self) -> bool:
         history_ok = self.history_check is None or self.history_check.ok
         return self.check is not None and self.check.correct and history_ok
+
+    @property
+    def verdict(self) -> str:
+        """What the run did to the data, in the lab's one vocabulary (refusals do no harm)."""
+        check = self.check
+        if check is None:
+            return "unchecked"
+        if check.duplicate_orders:
+            return vocabulary.DUPLICATE
+        if check.missing_orders:
+            return vocabulary.MISSING
+        return vocabulary.CORRECT
 
     @property
     def faults(self) -> dict[str, int]:
@@ -74,6 +87,7 @@ class StressResult:
             "duplicate_orders": check.duplicate_orders if check else None,
             "extra_grants": check.extra_grants if check else None,
             "missing_orders": check.missing_orders if check else None,
+            "verdict": self.verdict,
             "correct": self.correct,
             "elapsed_s": round(self.elapsed_s, 3),
             "throughput_per_s": round(self.throughput_per_s, 1),
@@ -90,7 +104,7 @@ CSV_FIELDS = [
     "strategy", "isolation", "workload", "workers", "processes", "orders", "retries_allowed",
     "engine", "attempts", "granted", "already_granted", "unknown", "interrupted_requests", "failed",
     "retries",
-    "duplicate_orders", "extra_grants", "missing_orders", "correct", "elapsed_s",
+    "duplicate_orders", "extra_grants", "missing_orders", "verdict", "correct", "elapsed_s",
     "throughput_per_s", "client_cpu_us_per_request", "p50_ms", "p95_ms", "p99_ms", "max_ms",
     "history_ok", "interrupted",
     "error",

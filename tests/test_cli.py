@@ -184,11 +184,11 @@ def test_demo_reproduces_and_explains_the_seed_bug(
     assert status == 0
     out = " ".join(printed.replace("│", " ").split())  # the text, whatever the panels' wrapping
     assert "verdict: duplicate" in out
-    assert "the snapshot its first statement (1. select_order" in out
+    assert "the snapshot its first statement, step 1 (select_order" in out
     assert "waits for T1" in out  # the timeline shows T2 blocked on T1's lock
-    assert "T2 waited at 2. lock_order" in out
+    assert "T2 waited at step 2 (lock_order" in out
     assert "verdict: correct" in out  # the same code at read-committed
-    assert "That first statement is the one that waited for T1" in out  # lock_first at RR
+    assert "That statement is the one that waited for T1" in out  # lock_first at RR
     assert "how to read a timeline" in out
     assert "with 3 retries" in out
     assert "stress comparison" in out
@@ -318,7 +318,7 @@ def test_explain_saves_the_timeline_as_an_html_page(
     assert f"saved {page}" in err
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>")
-    for shown in ("waits for T1", 'data-verdict="duplicate"', "T2 waited at 2. lock_order"):
+    for shown in ("waits for T1", 'data-verdict="duplicate"', "T2 waited at step 2 (lock_order"):
         assert shown in html, shown
     assert "waits for T1" in out  # the terminal gets the same timeline
 

@@ -44,6 +44,7 @@ class Event:
     message: str | None = None
     decision: str | None = None  # how the strategy ended the attempt here, if it did
     role: str | None = None  # the step's role (read, lock, check, claim, insert, bump)
+    read: str | None = None  # how it read rows: snapshot, uses snapshot, current read, none
 
     @property
     def label(self) -> str:
@@ -73,6 +74,7 @@ class Run:
     red_packets: int
     retries: int = 0
     stuck: str | None = None
+    engine: str = "postgresql"  # the engine it ran on (redpacket.engines)
     errors: tuple[str, ...] = field(init=False)
     verdict: Verdict = field(init=False)
 

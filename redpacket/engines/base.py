@@ -1,0 +1,121 @@
+"""What the lab asks of a database engine, so the core never asks which engine it is.
+
+One module per engine (``postgresql``, ``mysql``) answers the same questions: how
+a URL names it, how a transaction begins at a level, how a wait is seen from the
+server, how a session is killed, what an error means (its code, the server's
+SQLSTATE, whether a retry can help), and which statements fix a snapshot or read
+the newest row versions. The scheduler, the service, the stress engines, the
+lab's ownership and the explanations all go through these answers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.engine import URL
+
+from redpacket.isolation import Isolation
+
+
+class Cursor(Protocol):
+    description: Any
+    rowcount: int
+    lastrowid: Any
+
+    def execute(self, sql: Any, params: Any = ...) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+class Connection(Protocol):
+    def cursor(self) -> Any: ...
+    def close(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+
+
+class Read(enum.Enum):
+    """How a statement reads the rows it touches, as the timeline marks it."""
+
+    SNAPSHOT = (
+        "snapshot"  # fixes the snapshot the transaction reads with (or its own, per statement)
+    )
+    USES_SNAPSHOT = "uses snapshot"  # a consistent read of the snapshot fixed earlier
+    CURRENT = "current read"  # a locking read or a write: the newest committed row versions
+    NONE = "none"  # touches no table rows (a user-level lock, a setting)
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """An error as the lab reasons about it, and as the server said it.
+
+    ``code`` is what strategies, retries and explanations key on: the SQLSTATE on
+    PostgreSQL, the error number on MySQL (``1213``); ``sqlstate`` and ``number``
+    are shown as the server gave them; ``lost`` says the session itself is gone.
+    """
+
+    code: str
+    message: str
+    sqlstate: str | None = None
+    number: int | None = None
+    lost: bool = False
+
+    @property
+    def shown(self) -> str:
+        """``40001`` on PostgreSQL; ``1213 (SQLSTATE 40001)`` on MySQL."""
+        if self.number is not None and self.sqlstate:
+            return f"{self.number} (SQLSTATE {self.sqlstate})"
+        return self.code
+
+
+@dataclass(frozen=True)
+class FaultCodes:
+    """The codes the stress report counts under each kind of fault."""
+
+    lock_timeout: tuple[str, ...]
+    statement_timeout: tuple[str, ...]
+    deadlock: tuple[str, ...]
+    serialization: tuple[str, ...]
+
+
+class Engine(Protocol):
+    name: str  # the registry key, and the key of a step's per-engine SQL
+    label: str  # "PostgreSQL", "MariaDB / MySQL"
+    schemes: tuple[str, ...]
+    driver: str  # SQLAlchemy's drivername
+    faults: FaultCodes
+
+    def check_url(self, url: URL) -> None: ...
+    def server_label(self, version: str) -> str: ...
+
+    # -- connections --------------------------------------------------------------------
+    def connect(
+        self, url: URL, *, autocommit: bool = True, application: str = "redpacket"
+    ) -> Any: ...
+    def session_id(self, conn: Any) -> int: ...
+    def is_closed(self, conn: Any) -> bool: ...
+    def in_transaction(self, conn: Any) -> bool: ...
+    def error_of(self, exc: BaseException) -> ServerError | None: ...
+
+    # -- transactions and what they read -------------------------------------------------
+    def begin(self, level: Isolation) -> tuple[str, ...]: ...
+    def read_of(self, level: Isolation, sql: str, snapshot_taken: bool) -> Read: ...
+    def paramstyle_sql(self, sql: str) -> str: ...
+
+    # -- seen from the server ------------------------------------------------------------
+    def blocked_by(self, observer: Any, session_id: int) -> list[int]: ...
+    def cancel(self, observer: Any, session_id: int) -> None: ...
+    def kill(self, observer: Any, session_id: int) -> None: ...
+    def sessions_in_transaction(self, observer: Any, database: str) -> list[int]: ...
+    def session_settings(
+        self, lock_timeout_ms: int | None, statement_timeout_ms: int | None
+    ) -> Sequence[str]: ...
+
+    # -- explanations, in this engine's words --------------------------------------------
+    server_word: str  # "PostgreSQL", "InnoDB": who did what, in an explanation
+    snapshot_rule: str  # when a transaction's snapshot is fixed
+    wait_probe: str  # how a wait is seen from the server

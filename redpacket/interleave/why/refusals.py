@@ -1,0 +1,163 @@
+"""Why the server refused a statement: which kind of refusal, in its own words, and when."""
+
+from __future__ import annotations
+
+from redpacket.interleave.timeline import Event, Kind
+from redpacket.interleave.why.story import Sentence, Story, level_words, quote
+from redpacket.strategies import Role
+
+FIRST_UPDATER = "concurrent update"  # PostgreSQL: a row changed after the snapshot
+SSI = "read/write dependencies"  # PostgreSQL: serializable snapshot isolation
+RECORD_CHANGED = "1020"  # InnoDB with innodb_snapshot_isolation: a row changed after it
+DEADLOCKS = ("40P01", "1213")
+UNIQUE = ("23505", "1062")
+
+
+def refused(story: Story, winner: int, loser: int, attempt: int, failure: Event) -> list[Sentence]:
+    code = failure.sqlstate or ""
+    said = quote(failure.message)
+    subject = f"T{loser}'s {story.cite(failure)}"
+    if failure.decision:  # the strategy reads this refusal as an answer
+        story.causes.append(f"{code} read as {failure.decision.replace('_', ' ')}")
+        sentences = [
+            Sentence(
+                f"The server refused {subject} with {code} {said}; this strategy reads that as"
+                f" {failure.decision.replace('_', ' ')}.",
+                (story.at(failure),),
+            )
+        ]
+        snapshot = story.snapshot(loser, attempt)
+        commit = story.commit(winner) if winner else None
+        if code in UNIQUE and snapshot is not None and story.before(snapshot, commit):
+            sentences.append(
+                Sentence(
+                    "A unique index is checked against every committed and in-progress row"
+                    f" whatever the snapshot, so T{loser}'s older snapshot ({story.ref(snapshot)})"
+                    f" made no difference: {code}, not 40001.",
+                    (story.at(snapshot),),
+                )
+            )
+        return sentences
+    commit = story.commit(winner) if winner else None
+    found = "only at COMMIT" if failure.action == "commit" else "at that statement"
+    if failure.kind is Kind.RESUME:
+        found = "as its wait ended"
+    message = failure.message or ""
+    if (code == "40001" and FIRST_UPDATER in message) or code == RECORD_CHANGED:
+        first_writer = _first_writer(story, winner, loser, attempt, failure, commit, found)
+        if first_writer is not None:
+            return [first_writer]
+    if code == "40001" and SSI in message:
+        return [_ssi(story, winner, loser, attempt, failure, commit, found)]
+    if code in DEADLOCKS:
+        story.causes.append(f"{code}, a deadlock")
+        return [
+            Sentence(
+                f"{story.server} found a deadlock and broke it by refusing {subject} with"
+                f" {failure_shown(failure)} {said}.",
+                (story.at(failure),),
+            )
+        ]
+    after = ""
+    refs = [story.at(failure)]
+    if commit is not None and story.before(commit, failure):
+        after = f", after T{winner} had committed ({story.ref(commit)})"
+        refs.append(story.at(commit))
+    return [Sentence(f"The server refused {subject} with {code} {said}{after}.", tuple(refs))]
+
+
+def failure_shown(failure: Event) -> str:
+    return failure.sqlstate or ""
+
+
+def _first_writer(
+    story: Story, winner: int, loser: int, attempt: int, failure: Event, commit: Event | None,
+    found: str,
+) -> Sentence | None:  # fmt: skip
+    snapshot = story.snapshot(loser, attempt)
+    updated = story.wrote(winner, Role.CLAIM, Role.BUMP) if winner else []
+    inserted = story.wrote(winner, Role.INSERT) if winner else []
+    if commit is None or snapshot is None or not (updated or inserted):
+        return None
+    story.causes.append(f"{failure.sqlstate}, the first writer wins")
+    if failure.role == Role.INSERT.value and inserted:
+        changed, what = inserted[0], "red packet"
+        rule = (
+            f"at {level_words(story.level(loser))} an insert may not quietly skip a conflicting"
+            " row it cannot see"
+        )
+    else:
+        changed, what = (updated or inserted)[0], "update of the order row"
+        rule = f"at {level_words(story.level(loser))} the first updater wins"
+    when = "was still uncommitted when" if story.before(changed, snapshot) else "came after"
+    return Sentence(
+        f"{story.server} refused T{loser}'s {story.cite(failure)} with {failure.sqlstate}"
+        f" {quote(failure.message)}: T{winner}'s {what} ({story.ref(changed)}) {when} T{loser}'s"
+        f" snapshot was taken ({story.ref(snapshot)}) and was committed at {story.ref(commit)}:"
+        f" the newest version is invisible to T{loser}'s snapshot, and {rule}. T{loser} was"
+        f" doomed from that commit on and found out {found}.",
+        (story.at(failure), story.at(changed), story.at(snapshot), story.at(commit)),
+    )
+
+
+def _ssi(
+    story: Story, winner: int, loser: int, attempt: int, failure: Event, commit: Event | None,
+    found: str,
+) -> Sentence:  # fmt: skip
+    story.causes.append("40001 from serializable's read/write check")
+    refs = [story.at(failure)]
+    theirs = story.check_of(winner) if winner else None
+    mine = story.check_of(loser, attempt)
+    their_insert = story.granted_insert(winner) if winner else None
+    head = (
+        f"{story.server}'s serializable checking refused T{loser}'s {story.cite(failure)} with"
+        f" 40001 {quote(failure.message)}"
+    )
+    if theirs is None or mine is None or their_insert is None or commit is None:
+        return Sentence(
+            head + f": it found a read/write dependency between T{loser} and T{winner} that no"
+            f" serial order could explain. T{loser} found out {found}.",
+            tuple(refs),
+        )
+    refs += [story.at(theirs), story.at(mine), story.at(their_insert)]
+    if story.before(mine, commit):
+        why_missed = f"before T{winner} committed it ({story.ref(commit)})"
+        refs.append(story.at(commit))
+    else:
+        snapshot = story.snapshot(loser, attempt)
+        why_missed = f"because T{loser} read with a snapshot taken before T{winner}'s commit"
+        if snapshot is not None:
+            why_missed = (
+                f"because T{loser} read with its snapshot from {story.ref(snapshot)}, taken"
+                f" before T{winner}'s commit ({story.ref(commit)})"
+            )
+            refs += [story.at(snapshot), story.at(commit)]
+    return Sentence(
+        head + f": T{winner}'s check ({story.ref(theirs)}) had found no red packet where"
+        f" T{loser} then tried to insert one, and T{loser}'s check ({story.ref(mine)}) had missed"
+        f" T{winner}'s ({story.ref(their_insert)}), {why_missed}. Each read what the other"
+        f" wrote, which no serial order of the two explains. T{loser} found out {found}.",
+        tuple(refs),
+    )
+
+
+def lost_race(story: Story, winner: int, loser: int, attempt: int, decided: Event) -> Sentence:
+    story.causes.append("the version check lost the race")
+    refs = [story.at(decided)]
+    bumped = story.wrote(winner, Role.BUMP)
+    read = story.with_role(loser, attempt, Role.READ)
+    text = f"T{loser}'s version check, {story.cite(decided)}, updated no row"
+    if bumped and read:
+        refs += [story.at(bumped[0]), story.at(read[0])]
+        text += (
+            f": T{winner} had changed the version ({story.ref(bumped[0])}) after T{loser} read"
+            f" it ({story.ref(read[0])})"
+        )
+    if decided.kind is Kind.RESUME and not story.level(loser).takes_snapshot_per_transaction:
+        text += (
+            f"; it had waited for T{winner}'s row lock, and read committed re-checked its"
+            " condition against the newest row version"
+        )
+    return Sentence(
+        text + f". T{loser} lost the race and rolled back, its insert with it.", tuple(refs)
+    )

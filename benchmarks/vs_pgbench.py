@@ -34,6 +34,7 @@ import psycopg
 from redpacket.database import migrate
 from redpacket.database.backends import open_server
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.isolation import Isolation
 from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
 from redpacket.strategies import STRATEGIES, Strategy, Walk
@@ -189,7 +190,7 @@ def prepare(lab: Lab) -> None:
     migrate.prepare(lab)
     lab.reset(ORDERS)
     for schema in Schema:
-        with psycopg.connect(lab.conninfo(schema)) as conn:
+        with psycopg.connect(conninfo(lab.url_of(schema))) as conn:
             conn.execute(
                 "INSERT INTO red_packets (order_id, campaign_id, amount)"
                 " SELECT id, %s, %s FROM orders",

@@ -1,7 +1,8 @@
 """Alembic environment: a passed-in connection first (tests, the CLI), then a URL.
 
-The lab keeps one schema per revision it needs, so the schema to migrate comes in
-``config.attributes["schema"]``; the version table lives in that schema too.
+The lab keeps one schema per revision it needs; the connection it passes already
+lands in that schema (PostgreSQL: its ``search_path``; MySQL: the schema is the
+connection's database), so the tables and the version table go there.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
 from redpacket.model import metadata
@@ -19,21 +20,13 @@ config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-SCHEMA: str = config.attributes.get("schema") or os.environ.get("REDPACKET_SCHEMA", "public")
-
 
 def run_migrations(connection: Connection) -> None:
-    connection.execute(
-        text("SELECT set_config('search_path', :schema, false)"),
-        {"schema": connection.dialect.identifier_preparer.quote_identifier(SCHEMA)},
-    )
-    # Commit the SET (session-wide) so Alembic owns each migration's transaction;
-    # revision 0002 needs that to step out of it for CREATE INDEX CONCURRENTLY.
-    connection.commit()
+    # Alembic owns each migration's transaction: revision 0002 steps out of it for
+    # CREATE INDEX CONCURRENTLY (PostgreSQL) and online ALTER TABLE (MySQL).
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        version_table_schema=SCHEMA,
         transaction_per_migration=True,
     )
     with context.begin_transaction():

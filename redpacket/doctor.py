@@ -36,11 +36,8 @@ class DoctorReport:
 
 
 def diagnose(lab: Lab) -> DoctorReport:
-    with connect(lab.maintenance_url) as conn:
-        version_row = conn.execute("SHOW server_version").fetchone()
-        isolation_row = conn.execute("SHOW default_transaction_isolation").fetchone()
-    assert version_row is not None
-    assert isolation_row is not None
+    with connect(lab.maintenance_url, autocommit=True) as conn:
+        version, default_isolation = lab.engine.describe_server(conn)
     exists = lab.exists()
     schemas: tuple[SchemaStatus, ...] = ()
     if exists:
@@ -52,8 +49,8 @@ def diagnose(lab: Lab) -> DoctorReport:
     return DoctorReport(
         backend=lab.server.backend,
         url=lab.server.masked_url,
-        server_version=str(version_row[0]),
-        default_isolation=str(isolation_row[0]),
+        server_version=lab.engine.server_label(version),
+        default_isolation=default_isolation,
         lab_database=lab.name,
         lab_database_exists=exists,
         schemas=schemas,

@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, CursorResult
 from sqlalchemy.exc import DBAPIError
 
 from redpacket.database.connect import translate_connect_errors
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines import engine_named
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.retry import CONNECTION_LOST, NO_RETRIES, RetryPolicy, means_connection_lost
-from redpacket.strategies import End, Ending, Outcome, Strategy, Walk, closes_with_commit
+from redpacket.strategies import End, Ending, Outcome, Step, Strategy, Walk, closes_with_commit
 
 DEFAULT_CAMPAIGN = "double11"
 DEFAULT_AMOUNT = Decimal("8.88")
@@ -72,22 +73,28 @@ class GrantResult:
         return self.attempts - 1
 
 
-def sqlstate_of(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
-
-
-def _lost_or_failed(exc: DBAPIError) -> str | None:
-    """The SQLSTATE of a statement the server answered with an error; None if the session died.
+def _lost_or_failed(conn: Connection, exc: DBAPIError) -> str | None:
+    """The code of a statement the server answered with an error; None if the session died.
 
     A failure that is neither (the server cannot be reached to reconnect) is not a
     grant's outcome: it propagates, and ``grant`` says so in one line.
     """
-    sqlstate = sqlstate_of(exc)
-    if exc.connection_invalidated or means_connection_lost(sqlstate):
+    error = engine_named(conn.dialect.name).error_of(exc.orig) if exc.orig else None
+    if exc.connection_invalidated or (error is not None and error.lost):
         return None
-    if sqlstate is None:
+    if error is None or means_connection_lost(error.code):
         raise exc
-    return sqlstate
+    return error.code
+
+
+def _row(result: CursorResult[Any]) -> tuple[Any, ...] | None:
+    """The step's answer: its first row, or for a write with no rows, whether it wrote."""
+    if result.returns_rows:
+        row = result.first()
+        return None if row is None else tuple(row)
+    if result.rowcount is None or result.rowcount <= 0:
+        return None
+    return (result.lastrowid or result.rowcount,)
 
 
 class Attempt(NamedTuple):
@@ -102,19 +109,30 @@ def attempt(
     conn: Connection, strategy: Strategy, isolation: Isolation, context: dict[str, Any]
 ) -> Attempt:
     """Run one transaction of ``strategy``; how it ends is ``Ending``'s decision, not ours."""
-    conn.execution_options(isolation_level=isolation.sql)
     walk = Walk(strategy, context)
+    reached: list[Step] = []
+    try:
+        return _transaction(conn, walk, isolation, reached)
+    finally:
+        _release(conn, reached, walk.context)
+
+
+def _transaction(
+    conn: Connection, walk: Walk, isolation: Isolation, reached: list[Step]
+) -> Attempt:
+    conn.execution_options(isolation_level=isolation.sql)
     transaction = conn.begin()
     end: End | None = None
     try:
         while end is None:
             step = walk.step
-            row = conn.execute(step.statement, step.params(walk.context)).first()
-            end = walk.row(None if row is None else tuple(row))
+            reached.append(step)
+            end = walk.row(_row(conn.execute(step.statement, step.params(walk.context))))
     except DBAPIError as exc:
-        sqlstate = _lost_or_failed(exc)
+        sqlstate = _lost_or_failed(conn, exc)
         transaction.rollback()
         if sqlstate is None:
+            reached.clear()  # a dead session holds no lock
             return Attempt(Ending.connection_lost(commit_in_flight=False), CONNECTION_LOST, None)
         return Attempt(Ending.after_error(walk.error(sqlstate), sqlstate), sqlstate, None)
     if not closes_with_commit(end, aborted=False):
@@ -123,13 +141,22 @@ def attempt(
     try:
         transaction.commit()
     except DBAPIError as exc:  # COMMIT itself can fail: 40001 at serializable
-        sqlstate = _lost_or_failed(exc)
+        sqlstate = _lost_or_failed(conn, exc)
         transaction.rollback()  # a failed COMMIT still leaves the Transaction to close
         if sqlstate is None:
+            reached.clear()
             return Attempt(Ending.connection_lost(commit_in_flight=True), CONNECTION_LOST, None)
         return Attempt(Ending(sqlstate=sqlstate), sqlstate, None)
     red_packet_id = walk.context.get("red_packet_id")
     return Attempt(Ending(end), None, int(red_packet_id) if red_packet_id is not None else None)
+
+
+def _release(conn: Connection, reached: list[Step], context: dict[str, Any]) -> None:
+    """Run what outlives the transaction (a session-level lock's release), whatever its end."""
+    for step in reached:
+        if step.afterwards_statement is not None:
+            conn.execute(step.afterwards_statement, step.params(context))
+            conn.commit()
 
 
 def grant_on(
@@ -146,6 +173,8 @@ def grant_on(
     failure: SQLAlchemy gives the invalidated ``Connection`` a new DBAPI connection
     on its next use.
     """
+    database = engine_named(conn.dialect.name)
+    strategy = strategy.for_engine(database.name, database.label)
     errors: list[str] = []
     attempts = 0
     while True:
@@ -180,6 +209,6 @@ def grant(
     retry: RetryPolicy = NO_RETRIES,
 ) -> GrantResult:
     """One grant on a connection of its own, on the schema the strategy needs."""
-    engine = lab.engine(Schema.for_revision(strategy.requires_revision))
+    engine = lab.sqlalchemy(Schema.for_revision(strategy.requires_revision))
     with translate_connect_errors(lab.url), engine.connect() as conn:
         return grant_on(conn, strategy, isolation, request, retry)

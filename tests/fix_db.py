@@ -19,7 +19,8 @@ from redpacket.database import migrate
 from redpacket.database.backends import Server, docker_problem, embedded_available, open_server
 from redpacket.database.connect import connect
 from redpacket.database.lab import Lab, Schema
-from redpacket.database.urls import libpq_url
+from redpacket.database.urls import plain_url
+from redpacket.engines.postgresql import conninfo
 from redpacket.errors import LabError
 
 
@@ -86,7 +87,7 @@ def fresh_lab(lab: Lab) -> Lab:
 
 @pytest.fixture
 def dsn(lab: Lab) -> str:
-    return lab.conninfo(Schema.UNCONSTRAINED)
+    return conninfo(lab.url_of(Schema.UNCONSTRAINED))
 
 
 @pytest.fixture
@@ -101,5 +102,5 @@ def cli_lab(server: Server, worker_id_suffix: str) -> Iterator[list[str]]:
     """Global CLI options pointing at the test server and a lab database for CLI tests."""
     lab = Lab(server, f"redpacket_cli_{worker_id_suffix}")
     lab.drop()
-    yield ["--database-url", libpq_url(server.url), "--lab-database", lab.name]
+    yield ["--database-url", plain_url(server.url), "--lab-database", lab.name]
     lab.drop()

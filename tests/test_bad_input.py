@@ -21,7 +21,7 @@ from redpacket.cli import main
 from redpacket.database.backends import Server, embedded_available
 from redpacket.database.connect import connect
 from redpacket.database.lab import Lab
-from redpacket.database.urls import libpq_url
+from redpacket.database.urls import plain_url
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"
 
@@ -29,7 +29,7 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"
 BAD = [
     (["--database-url", "not a url", "doctor"], "malformed database URL"),
     (
-        ["--database-url", "mysql://root@127.0.0.1/test", "doctor"],
+        ["--database-url", "sqlite:///tmp/x.db", "doctor"],
         "unsupported database URL scheme",
     ),
     (["--database-url", "postgresql://u@h:port/db", "doctor"], "malformed database URL"),
@@ -125,9 +125,9 @@ def foreign_database(server: Server, worker_id_suffix: str) -> Iterator[str]:
 
 def expand(argv: list[str], server: Server, lab: Lab, foreign: str) -> list[str]:
     if argv and argv[0] == "@lab":
-        return ["--database-url", libpq_url(server.url), "--lab-database", lab.name, *argv[1:]]
+        return ["--database-url", plain_url(server.url), "--lab-database", lab.name, *argv[1:]]
     if argv and argv[0] == "@foreign":
-        return ["--database-url", libpq_url(server.url), "--lab-database", foreign, *argv[1:]]
+        return ["--database-url", plain_url(server.url), "--lab-database", foreign, *argv[1:]]
     return argv
 
 
@@ -235,7 +235,7 @@ SECRET = "Sup3r-Secret-pw"
 def test_passwords_never_appear(
     argv: list[str], server: Server, lab: Lab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = libpq_url(server.url.set(password=SECRET))  # trust auth accepts it; we must hide it
+    url = plain_url(server.url.set(password=SECRET))  # trust auth accepts it; we must hide it
     main(["--database-url", url, "--lab-database", lab.name, *argv])
     out, err = capsys.readouterr()
     assert SECRET not in out + err

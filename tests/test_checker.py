@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.strategies import Outcome
 from redpacket.stress.checker import check_history
 from redpacket.stress.history import (
@@ -23,7 +24,7 @@ CAMPAIGN = "checker"
 
 @pytest.fixture
 def table(fresh_lab: Lab) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    conn = psycopg.connect(fresh_lab.conninfo(Schema.UNCONSTRAINED), autocommit=True)
+    conn = psycopg.connect(conninfo(fresh_lab.url_of(Schema.UNCONSTRAINED)), autocommit=True)
     yield conn
     conn.close()
 
@@ -49,7 +50,7 @@ def test_a_consistent_history_passes(
     record(history, 1, Outcome.GRANTED, grant_row(table, 1))
     record(history, 1, Outcome.ALREADY_GRANTED)
     record(history, 2, Outcome.FAILED)
-    result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
+    result = check_history(fresh_lab, Schema.UNCONSTRAINED, history, CAMPAIGN)
     assert (result.ok, result.requests, result.violation_count) == (True, 3, 0)
 
 
@@ -63,7 +64,7 @@ def test_duplicates_and_rows_nobody_reported_are_violations(
     record(history, 1, Outcome.GRANTED, second)
     stray = grant_row(table, 2)  # a row no request reported
     record(history, 2, Outcome.ALREADY_GRANTED)
-    result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
+    result = check_history(fresh_lab, Schema.UNCONSTRAINED, history, CAMPAIGN)
     rules = sorted((v.rule, v.order_id) for v in result.violations)
     assert rules == [("duplicate", 1), ("row_without_grant", 2)]
     duplicate = next(v for v in result.violations if v.rule == "duplicate")
@@ -77,7 +78,7 @@ def test_a_reported_grant_without_its_row_is_a_violation(
 ) -> None:
     history = History()
     record(history, 3, Outcome.GRANTED, 999_999)
-    result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
+    result = check_history(fresh_lab, Schema.UNCONSTRAINED, history, CAMPAIGN)
     assert [(v.rule, v.order_id) for v in result.violations] == [("granted_without_row", 3)]
 
 
@@ -90,7 +91,7 @@ def test_unknown_outcomes_are_resolved_by_the_table(
     record(history, 5, Outcome.UNKNOWN)  # no row for order 5: it did not
     grant_row(table, 6)
     record(history, 6, Outcome.UNKNOWN)  # id unknown, but the order's row explains it
-    result = check_history(fresh_lab.conninfo(Schema.UNCONSTRAINED), history, CAMPAIGN)
+    result = check_history(fresh_lab, Schema.UNCONSTRAINED, history, CAMPAIGN)
     assert result.ok
     assert (result.unknown, result.unknown_committed, result.unknown_not_committed) == (3, 2, 1)
 
@@ -117,11 +118,11 @@ def test_rows_from_before_the_run_are_owed_no_report(
     before = grant_row(table, 1)
     history = History()
     record(history, 1, Outcome.ALREADY_GRANTED)
-    conninfo = fresh_lab.conninfo(Schema.UNCONSTRAINED)
-    assert check_history(conninfo, history, CAMPAIGN, existing_before=before).ok
-    unowed = check_history(conninfo, history, CAMPAIGN)
+    lab, schema = fresh_lab, Schema.UNCONSTRAINED
+    assert check_history(lab, schema, history, CAMPAIGN, existing_before=before).ok
+    unowed = check_history(lab, schema, history, CAMPAIGN)
     assert [v.rule for v in unowed.violations] == ["row_without_grant"]
     record(history, 1, Outcome.GRANTED, grant_row(table, 1))  # a duplicate still counts
-    assert [v.rule for v in check_history(conninfo, history, CAMPAIGN, before).violations] == [
+    assert [v.rule for v in check_history(lab, schema, history, CAMPAIGN, before).violations] == [
         "duplicate"
     ]

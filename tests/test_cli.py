@@ -13,6 +13,7 @@ import pytest
 from redpacket.cli import main
 from redpacket.database.backends import Server
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.strategies import STRATEGIES
 
 
@@ -338,7 +339,7 @@ def test_stress_history_file_holds_every_request_and_matches_the_table(
     assert all(r["start_ns"] <= r["end_ns"] for r in requests)
     reported = sorted(r["red_packet_id"] for r in requests if r["outcome"] == "granted")
     lab = Lab(server, cli_lab[cli_lab.index("--lab-database") + 1])
-    with psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED)) as conn:
+    with psycopg.connect(conninfo(lab.url_of(Schema.UNCONSTRAINED))) as conn:
         rows = [row[0] for row in conn.execute("SELECT id FROM red_packets ORDER BY id")]
     assert reported == rows  # every grant the callers were told of, and nothing else
     assert len(rows) > 20  # seed at repeatable-read: the duplicates are in the history too

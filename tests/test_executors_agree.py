@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.interleave.schedule import parse_schedule
 from redpacket.interleave.scheduler import Scheduler
 from redpacket.interleave.timeline import Run
@@ -36,7 +37,7 @@ GRANTED, ALREADY = Outcome.GRANTED, Outcome.ALREADY_GRANTED
 
 @pytest.fixture(scope="module")
 def scheduler(lab: Lab) -> Iterator[Scheduler]:
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), timeout_s=5) as running:
+    with Scheduler(lab, timeout_s=5) as running:
         yield running
 
 
@@ -56,7 +57,7 @@ def race_outcomes(strategy: Strategy, level: Isolation) -> list[Outcome]:
 
 def packets(lab: Lab, strategy: Strategy) -> Counter[int]:
     schema = Schema.for_revision(strategy.requires_revision)
-    with psycopg.connect(lab.conninfo(schema)) as conn:
+    with psycopg.connect(conninfo(lab.url_of(schema))) as conn:
         rows = conn.execute("SELECT order_id FROM red_packets").fetchall()
     return Counter(int(str(order_id)) for (order_id,) in rows)
 
@@ -123,7 +124,7 @@ STRATEGY = Strategy(
 def dies_once(fresh_lab: Lab, tmp_path: Path) -> Iterator[Strategy]:
     path = tmp_path / "dies_once.py"
     path.write_text(DIES_ONCE)
-    with psycopg.connect(fresh_lab.conninfo(Schema.UNCONSTRAINED), autocommit=True) as conn:
+    with psycopg.connect(conninfo(fresh_lab.url_of(Schema.UNCONSTRAINED)), autocommit=True) as conn:
         conn.execute("CREATE SEQUENCE die_once")
         try:
             yield get_strategy(str(path))
@@ -140,7 +141,7 @@ def through_the_service(lab: Lab, strategy: Strategy, retries: int) -> Told:
 
 
 def through_the_scheduler(lab: Lab, strategy: Strategy, retries: int) -> Told:
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=1) as one:
+    with Scheduler(lab, sessions=1) as one:
         run = one.run(
             strategy, Isolation.READ_COMMITTED, parse_schedule("T1:end", 3), RetryPolicy(retries)
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from redpacket.database.lab import Lab, Schema
+from redpacket.database.lab import Lab
 from redpacket.interleave.explain import Explanation, Sentence, explain
 from redpacket.interleave.schedule import parse_schedule
 from redpacket.interleave.scheduler import Scheduler
@@ -37,7 +37,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def scheduler(lab: Lab) -> Iterator[Scheduler]:
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), timeout_s=5) as running:
+    with Scheduler(lab, timeout_s=5) as running:
         yield running
 
 

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
 from redpacket.stress.plan import StressPlan, Workload
@@ -63,7 +64,7 @@ def test_orders_granted_in_opposite_order_deadlock_and_recover(lab: Lab) -> None
 def orders_locked_elsewhere(lab: Lab, orders: int) -> Iterator[None]:
     """Load ``orders`` and hold a row lock on every one from a connection outside the run."""
     lab.reset(orders)
-    with psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED), autocommit=True) as holder:
+    with psycopg.connect(conninfo(lab.url_of(Schema.UNCONSTRAINED)), autocommit=True) as holder:
         # if the run under test ignored its timeouts it would wait on this lock for ever:
         # the server ends the holder's idle transaction instead, and the test fails with
         # IdleInTransactionSessionTimeout

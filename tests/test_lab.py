@@ -11,6 +11,7 @@ from redpacket.database.backends import Server
 from redpacket.database.connect import connect
 from redpacket.database.lab import Lab, Schema
 from redpacket.database.ownership import OWNER_MARK
+from redpacket.engines.postgresql import conninfo
 from redpacket.errors import LabError
 
 
@@ -31,7 +32,7 @@ def foreign_db(
 
 def _foreign_rows(server: Server, name: str) -> list[tuple[object, ...]]:
     with connect(server.url.set(database=name)) as conn:
-        return conn.execute("SELECT * FROM orders").fetchall()
+        return list(conn.execute("SELECT * FROM orders").fetchall())
 
 
 @pytest.mark.parametrize("action", ["ensure", "drop", "reset", "require"])
@@ -71,7 +72,7 @@ def test_lab_creates_marks_and_drops_only_its_own_database(
 def test_reset_loads_the_orders_into_every_schema(lab: Lab) -> None:
     lab.reset(7)
     for schema in Schema:
-        with psycopg.connect(lab.conninfo(schema)) as conn:
+        with psycopg.connect(conninfo(lab.url_of(schema))) as conn:
             assert conn.execute("SELECT count(*), min(id), max(id) FROM orders").fetchone() == (
                 7,
                 1,
@@ -82,10 +83,10 @@ def test_reset_loads_the_orders_into_every_schema(lab: Lab) -> None:
 
 def test_reset_empties_red_packets(lab: Lab) -> None:
     lab.reset(3)
-    with psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED)) as conn:
+    with psycopg.connect(conninfo(lab.url_of(Schema.UNCONSTRAINED))) as conn:
         conn.execute("INSERT INTO red_packets (order_id, campaign_id, amount) VALUES (1, 'c', 1)")
     lab.reset(3)
-    with psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED)) as conn:
+    with psycopg.connect(conninfo(lab.url_of(Schema.UNCONSTRAINED))) as conn:
         assert conn.execute("SELECT count(*) FROM red_packets").fetchone() == (0,)
 
 

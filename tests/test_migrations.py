@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from redpacket.database import migrate
 from redpacket.database.backends import Server
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.model import metadata
 
 
@@ -24,7 +25,7 @@ def scratch(server: Server, worker_id_suffix: str) -> Iterator[Lab]:
 
 
 def _diff(lab: Lab, schema: Schema) -> list[str]:
-    with lab.engine(schema).connect() as conn:
+    with lab.sqlalchemy(schema).connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return sorted(_describe(op) for op in compare_metadata(context, metadata))
 
@@ -56,7 +57,7 @@ def test_revision_0001_is_the_unconstrained_schema_of_the_bug(scratch: Lab) -> N
 
 
 def _tables(lab: Lab, schema: Schema) -> set[str]:
-    with psycopg.connect(lab.conninfo(schema)) as conn:
+    with psycopg.connect(conninfo(lab.url_of(schema))) as conn:
         rows = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema.value,)
         ).fetchall()
@@ -91,7 +92,7 @@ GRANTS = [  # (order, campaign, amount), in insertion order: earliest first per 
 def test_upgrade_moves_duplicate_grants_to_the_audit_table(scratch: Lab) -> None:
     schema = Schema.CONSTRAINED
     migrate.upgrade(scratch, schema, "0001")
-    scratch_conninfo = scratch.conninfo(schema)
+    scratch_conninfo = conninfo(scratch.url_of(schema))
     with psycopg.connect(scratch_conninfo) as conn:
         conn.execute(
             "INSERT INTO orders (id, user_id, amount) SELECT g, g, 10 FROM generate_series(1, 3) g"

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from redpacket.database.backends import Server, embedded_available
 from redpacket.database.connect import connect
-from redpacket.database.urls import libpq_url, parse_url
+from redpacket.database.urls import parse_url, plain_url
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def finish(child: subprocess.Popen[str], timeout_s: float = 60) -> tuple[int, st
 def test_ctrl_c_prints_the_figures_so_far_and_closes_every_connection(
     server: Server, worker_id_suffix: str, processes: str
 ) -> None:
-    url = libpq_url(server.url)
+    url = plain_url(server.url)
     lab_database = f"redpacket_sigint_{worker_id_suffix}"
     child = cli(
         url, lab_database, "stress", "-s", "lock_first", "--workload", "uniform",

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.errors import LabError
 from redpacket.interleave.explain import explain
 from redpacket.interleave.matrix import cells, run_matrix
@@ -23,7 +24,7 @@ RC, RR, SER = Isolation.READ_COMMITTED, Isolation.REPEATABLE_READ, Isolation.SER
 
 @pytest.fixture(scope="module")
 def scheduler(lab: Lab) -> Iterator[Scheduler]:
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), timeout_s=5) as running:
+    with Scheduler(lab, timeout_s=5) as running:
         yield running
 
 
@@ -243,8 +244,8 @@ def test_t2_begins_first_shows_begin_takes_no_snapshot(scheduler: Scheduler) -> 
 
 def test_a_schedule_blocked_from_outside_is_reported_stuck(lab: Lab) -> None:
     with (
-        psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED)) as outsider,
-        Scheduler(lab.conninfo(Schema.UNCONSTRAINED), timeout_s=0.5) as scheduler,
+        psycopg.connect(conninfo(lab.url_of(Schema.UNCONSTRAINED))) as outsider,
+        Scheduler(lab, timeout_s=0.5) as scheduler,
     ):
         outsider.execute("LOCK TABLE red_packets IN EXCLUSIVE MODE")
         result = run(scheduler, "naive", RC)
@@ -289,7 +290,7 @@ def test_every_cell_is_the_same_on_20_consecutive_runs(lab: Lab) -> None:
 def test_three_sessions_cost_nothing_extra(lab: Lab) -> None:
     strategy = STRATEGIES["seed"]
     schedule = parse_schedule("T1:1,T2:1,T3:1,T1:end,T2:end,T3:end", len(strategy.steps))
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=3) as three:
+    with Scheduler(lab, sessions=3) as three:
         duplicated = three.run(strategy, RR, schedule)
         correct = three.run(strategy, RC, schedule)
     assert (duplicated.verdict, duplicated.red_packets) == (Verdict.DUPLICATE, 3)
@@ -351,7 +352,7 @@ def test_three_sessions_at_three_levels(lab: Lab) -> None:
     strategy = STRATEGIES["seed"]
     schedule = parse_schedule("T1:1,T2:1,T3:1,T1:end,T2:end,T3:end", len(strategy.steps))
     levels = Levels.parse("T1=repeatable-read,T2=read-committed,T3=repeatable-read")
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=3) as three:
+    with Scheduler(lab, sessions=3) as three:
         result = three.run(strategy, levels, schedule)
     # T2 re-reads after T1's commit and sees its grant; T3 checks in its old snapshot.
     assert [s.outcome.label for s in result.sessions] == [

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, event
 
 from redpacket.database.lab import Lab, Schema
 from redpacket.database.observe import wait_for_waiter
+from redpacket.engines.postgresql import conninfo
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.retry import RetryPolicy
@@ -19,7 +20,7 @@ ALL = [(s, level) for s in STRATEGIES.values() for level in Isolation]
 
 def red_packets(lab: Lab, strategy: Strategy, order_id: int) -> int:
     schema = Schema.for_revision(strategy.requires_revision)
-    with psycopg.connect(lab.conninfo(schema)) as conn:
+    with psycopg.connect(conninfo(lab.url_of(schema))) as conn:
         row = conn.execute(
             "SELECT count(*) FROM red_packets WHERE order_id = %s", (order_id,)
         ).fetchone()
@@ -76,8 +77,8 @@ def _grant_while_row_is_held(
     results: list[GrantResult] = []
     errors: list[BaseException] = []
     with (
-        psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED)) as holder,
-        psycopg.connect(lab.conninfo(Schema.UNCONSTRAINED), autocommit=True) as observer,
+        psycopg.connect(conninfo(lab.url_of(Schema.UNCONSTRAINED))) as holder,
+        psycopg.connect(conninfo(lab.url_of(Schema.UNCONSTRAINED)), autocommit=True) as observer,
     ):
         holder.execute("UPDATE orders SET version = version + 1 WHERE id = 5")
         worker = threading.Thread(
@@ -136,8 +137,8 @@ def test_lost_optimistic_race_is_retried(fresh_lab: Lab) -> None:
 def test_a_connection_lost_during_commit_is_unknown_and_never_retried(fresh_lab: Lab) -> None:
     """Nobody can know whether a COMMIT the connection died under took effect."""
     strategy = STRATEGIES["lock_first"]
-    engine = fresh_lab.engine(Schema.for_revision(strategy.requires_revision))
-    observer = psycopg.connect(fresh_lab.conninfo(Schema.UNCONSTRAINED), autocommit=True)
+    engine = fresh_lab.sqlalchemy(Schema.for_revision(strategy.requires_revision))
+    observer = psycopg.connect(conninfo(fresh_lab.url_of(Schema.UNCONSTRAINED)), autocommit=True)
 
     def kill_before_commit(conn: Connection) -> None:
         pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()

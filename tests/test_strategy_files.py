@@ -11,10 +11,11 @@ import pytest
 
 from redpacket.cli import main
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import get_strategy
-from redpacket.stress.faults import WORKER_APPLICATION
+from redpacket.stress.fast import WORKER_APPLICATION
 from redpacket.stress.live import Live
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.runner import run_stress
@@ -243,7 +244,7 @@ def test_sql_that_breaks_mid_run_ends_it_with_the_figures_so_far(lab: Lab, tmp_p
     )  # fmt: skip
     lab.reset(50)
     schema = Schema.UNCONSTRAINED
-    with psycopg.connect(lab.conninfo(schema), autocommit=True) as admin:
+    with psycopg.connect(conninfo(lab.url_of(schema)), autocommit=True) as admin:
         admin.execute("CREATE FUNCTION lab_probe() RETURNS boolean LANGUAGE sql AS 'SELECT true'")
         broken: list[int] = []
 

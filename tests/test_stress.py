@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
@@ -35,7 +36,7 @@ def stress(lab: Lab, strategy: str, level: Isolation, **options: object) -> Stre
 
 def packets_per_order(lab: Lab, strategy: str) -> dict[int, int]:
     schema = Schema.for_revision(STRATEGIES[strategy].requires_revision)
-    with psycopg.connect(lab.conninfo(schema)) as conn:
+    with psycopg.connect(conninfo(lab.url_of(schema))) as conn:
         rows = conn.execute(
             "SELECT o.id, count(r.id) FROM orders o"
             " LEFT JOIN red_packets r ON r.order_id = o.id GROUP BY o.id"

@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.vs_pgbench import PgbenchOutputError, pgbench_command, read_tps
 from redpacket.database.lab import Lab, Schema
+from redpacket.engines.postgresql import conninfo
 
 pytestmark = pytest.mark.skipif(
     not glob.glob("/usr/lib/postgresql/*/bin/pgbench"), reason="pgbench is not installed"
@@ -68,7 +69,7 @@ def test_failed_transactions_are_refused(fresh_lab: Lab, tmp_path: Path) -> None
     out, err = pgbench(fresh_lab, script, 4)
     with pytest.raises(PgbenchOutputError, match=r"failed transactions: [1-9]"):
         read_tps(out, err, clients=4)
-    with psycopg.connect(fresh_lab.conninfo(Schema.UNCONSTRAINED)) as conn:
+    with psycopg.connect(conninfo(fresh_lab.url_of(Schema.UNCONSTRAINED))) as conn:
         row = conn.execute("SELECT version FROM orders WHERE id = 1").fetchone()
     assert row is not None
     assert int(str(row[0])) > 0  # the run really ran

@@ -18,13 +18,20 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _insert_time() -> sa.sql.elements.ColumnElement[sa.DateTime]:
+    """When each grant was inserted: PostgreSQL's clock (now() is the transaction's start)."""
+    if op.get_bind().dialect.name == "postgresql":
+        return sa.func.clock_timestamp()
+    return sa.func.now()
+
+
 def upgrade() -> None:
     op.create_table(
         "orders",
         sa.Column("id", sa.BigInteger, primary_key=True),
         sa.Column("user_id", sa.BigInteger, nullable=False),
         sa.Column("amount", sa.Numeric(12, 2), nullable=False),
-        sa.Column("red_packet_granted", sa.Boolean, nullable=False, server_default="false"),
+        sa.Column("red_packet_granted", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("version", sa.Integer, nullable=False, server_default="0"),
         sa.Column(
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -40,7 +47,7 @@ def upgrade() -> None:
             "created_at",
             sa.DateTime(timezone=True),
             nullable=False,
-            server_default=sa.func.clock_timestamp(),
+            server_default=_insert_time(),
         ),
     )
     # The index the service had: it makes the existence check fast, and nothing more.

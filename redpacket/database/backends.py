@@ -21,7 +21,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from redpacket.database.urls import mask, parse_url
+from redpacket.database.urls import engine_of, mask, parse_url
+from redpacket.engines import Engine
 from redpacket.errors import LabError
 
 BACKENDS = ("auto", "url", "embedded", "docker")
@@ -31,7 +32,7 @@ DOCKER_PING_TIMEOUT_S = 3
 
 @dataclass(frozen=True)
 class Server:
-    """A reachable PostgreSQL server; ``url`` names its maintenance database."""
+    """A reachable database server; ``url`` names it (and, on PostgreSQL, a database)."""
 
     backend: str
     url: URL
@@ -39,6 +40,10 @@ class Server:
     @property
     def masked_url(self) -> str:
         return mask(self.url)
+
+    @property
+    def engine(self) -> Engine:
+        return engine_of(self.url)
 
 
 def parse_backend(name: str) -> str:

@@ -10,30 +10,49 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
-import psycopg
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError as SAOperationalError
 
-from redpacket.database.urls import libpq_url, mask, scrub
+from redpacket.database.urls import engine_of, mask, scrub
+from redpacket.engines.base import CONNECT_TIMEOUT_S
 from redpacket.errors import LabError
 
-CONNECT_TIMEOUT_S = 5
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "cannot_connect",
+    "connect",
+    "first_line",
+    "translate_connect_errors",
+]
 
 
 @contextlib.contextmanager
-def connect(
-    url: URL, *, autocommit: bool = False
-) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    """A psycopg connection whose connection failure is a one-line, password-free LabError."""
+def connect(url: URL, *, autocommit: bool = False, application: str = "redpacket") -> Iterator[Any]:
+    """A DB-API connection to ``url``; failing to connect is a one-line, password-free LabError."""
+    engine = engine_of(url)
     try:
-        conn = psycopg.connect(
-            libpq_url(url), autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S
-        )
-    except psycopg.OperationalError as exc:
+        conn = engine.connect(url, autocommit=autocommit, application=application)
+    except LabError:
+        raise
+    except Exception as exc:
+        error = engine.error_of(exc)
+        if error is None and not isinstance(exc, OSError):
+            raise
         raise cannot_connect(url, exc) from None
-    with conn:
+    try:
         yield conn
+        if not autocommit:
+            conn.commit()
+    except BaseException:
+        if not autocommit:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+        raise
+    finally:
+        conn.close()
 
 
 def cannot_connect(url: URL, exc: BaseException | None) -> LabError:
@@ -42,7 +61,9 @@ def cannot_connect(url: URL, exc: BaseException | None) -> LabError:
 
 def first_line(message: str, url: URL) -> str:
     lines = [line.strip() for line in scrub(message, url).splitlines() if line.strip()]
-    return lines[0] if lines else "unknown error"
+    text = lines[0] if lines else "unknown error"
+    # mysqlclient reports (number, "message"): show the message
+    return text.split(", ", 1)[1].strip("\"')") if text.startswith("(") and ", " in text else text
 
 
 @contextlib.contextmanager
@@ -51,6 +72,6 @@ def translate_connect_errors(url: URL) -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc.orig, psycopg.OperationalError):
-            raise cannot_connect(url, exc.orig) from None
+        if exc.connection_invalidated or isinstance(exc, SAOperationalError):
+            raise cannot_connect(url, exc.orig) from None  # statement errors never get here
         raise

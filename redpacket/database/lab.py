@@ -4,31 +4,31 @@ The lab never works in the database a URL names. It creates a database of its ow
 (``redpacket_lab`` unless told otherwise); which database is the lab's, and the
 refusal to touch any other, is ``ownership``'s job.
 
-Inside it live two schemas, one per revision a strategy can need: ``unconstrained``
+Inside live two schemas, one per revision a strategy can need: ``unconstrained``
 stays at revision 0001 (the schema the bug lived in: no unique constraint) and
-``constrained`` is at head (the shipped fix). A connection picks one through its
-``search_path``, so each strategy runs on the schema it needs without the user
-migrating back and forth.
+``constrained`` is at head (the shipped fix). On PostgreSQL they are schemas of
+one database, picked by ``search_path``; on MySQL, where a schema is a database,
+they are two databases. Either way ``url(schema)`` lands a connection in one.
 """
 
 from __future__ import annotations
 
 import enum
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
-import psycopg
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from redpacket.database import ownership
 from redpacket.database.backends import Server
-from redpacket.database.connect import CONNECT_TIMEOUT_S
-from redpacket.database.urls import libpq_url
+from redpacket.database.connect import connect
+from redpacket.engines import Engine as DatabaseEngine
 from redpacket.errors import LabError
 
 DEFAULT_LAB_DATABASE = "redpacket_lab"
-FALLBACK_MAINTENANCE_DB = "postgres"
 
 
 class Schema(enum.Enum):
@@ -40,6 +40,11 @@ class Schema(enum.Enum):
     @property
     def target_revision(self) -> str:
         return "0001" if self is Schema.UNCONSTRAINED else "head"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        base = ("red_packets", "orders")
+        return (*base, "red_packet_duplicates") if self is Schema.CONSTRAINED else base
 
     @classmethod
     def for_revision(cls, revision: str) -> Schema:
@@ -56,39 +61,32 @@ class Lab:
     _engines: dict[Schema, Engine] = field(default_factory=dict, repr=False)
 
     @property
+    def engine(self) -> DatabaseEngine:
+        """The database engine the server runs (redpacket.engines)."""
+        return self.server.engine
+
+    @property
     def url(self) -> URL:
-        return self.server.url.set(database=self.name)
+        return self.url_of(Schema.UNCONSTRAINED)
+
+    def url_of(self, schema: Schema) -> URL:
+        return self.engine.lab_url(self.server.url, self.name, schema.value)
 
     @property
     def maintenance_url(self) -> URL:
-        """Where CREATE / DROP DATABASE run: the URL's own database, never the lab's."""
-        database = self.server.url.database or FALLBACK_MAINTENANCE_DB
-        if database == self.name:
-            database = FALLBACK_MAINTENANCE_DB
-        return self.server.url.set(database=database)
+        """Where databases are created and dropped: never inside the lab's own."""
+        return self.engine.maintenance_url(self.server.url, self.name)
 
-    def conninfo(
-        self, schema: Schema, application_name: str = "redpacket", options: str = ""
-    ) -> str:
-        """A libpq connection string to the lab database with ``search_path`` on ``schema``."""
-        return psycopg.conninfo.make_conninfo(
-            libpq_url(self.url),
-            options=f"-c search_path={schema.value} {options}".strip(),
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name=application_name,
-        )
+    def connect(
+        self, schema: Schema, *, autocommit: bool = True, application: str = "redpacket"
+    ) -> AbstractContextManager[Any]:
+        """A DB-API connection in ``schema`` (a context manager that closes it)."""
+        return connect(self.url_of(schema), autocommit=autocommit, application=application)
 
-    def engine(self, schema: Schema) -> Engine:
+    def sqlalchemy(self, schema: Schema) -> Engine:
         if schema not in self._engines:
-            self._engines[schema] = create_engine(
-                self.url,
-                poolclass=NullPool,
-                connect_args={
-                    "options": f"-c search_path={schema.value}",
-                    "connect_timeout": CONNECT_TIMEOUT_S,
-                    "application_name": "redpacket",
-                },
-            )
+            url, args = self.engine.sqlalchemy_args(self.url_of(schema))
+            self._engines[schema] = create_engine(url, poolclass=NullPool, connect_args=args)
         return self._engines[schema]
 
     def close(self) -> None:
@@ -124,18 +122,6 @@ class Lab:
         self.require()
         require_migrated(self)
         for schema in Schema:
-            with self.engine(schema).begin() as conn:
-                conn.execute(EMPTY_TABLES[schema])
-                conn.execute(LOAD_ORDERS, {"n": orders})
-
-
-EMPTY_TABLES = {
-    Schema.UNCONSTRAINED: text("TRUNCATE orders, red_packets RESTART IDENTITY CASCADE"),
-    Schema.CONSTRAINED: text(
-        "TRUNCATE orders, red_packets, red_packet_duplicates RESTART IDENTITY CASCADE"
-    ),
-}
-LOAD_ORDERS = text(
-    "INSERT INTO orders (id, user_id, amount)"
-    " SELECT g, 1000 + g % 97, 10 + (g % 50) * 2.5 FROM generate_series(1, :n) AS g"
-)
+            with self.connect(schema, autocommit=False) as conn:
+                self.engine.empty_tables(conn, schema.tables)
+                self.engine.load_orders(conn, orders)

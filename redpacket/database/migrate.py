@@ -10,7 +10,6 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
-from sqlalchemy.schema import CreateSchema
 
 from redpacket.database.connect import translate_connect_errors
 from redpacket.database.lab import Lab, Schema
@@ -21,13 +20,11 @@ def migrations_dir() -> Path:
     return Path(str(resources.files("redpacket.migrations")))
 
 
-def alembic_config(connection: Connection | None = None, schema: Schema | None = None) -> Config:
+def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
         config.attributes["connection"] = connection
-    if schema is not None:
-        config.attributes["schema"] = schema.value
     return config
 
 
@@ -43,23 +40,22 @@ def resolve(revision: str) -> str:
 
 def upgrade(lab: Lab, schema: Schema, revision: str | None = None) -> None:
     """Bring one schema to ``revision`` (default: the schema's own target)."""
-    with translate_connect_errors(lab.url), lab.engine(schema).connect() as conn:
-        conn.execute(CreateSchema(schema.value, if_not_exists=True))
+    with translate_connect_errors(lab.url), lab.sqlalchemy(schema).connect() as conn:
+        lab.engine.create_schema(conn, schema.value)
         conn.commit()
-        command.upgrade(alembic_config(conn, schema), revision or schema.target_revision)
+        command.upgrade(alembic_config(conn), revision or schema.target_revision)
         conn.commit()
 
 
 def downgrade(lab: Lab, schema: Schema, revision: str) -> None:
-    with translate_connect_errors(lab.url), lab.engine(schema).connect() as conn:
-        command.downgrade(alembic_config(conn, schema), revision)
+    with translate_connect_errors(lab.url), lab.sqlalchemy(schema).connect() as conn:
+        command.downgrade(alembic_config(conn), revision)
         conn.commit()
 
 
 def current_revision(lab: Lab, schema: Schema) -> str | None:
-    with translate_connect_errors(lab.url), lab.engine(schema).connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table_schema": schema.value})
-        return context.get_current_revision()
+    with translate_connect_errors(lab.url), lab.sqlalchemy(schema).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def migrate(lab: Lab) -> dict[Schema, str | None]:

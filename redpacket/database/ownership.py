@@ -1,19 +1,18 @@
-"""Which database is the lab's: created and marked by it, and the only one it will change.
+"""Which databases are the lab's: created and marked by it, and the only ones it will change.
 
-The mark is a comment on the database. ``ensure`` creates and marks the lab's
-database; ``drop``, ``require`` and (through ``require``) ``reset`` and ``migrate``
-refuse any database without the mark, so pointing the lab at a server full of
-real tables (even one with an ``orders`` table) is safe.
+The engine says how a database is marked (a comment on PostgreSQL, a one-row table
+on MySQL) and which databases a lab has (one, or one per schema); the rules are
+here: ``ensure`` creates and marks; ``drop``, ``require`` and (through
+``require``) ``reset`` and ``migrate`` refuse any database without the mark, so
+pointing the lab at a server full of real tables (even one with an ``orders``
+table) is safe, and no other database on the server is ever touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from redpacket.database.connect import connect
 from redpacket.database.urls import mask
@@ -23,81 +22,64 @@ if TYPE_CHECKING:
     from redpacket.database.lab import Lab
 
 OWNER_MARK = "redpacket lab database: created by redpacket, removed by `redpacket drop`"
-Maintenance = psycopg.Connection[tuple[object, ...]]
 
 
 @contextlib.contextmanager
-def _maintenance(lab: Lab) -> Iterator[Maintenance]:
+def _maintenance(lab: Lab) -> Iterator[Any]:
     with connect(lab.maintenance_url, autocommit=True) as conn:
         yield conn
 
 
-def _mark(lab: Lab, conn: Maintenance) -> str | bool | None:
-    """The database's comment, or False when it does not exist."""
-    row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-        (lab.name,),
-    ).fetchone()
-    if row is None:
-        return False
-    return row[0] if isinstance(row[0], str) else None
-
-
-def _refuse_foreign(lab: Lab, mark: str | bool | None) -> None:
-    if mark != OWNER_MARK:
+def _refuse_foreign(database: str, mark: str | bool | None) -> None:
+    if mark is not False and mark != OWNER_MARK:
         raise LabError(
-            f"database {lab.name!r} exists but was not created by redpacket;"
+            f"database {database!r} exists but was not created by redpacket;"
             " refusing to touch it (choose another with --lab-database)"
         )
 
 
+def _marks(lab: Lab, conn: Any) -> dict[str, str | bool | None]:
+    return {db: lab.engine.mark_of(conn, db) for db in lab.engine.lab_databases(lab.name)}
+
+
 def exists(lab: Lab) -> bool:
     with _maintenance(lab) as conn:
-        return _mark(lab, conn) is not False
+        return any(mark is not False for mark in _marks(lab, conn).values())
 
 
 def ensure(lab: Lab) -> bool:
-    """Create the lab database if missing; refuse one we did not create. True if created."""
+    """Create the lab's databases if missing; refuse one we did not create. True if created."""
+    created = False
     with _maintenance(lab) as conn:
-        mark = _mark(lab, conn)
-        if mark is False:
-            name = sql.Identifier(lab.name)
-            try:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # a concurrent lab created it first; check its mark below
-            except psycopg.errors.InsufficientPrivilege:
-                raise LabError(
-                    f"cannot create the lab database {lab.name!r}: the user lacks CREATEDB;"
-                    " grant it or create the database with the lab's mark yourself"
-                ) from None
-            else:
-                mark_sql = sql.SQL("COMMENT ON DATABASE {} IS {}")
-                conn.execute(mark_sql.format(name, sql.Literal(OWNER_MARK)))
-                return True
-            mark = _mark(lab, conn)
-        _refuse_foreign(lab, mark)
-        return False
+        for database, mark in _marks(lab, conn).items():
+            _refuse_foreign(database, mark)
+        for database, mark in _marks(lab, conn).items():
+            if mark is False and lab.engine.create_database(conn, database, OWNER_MARK):
+                created = True
+            _refuse_foreign(database, lab.engine.mark_of(conn, database))
+    return created
 
 
 def drop(lab: Lab) -> bool:
-    """Drop the lab database (only if it carries our mark). False if it did not exist."""
+    """Drop the lab's databases (only those with our mark). False if there were none."""
     with _maintenance(lab) as conn:
-        mark = _mark(lab, conn)
-        if mark is False:
-            return False
-        _refuse_foreign(lab, mark)
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(lab.name)))
-        return True
+        marks = _marks(lab, conn)
+        for database, mark in marks.items():
+            _refuse_foreign(database, mark)
+        present = [database for database, mark in marks.items() if mark is not False]
+        for database in present:
+            lab.engine.drop_database(conn, database)
+    return bool(present)
 
 
 def require(lab: Lab) -> None:
-    """Fail with a clear message unless the lab database exists and is ours."""
+    """Fail with a clear message unless the lab's databases exist and are ours."""
     with _maintenance(lab) as conn:
-        mark = _mark(lab, conn)
-    if mark is False:
-        raise LabError(
-            f"the lab database {lab.name!r} does not exist on {mask(lab.server.url)};"
-            " run `redpacket migrate` first"
-        )
-    _refuse_foreign(lab, mark)
+        marks = _marks(lab, conn)
+    for database, mark in marks.items():
+        if mark is False:
+            raise LabError(
+                f"the lab database {database!r} does not exist on {mask(lab.server.url)};"
+                " run `redpacket migrate` first"
+            )
+        _refuse_foreign(database, mark)

@@ -1,40 +1,62 @@
-"""Parsing and printing database URLs without ever showing a password."""
+"""Parsing and printing database URLs without ever showing a password.
+
+The URL's scheme names the engine (``postgresql://``, ``mysql://``, ``mariadb://``);
+the engine module checks the rest. Printed URLs keep the scheme the user knows and
+mask the password.
+"""
 
 from __future__ import annotations
 
-import psycopg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from redpacket.engines import SCHEMES, Engine
 from redpacket.errors import LabError
 
-_ACCEPTED_SCHEMES = ("postgresql", "postgres")
+EXPECTED = (
+    "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/"
+)
 
 
 def parse_url(raw: str) -> URL:
-    """Turn a user's ``postgresql://`` URL into SQLAlchemy's psycopg 3 URL, or say why not."""
+    """Turn a user's URL into SQLAlchemy's URL for the engine's driver, or say why not."""
     try:
         url = make_url(raw.strip())
     except (ArgumentError, ValueError):
-        raise LabError(
-            "malformed database URL; expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-        ) from None
+        raise LabError(f"malformed database URL; expected {EXPECTED}") from None
     scheme, _, driver = url.drivername.partition("+")
-    if scheme not in _ACCEPTED_SCHEMES:
+    engine = SCHEMES.get(scheme)
+    if engine is None:
         raise LabError(
-            f"unsupported database URL scheme {scheme!r}; redpacket needs postgresql://..."
+            f"unsupported database URL scheme {scheme!r}; redpacket speaks postgresql://,"
+            " mysql:// and mariadb://"
         )
-    if driver not in ("", "psycopg"):
-        raise LabError(f"unsupported driver {driver!r}; use postgresql:// (psycopg 3 is built in)")
+    if driver and f"{engine.driver.partition('+')[0]}+{driver}" != engine.driver:
+        raise LabError(
+            f"unsupported driver {driver!r}; use {scheme}:// (the lab brings its own driver)"
+        )
     try:
         _ = url.port
     except ValueError:
         raise LabError("malformed database URL: the port is not a number") from None
-    try:  # what libpq itself would refuse (spaces, unknown options), refused here in one line
-        psycopg.conninfo.conninfo_to_dict(libpq_url(url))
-    except psycopg.ProgrammingError as exc:
-        raise LabError(f"malformed database URL: {scrub(str(exc), url)}") from None
-    return url.set(drivername="postgresql+psycopg")
+    url = url.set(drivername=engine.driver)
+    engine.check_url(url)
+    return url
+
+
+def engine_of(url: URL) -> Engine:
+    scheme = url.drivername.partition("+")[0]
+    engine = SCHEMES.get(scheme)
+    if engine is None:
+        raise LabError(f"unsupported database URL scheme {scheme!r}")
+    return engine
+
+
+def _plain(url: URL) -> URL:
+    """The URL under the scheme the user knows (no driver suffix, no lab-internal options)."""
+    return url.set(drivername=url.drivername.partition("+")[0]).difference_update_query(
+        ["search_path"]
+    )
 
 
 def mask(url: URL | str) -> str:
@@ -44,12 +66,12 @@ def mask(url: URL | str) -> str:
             url = make_url(url)
         except (ArgumentError, ValueError):
             return "<unparseable URL>"
-    return url.set(drivername="postgresql").render_as_string(hide_password=True)
+    return _plain(url).render_as_string(hide_password=True)
 
 
-def libpq_url(url: URL) -> str:
-    """The URL as libpq / psycopg want it (no SQLAlchemy driver suffix), password included."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+def plain_url(url: URL) -> str:
+    """The URL as a user would write it, password included: to hand to another process."""
+    return _plain(url).render_as_string(hide_password=False)
 
 
 def scrub(text: str, url: URL) -> str:

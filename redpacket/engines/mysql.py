@@ -24,11 +24,10 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from redpacket.engines.base import FaultCodes, Read, ServerError
+from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 
-CONNECT_TIMEOUT_S = 5
 # The SQLSTATE the server sends with the errors the lab meets (MySQL's error reference);
 # mysqlclient passes only the number on.
 SQLSTATES = {
@@ -51,6 +50,10 @@ class MySQL:
         lock_timeout=("1205",), statement_timeout=("1969", "3024"), deadlock=("1213",),
         serialization=("1020",),
     )  # fmt: skip
+    session_reset: tuple[str, ...] = (
+        "ROLLBACK",
+        "SELECT RELEASE_ALL_LOCKS()",
+    )  # leave no transaction, no lock
     server_word = "InnoDB"  # who did what, in an explanation
     snapshot_rule = (
         "InnoDB fixes a transaction's snapshot at its first plain (consistent) read, not at"
@@ -59,11 +62,8 @@ class MySQL:
     wait_probe = "information_schema.INNODB_LOCK_WAITS"
 
     def check_url(self, url: URL) -> None:
-        if url.database:
-            raise LabError(
-                "a MySQL URL names the server, not a database: drop the path"
-                f" ({url.database!r}); the lab creates databases of its own"
-            )
+        """Anything SQLAlchemy parsed will do: a database in the path is not used (the lab
+        creates databases of its own), and mysqlclient reports a bad host when it connects."""
 
     def server_label(self, version: str) -> str:
         return (
@@ -95,6 +95,90 @@ class MySQL:
         if socket:
             options["unix_socket"] = str(socket)
         return MySQLdb.connect(**options)
+
+    def sqlalchemy_args(self, url: URL) -> tuple[URL, dict[str, Any]]:
+        return url, {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
+
+    # -- the lab's own objects ------------------------------------------------------------
+
+    def lab_url(self, server: URL, lab: str, schema: str) -> URL:
+        """A database per schema: MySQL's schemas are databases."""
+        return server.set(database=f"{lab}_{schema}")
+
+    def lab_databases(self, lab: str) -> tuple[str, ...]:
+        return (f"{lab}_unconstrained", f"{lab}_constrained")
+
+    def maintenance_url(self, server: URL, lab: str) -> URL:
+        return server.set(database=None)
+
+    def mark_of(self, conn: Any, database: str) -> str | bool | None:
+        """The mark row of the lab's table in ``database``; None without it, False if absent."""
+        found = _column(
+            conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            (database,),
+        )  # fmt: skip
+        if not found:
+            return False
+        has_mark = _column(
+            conn,
+            "SELECT count(*) FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'redpacket_lab_mark'",
+            (database,),
+        )
+        if not has_mark or not has_mark[0]:
+            return None
+        marks = _column(conn, f"SELECT mark FROM {_quoted(database)}.redpacket_lab_mark")  # noqa: S608
+        return str(marks[0]) if marks else None
+
+    def create_database(self, conn: Any, database: str, mark: str) -> bool:
+        try:
+            _execute(conn, f"CREATE DATABASE {_quoted(database)} CHARACTER SET utf8mb4")
+        except Exception as exc:
+            error = self.error_of(exc)
+            if error is not None and error.number == 1007:  # it exists: a concurrent lab
+                return False
+            if error is not None and error.number in (1044, 1227):
+                raise LabError(
+                    f"cannot create the lab database {database!r}: the user may not create"
+                    " databases; grant CREATE or choose a user that may"
+                ) from None
+            raise
+        _execute(conn, f"CREATE TABLE {_quoted(database)}.redpacket_lab_mark (mark VARCHAR(200))")
+        _execute(
+            conn,
+            f"INSERT INTO {_quoted(database)}.redpacket_lab_mark VALUES (%s)",  # noqa: S608
+            (mark,),
+        )
+        return True
+
+    def drop_database(self, conn: Any, database: str) -> None:
+        _execute(conn, f"DROP DATABASE {_quoted(database)}")
+
+    def create_schema(self, conn: Any, schema: str) -> None:
+        """Nothing to do: the schema is the database, created with the lab's mark."""
+
+    def empty_tables(self, conn: Any, tables: tuple[str, ...]) -> None:
+        _execute(conn, "SET FOREIGN_KEY_CHECKS = 0")  # TRUNCATE refuses referenced tables
+        try:
+            for table in tables:
+                _execute(conn, f"TRUNCATE TABLE {_quoted(table)}")
+        finally:
+            _execute(conn, "SET FOREIGN_KEY_CHECKS = 1")
+
+    def load_orders(self, conn: Any, orders: int) -> None:
+        cursor = conn.cursor()
+        for start in range(1, orders + 1, 5000):
+            rows = [(g, 1000 + g % 97, 10 + (g % 50) * 2.5)
+                    for g in range(start, min(orders, start + 4999) + 1)]  # fmt: skip
+            cursor.executemany("INSERT INTO orders (id, user_id, amount) VALUES (%s, %s, %s)", rows)
+        cursor.close()
+
+    def describe_server(self, conn: Any) -> tuple[str, str]:
+        version = _one(conn, "SELECT VERSION()")
+        mariadb = "mariadb" in version.lower()
+        level = _one(conn, "SELECT @@tx_isolation" if mariadb else "SELECT @@transaction_isolation")
+        level = level.replace("-", " ").lower()
+        return version, level
 
     def session_id(self, conn: Any) -> int:
         return int(conn.thread_id())
@@ -130,6 +214,10 @@ class MySQL:
         lost = number in LOST
         code = "08006" if lost else str(number)
         return ServerError(code, message, SQLSTATES.get(number), number, lost)
+
+    def statement_is_wrong(self, code: str) -> bool:
+        """Unknown column or table, syntax, bad value: the SQL, not the session."""
+        return code in ("1054", "1064", "1146", "1149", "1292", "1366")
 
     # -- transactions -------------------------------------------------------------------
 
@@ -230,6 +318,13 @@ MYSQL_EXTRA = (
     "MySQL and MariaDB URLs need the mysql extra: pip install 'redpacket[mysql]'"
     " (it builds mysqlclient: needs libmariadb-dev or libmysqlclient-dev, and pkg-config)"
 )
+
+
+def _quoted(name: str) -> str:
+    """An identifier for a statement: checked, then quoted (values are always parameters)."""
+    if not re.fullmatch(r"[A-Za-z0-9_$]{1,64}", name):
+        raise LabError(f"{name!r} is not a name the lab uses for a MySQL database or table")
+    return f"`{name}`"
 
 
 def _execute(conn: Any, statement: str, params: Any = None) -> None:

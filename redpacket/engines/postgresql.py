@@ -17,8 +17,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from redpacket.database.connect import CONNECT_TIMEOUT_S
-from redpacket.engines.base import FaultCodes, Read, ServerError
+from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 
@@ -32,6 +31,7 @@ class PostgreSQL:
         lock_timeout=("55P03",), statement_timeout=("57014",), deadlock=("40P01",),
         serialization=("40001",),
     )  # fmt: skip
+    session_reset: tuple[str, ...] = ("ROLLBACK",)  # leave no transaction, no lock
     server_word = "PostgreSQL"  # who did what, in an explanation
     snapshot_rule = (
         "PostgreSQL takes a transaction's snapshot when its first statement starts, not at BEGIN"
@@ -51,12 +51,82 @@ class PostgreSQL:
     # -- connections --------------------------------------------------------------------
 
     def connect(self, url: URL, *, autocommit: bool = True, application: str = "redpacket") -> Any:
-        return psycopg.connect(
-            libpq(url),
-            autocommit=autocommit,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name=application,
+        return psycopg.connect(conninfo(url, application), autocommit=autocommit)
+
+    def sqlalchemy_args(self, url: URL) -> tuple[URL, dict[str, Any]]:
+        schema = url.query.get("search_path")
+        args: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "application_name": "redpacket",
+        }
+        if schema:
+            args["options"] = f"-c search_path={schema}"
+        return url.difference_update_query(["search_path"]), args
+
+    # -- the lab's own objects ------------------------------------------------------------
+
+    def lab_url(self, server: URL, lab: str, schema: str) -> URL:
+        """The lab's database, with ``search_path`` on the schema kept at that revision."""
+        return server.set(database=lab).update_query_dict({"search_path": schema})
+
+    def lab_databases(self, lab: str) -> tuple[str, ...]:
+        return (lab,)
+
+    def maintenance_url(self, server: URL, lab: str) -> URL:
+        """Where CREATE / DROP DATABASE run: the URL's own database, never the lab's."""
+        database = server.database or "postgres"
+        return server.set(database="postgres" if database == lab else database)
+
+    def mark_of(self, conn: Any, database: str) -> str | bool | None:
+        """The database's comment (the lab's mark), None without one, False if it is absent."""
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (database,),
+        ).fetchone()
+        if row is None:
+            return False
+        return row[0] if isinstance(row[0], str) else None
+
+    def create_database(self, conn: Any, database: str, mark: str) -> bool:
+        """Create and mark ``database``; False when a concurrent lab created it first."""
+        name = sql.Identifier(database)
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        except psycopg.errors.DuplicateDatabase:
+            return False
+        except psycopg.errors.InsufficientPrivilege:
+            raise LabError(
+                f"cannot create the lab database {database!r}: the user lacks CREATEDB;"
+                " grant it or create the database with the lab's mark yourself"
+            ) from None
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(mark)))
+        return True
+
+    def drop_database(self, conn: Any, database: str) -> None:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+
+    def create_schema(self, conn: Any, schema: str) -> None:
+        """``conn`` is a SQLAlchemy connection (Alembic's): the schema its revisions go in."""
+        from sqlalchemy.schema import CreateSchema
+
+        conn.execute(CreateSchema(schema, if_not_exists=True))
+
+    def empty_tables(self, conn: Any, tables: tuple[str, ...]) -> None:
+        listed = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(listed))
+
+    def load_orders(self, conn: Any, orders: int) -> None:
+        conn.execute(
+            "INSERT INTO orders (id, user_id, amount)"
+            " SELECT g, 1000 + g %% 97, 10 + (g %% 50) * 2.5 FROM generate_series(1, %s) AS g",
+            (orders,),
         )
+
+    def describe_server(self, conn: Any) -> tuple[str, str]:
+        """(server version, default isolation) as the server reports them."""
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        level = conn.execute("SHOW default_transaction_isolation").fetchone()[0]
+        return str(version), str(level)
 
     def session_id(self, conn: Any) -> int:
         return int(conn.info.backend_pid)
@@ -77,6 +147,10 @@ class PostgreSQL:
         if sqlstate is not None and sqlstate.startswith(("57P0", "08")):
             lost = True
         return ServerError(sqlstate or "08006", message, sqlstate, None, lost)
+
+    def statement_is_wrong(self, code: str) -> bool:
+        """Classes 42 (syntax, undefined names) and 22 (data): the SQL, not the session."""
+        return code[:2] in ("42", "22")
 
     # -- transactions -------------------------------------------------------------------
 
@@ -128,7 +202,20 @@ class PostgreSQL:
 
 def libpq(url: URL) -> str:
     """The URL as libpq takes it (no SQLAlchemy driver suffix), password included."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    plain = url.set(drivername="postgresql").difference_update_query(["search_path"])
+    return plain.render_as_string(hide_password=False)
+
+
+def conninfo(url: URL, application: str = "redpacket", options: str = "") -> str:
+    """A libpq connection string for ``url``, landing in its ``search_path`` schema if any."""
+    schema = url.query.get("search_path")
+    settings = f"-c search_path={schema} {options}" if schema else options
+    return psycopg.conninfo.make_conninfo(
+        libpq(url),
+        options=settings.strip() or None,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        application_name=application,
+    )
 
 
 ENGINE = PostgreSQL()

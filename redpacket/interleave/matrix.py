@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from redpacket.database.lab import Lab, Schema
+from redpacket.database.lab import Lab
 from redpacket.interleave.schedule import parse_schedule
 from redpacket.interleave.scheduler import Scheduler
 from redpacket.interleave.timeline import Run
@@ -47,7 +47,7 @@ def run_matrix(
     sessions = max(
         parse_schedule(cell.schedule, len(cell.strategy.steps)).sessions for cell in todo
     )
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=sessions) as scheduler:
+    with Scheduler(lab, sessions=sessions) as scheduler:
         for cell in todo:
             schedule = parse_schedule(cell.schedule, len(cell.strategy.steps))
             run = scheduler.run(cell.strategy, cell.levels, schedule, retry)

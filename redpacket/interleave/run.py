@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from redpacket.database.lab import Lab, Schema
+from redpacket.database.lab import Lab
 from redpacket.interleave.schedule import parse_schedule
 from redpacket.interleave.scheduler import Scheduler
 from redpacket.interleave.timeline import Run
@@ -18,5 +18,5 @@ def run_one(
     parsed = parse_schedule(schedule, len(strategy.steps))
     Levels.of(levels).for_sessions(parsed.sessions)  # refused before any connection
     policy = RetryPolicy(retries)
-    with Scheduler(lab.conninfo(Schema.UNCONSTRAINED), sessions=parsed.sessions) as scheduler:
+    with Scheduler(lab, sessions=parsed.sessions) as scheduler:
         return scheduler.run(strategy, levels, parsed, policy)

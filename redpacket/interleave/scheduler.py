@@ -2,19 +2,18 @@
 
 Each session runs on its own connection; one statement is in flight at a time,
 except statements that are blocked. Whether a statement is blocked is asked of the
-server (``pg_blocking_pids``) from a separate observer connection, polled every
-few milliseconds — no sleep decides anything. A blocked session is marked as
-waiting and the schedule goes on; after every action the scheduler collects the
-statements that were released, so each completion is recorded where it happened.
+server (the engine knows how: ``pg_blocking_pids``, InnoDB's lock-wait tables)
+from a separate observer connection, polled every few milliseconds — no sleep
+decides anything. A blocked session is marked as waiting and the schedule goes
+on; after every action the scheduler collects the statements that were released,
+so each completion is recorded where it happened.
 """
 
 from __future__ import annotations
 
-import psycopg
-from psycopg import sql
+from typing import Any
 
-from redpacket.database.connect import CONNECT_TIMEOUT_S
-from redpacket.database.lab import Schema
+from redpacket.database.lab import Lab, Schema
 from redpacket.interleave.schedule import END, Schedule
 from redpacket.interleave.sessions import Session
 from redpacket.interleave.stepping import SessionState, Stepper, Stuck
@@ -30,19 +29,35 @@ __all__ = ["DEFAULT_TIMEOUT_S", "Scheduler", "Stuck"]
 
 
 class Scheduler:
-    """Sessions and an observer on the lab database, reusable across many runs."""
+    """Sessions and an observer per schema of the lab, reusable across many runs."""
 
-    def __init__(self, conninfo: str, sessions: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, lab: Lab, sessions: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.lab = lab
+        self.engine = lab.engine
         self.timeout_s = timeout_s
-        self.observer = psycopg.connect(
-            conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-        )
-        self.sessions = [Session(n, conninfo) for n in range(1, sessions + 1)]
+        self.size = sessions
+        self._observers: dict[Schema, Any] = {}
+        self._sessions: dict[Schema, list[Session]] = {}
+        self.observer = self._observer(Schema.UNCONSTRAINED)  # fails fast if unreachable
+
+    def _observer(self, schema: Schema) -> Any:
+        if schema not in self._observers:
+            url = self.lab.url_of(schema)
+            self._observers[schema] = self.engine.connect(url, autocommit=True)
+        return self._observers[schema]
+
+    def sessions_for(self, schema: Schema) -> list[Session]:
+        if schema not in self._sessions:
+            url = self.lab.url_of(schema)
+            self._sessions[schema] = [Session(n, self.engine, url) for n in range(1, self.size + 1)]
+        return self._sessions[schema]
 
     def close(self) -> None:
-        for session in self.sessions:
-            session.close()
-        self.observer.close()
+        for sessions in self._sessions.values():
+            for session in sessions:
+                session.close()
+        for observer in self._observers.values():
+            observer.close()
 
     def __enter__(self) -> Scheduler:
         return self
@@ -61,17 +76,17 @@ class Scheduler:
         campaign_id: str = DEFAULT_CAMPAIGN,
     ) -> Run:
         """Run ``schedule`` on a fresh order; ``isolation`` may differ per session."""
-        if schedule.sessions > len(self.sessions):
+        if schedule.sessions > self.size:
             raise ValueError(f"schedule needs {schedule.sessions} sessions")
+        strategy = strategy.for_engine(self.engine.name, self.engine.label)
         levels = Levels.of(isolation).for_sessions(schedule.sessions)
         schema = Schema.for_revision(strategy.requires_revision)
-        self._use_schema(schema)
-        order_id = self._new_order()
+        observer = self._observer(schema)
+        self.observer = observer
+        sessions = self.sessions_for(schema)[: schedule.sessions]
+        order_id = self._new_order(observer)
         context = {"order_id": order_id, "campaign_id": campaign_id, "amount": DEFAULT_AMOUNT}
-        states = [
-            SessionState(session, Walk(strategy, dict(context)))
-            for session in self.sessions[: schedule.sessions]
-        ]
+        states = [SessionState(session, Walk(strategy, dict(context))) for session in sessions]
         run = Stepper(self, strategy, levels, states, retry, context)
         stuck = None
         try:
@@ -86,7 +101,7 @@ class Scheduler:
             stuck = str(exc)
             run.abandon()
         finally:
-            for session in self.sessions:
+            for session in sessions:
                 session.clean()
         return Run(
             strategy=strategy.name,
@@ -104,29 +119,29 @@ class Scheduler:
                 )
                 for s in states
             ),
-            red_packets=self._count(order_id, campaign_id),
+            red_packets=self._count(observer, order_id, campaign_id),
             retries=retry.retries,
             stuck=stuck,
+            engine=self.engine.name,
         )
 
-    def _use_schema(self, schema: Schema) -> None:
-        statement = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema.value))
-        self.observer.execute(statement)
-        for session in self.sessions:
-            session.use_schema(schema.value)
+    @staticmethod
+    def _new_order(observer: Any) -> int:
+        """A new order for the run; only the observer creates orders, so max + 1 is free."""
+        cursor = observer.cursor()
+        cursor.execute("SELECT coalesce(max(id), 0) + 1 FROM orders")
+        order_id = int(cursor.fetchone()[0])
+        cursor.execute("INSERT INTO orders (id, user_id, amount) VALUES (%s, 0, 10)", (order_id,))
+        cursor.close()
+        return order_id
 
-    def _new_order(self) -> int:
-        row = self.observer.execute(
-            "INSERT INTO orders (id, user_id, amount)"
-            " SELECT coalesce(max(id), 0) + 1, 0, 10 FROM orders RETURNING id"
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def _count(self, order_id: int, campaign_id: str) -> int:
-        row = self.observer.execute(
+    @staticmethod
+    def _count(observer: Any, order_id: int, campaign_id: str) -> int:
+        cursor = observer.cursor()
+        cursor.execute(
             "SELECT count(*) FROM red_packets WHERE order_id = %s AND campaign_id = %s",
             (order_id, campaign_id),
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+        )
+        count = int(cursor.fetchone()[0])
+        cursor.close()
+        return count

@@ -2,81 +2,81 @@
 
 The scheduler hands a statement to a session and waits a few milliseconds for the
 answer; if none comes, the observer asks the server whether the session is
-blocked. Explicit ``BEGIN``/``COMMIT`` on an autocommit connection keep every
-transaction boundary visible in the timeline.
+blocked. Explicit BEGIN/COMMIT on an autocommit connection keep every transaction
+boundary visible in the timeline. Any engine: the connection is the engine's.
 """
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg import sql
+from sqlalchemy.engine import URL
 
-from redpacket.database.connect import CONNECT_TIMEOUT_S
+from redpacket.engines import Engine
+from redpacket.engines.base import rows_of
 from redpacket.retry import CONNECTION_LOST
 
 
 @dataclass(frozen=True)
 class StatementResult:
     rows: tuple[tuple[Any, ...], ...] | None  # None when the statement raised
-    sqlstate: str | None = None
+    sqlstate: str | None = None  # the engine's code: a SQLSTATE, or MySQL's error number
     message: str | None = None
-
-
-def _execute(
-    conn: psycopg.Connection[tuple[Any, ...]], sql: str, params: dict[str, Any] | None
-) -> StatementResult:
-    try:
-        cursor = conn.execute(sql, params)
-        rows = tuple(tuple(row) for row in cursor.fetchall()) if cursor.description else ()
-        return StatementResult(rows)
-    except psycopg.Error as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        # A session that died says so without a SQLSTATE (the server cannot send one).
-        sqlstate = exc.sqlstate or (CONNECTION_LOST if conn.closed else None)
-        return StatementResult(None, sqlstate, lines[0] if lines else type(exc).__name__)
+    shown: str | None = None  # the code as the server gave it: "1213 (SQLSTATE 40001)"
 
 
 class Session:
-    def __init__(self, number: int, conninfo: str) -> None:
+    def __init__(self, number: int, engine: Engine, url: URL) -> None:
         self.number = number
-        self.conninfo = conninfo
+        self.engine = engine
+        self.url = url
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"redpacket-T{number}")
-        self.schema: str | None = None
         self.reconnect()
 
     def reconnect(self) -> None:
         """A new connection for a session whose backend died (a retry goes on on it)."""
-        self.conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-            self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-        )
-        self.pid = self.conn.info.backend_pid
-        if self.schema is not None:
-            self.use_schema(self.schema)
+        self.conn: Any = self.engine.connect(self.url, autocommit=True, application="redpacket")
+        self.pid = self.engine.session_id(self.conn)
 
-    def use_schema(self, schema: str) -> None:
-        """Work in ``schema`` from now on, on this connection and any that replaces it."""
-        self.schema = schema
-        self.run(
-            sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)).as_string(self.conn)
-        )
+    def _execute(
+        self, statements: tuple[str, ...], params: dict[str, Any] | None
+    ) -> StatementResult:
+        cursor = self.conn.cursor()
+        try:
+            rows: tuple[tuple[Any, ...], ...] = ()
+            for statement in statements:
+                cursor.execute(statement, params)
+                rows = rows_of(cursor)
+            return StatementResult(rows)
+        except Exception as exc:
+            error = self.engine.error_of(exc)
+            if error is None:
+                raise
+            code = CONNECTION_LOST if error.lost else error.code
+            return StatementResult(None, code, error.message, error.shown)
+        finally:
+            with contextlib.suppress(Exception):  # a dead connection's cursor: nothing to close
+                cursor.close()
 
-    def submit(self, sql: str, params: dict[str, Any] | None = None) -> Future[StatementResult]:
-        return self._thread.submit(_execute, self.conn, sql, params)
+    def submit(
+        self, statements: tuple[str, ...], params: dict[str, Any] | None = None
+    ) -> Future[StatementResult]:
+        return self._thread.submit(self._execute, statements, params)
 
-    def run(self, sql: str, params: dict[str, Any] | None = None) -> StatementResult:
-        return self.submit(sql, params).result()
+    def run(self, *statements: str) -> StatementResult:
+        return self.submit(statements).result()
 
     def clean(self) -> None:
         """Leave no transaction open between runs, and a live connection for the next."""
-        if self.conn.closed:
-            self.conn.close()
+        if self.engine.is_closed(self.conn):
+            with contextlib.suppress(Exception):
+                self.conn.close()
             self.reconnect()
-        elif self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            self.run("ROLLBACK")
+        else:
+            self.run(*self.engine.session_reset)
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

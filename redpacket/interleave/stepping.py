@@ -14,7 +14,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from redpacket.database.observe import POLL_INTERVAL_S, blocking_pids
+from redpacket.database.observe import POLL_INTERVAL_S
+from redpacket.engines import Read
 from redpacket.interleave.schedule import BEGIN, END
 from redpacket.interleave.sessions import Session, StatementResult
 from redpacket.interleave.timeline import Event, Kind
@@ -39,7 +40,9 @@ class SessionState:
     target: float = -1
     next_action: float = BEGIN  # 0 begin, k step k, steps + 1 the transaction's end
     attempt: int = 1
-    statements: int = 0  # statements of the current attempt that took or used a snapshot
+    snapshot_taken: bool = False  # a statement of this attempt fixed the snapshot
+    reached: set[int] = field(default_factory=set)  # steps issued in this attempt
+    ending: Ending | None = None  # the attempt's end, kept while releasing what outlives it
     pending: Future[StatementResult] | None = None
     pending_event: Event | None = None
     waiting_on: tuple[int, ...] = ()
@@ -78,6 +81,8 @@ class Stepper:
         self.context = context
         self.events: list[Event] = []
         self.finish_number = len(strategy.steps) + 1
+        self.release_number = len(strategy.steps) + 2  # after COMMIT/ROLLBACK: ``afterwards``
+        self.engine = scheduler.engine
         self.pids = {state.session.pid: state.number for state in states}
 
     def settle(self, preferred: SessionState | None, final: bool = False) -> None:
@@ -128,23 +133,30 @@ class Stepper:
     def _issue(self, state: SessionState) -> None:
         level = self.levels[state.number - 1]
         params: dict[str, Any] | None = None
-        takes_snapshot = False
+        read: Read | None = None
         role: str | None = None
+        number: int | None = None
         if state.next_action == BEGIN:
-            name, number = "begin", None
-            text = shown = level.begin_sql
+            name = "begin"
+            statements = self.engine.begin(level)
         elif state.next_action == self.finish_number:
             commits = closes_with_commit(state.decided, aborted=state.failure is not None)
             name = "commit" if commits else "rollback"
-            number, text, shown = None, name.upper(), name.upper()
+            statements = (name.upper(),)
+        elif state.next_action == self.release_number:
+            name, statements = "release", self._afterwards(state)
+            params = state.walk.context
         else:
             step = state.walk.step
             name, number = step.name, state.walk.index + 1
-            text, shown = step.psycopg_sql, step.sql
+            statements = (step.pyformat_sql,)
             params = step.params(state.walk.context)
             role = self.strategy.roles[state.walk.index].value
-            takes_snapshot = level is Isolation.READ_COMMITTED or state.statements == 0
-            state.statements += 1
+            read = self.engine.read_of(level, step.sql, state.snapshot_taken)
+            if read is Read.SNAPSHOT:
+                state.snapshot_taken = True
+            state.reached.add(state.walk.index)
+        shown = "; ".join(statements) if number is None else self.strategy.steps[number - 1].sql
         state.pending_event = Event(
             session=state.number,
             attempt=state.attempt,
@@ -152,10 +164,18 @@ class Stepper:
             step_number=number,
             sql=shown,
             kind=Kind.DONE,
-            takes_snapshot=takes_snapshot,
+            takes_snapshot=read is Read.SNAPSHOT,
             role=role,
+            read=read.value if read is not None else None,
         )
-        state.pending = state.session.submit(text, params)
+        state.pending = state.session.submit(statements, params)
+
+    def _afterwards(self, state: SessionState) -> tuple[str, ...]:
+        """What outlives the transaction (a session-level lock), for the steps it reached."""
+        steps = self.strategy.steps
+        return tuple(
+            sql for i in sorted(state.reached) if (sql := steps[i].pyformat_afterwards) is not None
+        )
 
     def _await(self, state: SessionState) -> bool:
         """Wait until the pending statement completes (True) or is seen blocked (False)."""
@@ -165,7 +185,7 @@ class Stepper:
             try:
                 result = state.pending.result(timeout=POLL_INTERVAL_S)
             except FutureTimeout:
-                blockers = blocking_pids(self.scheduler.observer, state.session.pid)
+                blockers = self.engine.blocked_by(self.scheduler.observer, state.session.pid)
                 if blockers:
                     if not state.waiting_on:
                         state.waiting_on = tuple(self.pids.get(pid, 0) for pid in blockers)
@@ -220,9 +240,16 @@ class Stepper:
             self._end_attempt(state, Ending.connection_lost(action == self.finish_number))
         elif action == BEGIN:
             state.next_action = 1
+        elif action == self.release_number:
+            assert state.ending is not None
+            self._end_attempt(state, state.ending)
         elif action == self.finish_number:
             failure = state.failure or Ending(state.decided)
-            self._end_attempt(state, Ending(sqlstate=sqlstate) if sqlstate else failure)
+            ending = Ending(sqlstate=sqlstate) if sqlstate else failure
+            if self._afterwards(state):
+                state.ending, state.next_action = ending, self.release_number
+            else:
+                self._end_attempt(state, ending)
         elif sqlstate is not None:
             decision = state.walk.error(sqlstate)
             state.decided = decision
@@ -247,8 +274,9 @@ class Stepper:
             state.attempt += 1
             state.walk = Walk(self.strategy, dict(self.context))
             state.next_action = BEGIN
-            state.statements = 0
-            state.decided = state.failure = None
+            state.snapshot_taken = False
+            state.reached = set()
+            state.decided = state.failure = state.ending = None
             return
         state.outcome, state.reason = ending.outcome, ending.reason
         state.next_action = END
@@ -262,8 +290,6 @@ class Stepper:
         """After a stuck run: cancel what still waits, so every session can roll back."""
         for state in self.states:
             if state.pending is not None:
-                self.scheduler.observer.execute(
-                    "SELECT pg_cancel_backend(%s)", (state.session.pid,)
-                )
+                self.engine.cancel(self.scheduler.observer, state.session.pid)
                 state.pending.result(timeout=self.scheduler.timeout_s)
                 state.pending = None

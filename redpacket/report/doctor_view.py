@@ -10,7 +10,7 @@ from redpacket.doctor import DoctorReport
 def doctor_rows(report: DoctorReport) -> list[tuple[str, str]]:
     rows = [
         ("backend", report.backend),
-        ("server", f"PostgreSQL {report.server_version}"),
+        ("server", report.server_version),
         ("url", report.url),
         ("default isolation", report.default_isolation),
         (

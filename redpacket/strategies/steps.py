@@ -12,13 +12,14 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
+from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 
 
@@ -95,10 +96,29 @@ class Step:
     capture: str | None = None  # keep the row's first column under this name
     on_error: Mapping[str, End] = field(default_factory=dict)  # SQLSTATE -> how it ends
     role: Role | None = None  # what the step is for; read off the SQL when not given
+    # The step as another engine needs it, where the dialects differ ("mysql": Step(...)); None
+    # there: this strategy has no SQL for that engine. Engines not named run ``sql`` as it is.
+    dialects: Mapping[str, Step | None] = field(default_factory=dict)
+    # Run after the transaction ends, however it ends: to release a session-level lock
+    # (MySQL's GET_LOCK outlives the transaction). Executors run it for every step reached.
+    afterwards: str | None = None
+
+    def on(self, engine: str) -> Step | None:
+        """This step as ``engine`` runs it; None when the strategy has no SQL for it there."""
+        if engine not in self.dialects:
+            return self
+        variant = self.dialects[engine]
+        if variant is None:
+            return None
+        return replace(variant, name=self.name, role=variant.role or self.role, dialects={})
 
     @cached_property
     def statement(self) -> TextClause:
         return text(self.sql)
+
+    @cached_property
+    def afterwards_statement(self) -> TextClause | None:
+        return text(self.afterwards) if self.afterwards else None
 
     @property
     def decides(self) -> bool:
@@ -121,9 +141,15 @@ class Step:
         return compiled.string, tuple(compiled.positiontup or ())
 
     @cached_property
-    def psycopg_sql(self) -> str:
-        """The statement as psycopg takes it (``%(name)s`` placeholders), compiled once."""
+    def pyformat_sql(self) -> str:
+        """The statement as DB-API drivers take it (``%(name)s``: psycopg, mysqlclient)."""
         return self.statement.compile(dialect=_PSYCOPG).string
+
+    @cached_property
+    def pyformat_afterwards(self) -> str | None:
+        if self.afterwards_statement is None:
+            return None
+        return self.afterwards_statement.compile(dialect=_PSYCOPG).string
 
     @cached_property
     def param_names(self) -> tuple[str, ...]:
@@ -161,6 +187,26 @@ class Strategy:
     verdicts: Mapping[Isolation, Expected]  # what happens under a race, per level
     doc: str = ""
     origin: str = ""  # the file a user's strategy was loaded from; "" for the built-in ones
+    # Verdicts on another engine, where they differ from ``verdicts`` ("mysql": {...}).
+    engine_verdicts: Mapping[str, Mapping[Isolation, Expected]] = field(default_factory=dict)
+
+    def for_engine(self, engine: str, label: str = "") -> Strategy:
+        """The strategy with every step as ``engine`` runs it; refused in one line if it cannot.
+
+        A strategy is still one module: where the dialects differ, a step carries the
+        other engine's SQL (``Step.dialects``); the verdicts are declared per engine too.
+        """
+        steps = []
+        for step in self.steps:
+            resolved = step.on(engine)
+            if resolved is None:
+                raise LabError(
+                    f"strategy {self.name!r} has no SQL for {label or engine}"
+                    f" (step {step.name}); run it on another engine"
+                )
+            steps.append(resolved)
+        verdicts = self.engine_verdicts.get(engine, self.verdicts)
+        return replace(self, steps=tuple(steps), verdicts=verdicts, engine_verdicts={})
 
     @cached_property
     def roles(self) -> tuple[Role, ...]:

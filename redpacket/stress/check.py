@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psycopg
-
-from redpacket.database.connect import CONNECT_TIMEOUT_S
+from redpacket.database.lab import Lab, Schema
 
 
 @dataclass(frozen=True)
@@ -20,21 +18,18 @@ class GrantCheck:
         return self.duplicate_orders == 0 and self.missing_orders == 0
 
 
-def check_grants(conninfo: str, attempted: bytearray, campaign_id: str) -> GrantCheck:
+def check_grants(lab: Lab, schema: Schema, attempted: bytearray, campaign_id: str) -> GrantCheck:
     """Count from the table itself; ``attempted[i]`` is 1 when order i was asked for."""
-    order_ids = [i for i, flag in enumerate(attempted) if flag]
-    with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-        duplicates = conn.execute(
-            "SELECT count(*), coalesce(sum(n - 1), 0) FROM ("
-            "  SELECT count(*) AS n FROM red_packets WHERE campaign_id = %s"
-            "  GROUP BY order_id HAVING count(*) > 1) AS d",
+    with lab.connect(schema) as conn:
+        cursor = conn.cursor()
+        cursor.execute(
+            "SELECT order_id, count(*) FROM red_packets WHERE campaign_id = %s GROUP BY order_id",
             (campaign_id,),
-        ).fetchone()
-        missing = conn.execute(
-            "SELECT count(*) FROM unnest(%s::bigint[]) AS a(id) WHERE NOT EXISTS ("
-            "  SELECT 1 FROM red_packets AS r WHERE r.order_id = a.id AND r.campaign_id = %s)",
-            (order_ids, campaign_id),
-        ).fetchone()
-    assert duplicates is not None
-    assert missing is not None
-    return GrantCheck(int(duplicates[0]), int(duplicates[1]), int(missing[0]))
+        )
+        per_order = {int(order_id): int(count) for order_id, count in cursor.fetchall()}
+        cursor.close()
+    duplicates = [count for count in per_order.values() if count > 1]
+    missing = sum(
+        1 for order_id, flag in enumerate(attempted) if flag and order_id not in per_order
+    )
+    return GrantCheck(len(duplicates), sum(count - 1 for count in duplicates), missing)

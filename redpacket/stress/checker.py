@@ -15,9 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
-
-from redpacket.database.connect import CONNECT_TIMEOUT_S
+from redpacket.database.lab import Lab, Schema
 from redpacket.strategies.ending import Outcome
 from redpacket.stress.history import History, Request
 
@@ -71,15 +69,18 @@ class HistoryCheck:
         }
 
 
-def rows_so_far(conninfo: str) -> int:
+def rows_so_far(lab: Lab, schema: Schema) -> int:
     """The highest red packet id now: rows up to it were there before a run began."""
-    with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-        row = conn.execute("SELECT coalesce(max(id), 0) FROM red_packets").fetchone()
+    with lab.connect(schema) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT coalesce(max(id), 0) FROM red_packets")
+        row = cursor.fetchone()
+        cursor.close()
     return int(str(row[0])) if row else 0
 
 
 def check_history(
-    conninfo: str, history: History, campaign_id: str, existing_before: int = 0
+    lab: Lab, schema: Schema, history: History, campaign_id: str, existing_before: int = 0
 ) -> HistoryCheck:
     """Check ``history`` against the table; memory stays small for a million requests.
 
@@ -87,16 +88,18 @@ def check_history(
     on tables it did not reset): they count for (a), but no request of this run
     owes them a report under (c).
     """
-    orders = sorted(set(history.order))
-    with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-        rows = conn.execute(
-            "SELECT id, order_id FROM red_packets"
-            " WHERE campaign_id = %s AND order_id = ANY(%s::bigint[])",
-            (campaign_id, orders),
-        ).fetchall()
+    orders = set(history.order)
+    with lab.connect(schema) as conn:
+        cursor = conn.cursor()
+        cursor.execute(
+            "SELECT id, order_id FROM red_packets WHERE campaign_id = %s", (campaign_id,)
+        )
+        rows = cursor.fetchall()
+        cursor.close()
     by_order: dict[int, list[int]] = defaultdict(list)
     for packet_id, order_id in rows:
-        by_order[int(order_id)].append(int(packet_id))
+        if int(order_id) in orders:
+            by_order[int(order_id)].append(int(packet_id))
     found: list[tuple[str, int, str, Callable[[int], bool]]] = []
 
     # (a) one red packet per order and campaign: the requests that said they granted it

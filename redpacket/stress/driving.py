@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redpacket.stress.loop_engine import LoopEngine, ServerGone, StatementRefused
+from redpacket.stress.fast import FastEngine
 from redpacket.stress.plan import StressPlan
+from redpacket.stress.statements import ServerGone, StatementRefused
 from redpacket.stress.tally import Tally
 
 
@@ -31,7 +32,7 @@ class EngineReport:
 
 
 def drive(
-    engine: LoopEngine,
+    engine: FastEngine,
     plan: StressPlan,
     progress: Callable[[Tally], bool],
     barrier: Callable[[], None] | None = None,

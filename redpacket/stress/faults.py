@@ -1,25 +1,25 @@
-"""Fault injection from outside the workers: backends terminated mid-transaction."""
+"""Fault injection from outside the workers: sessions killed mid-transaction."""
 
 from __future__ import annotations
 
 import random
 import threading
 
-import psycopg
-
-WORKER_APPLICATION = "redpacket-stress"
+from redpacket.database.lab import Lab, Schema
 
 
 class BackendKiller(threading.Thread):
-    """Terminates random worker backends that are inside a transaction, ~``rate`` per second.
+    """Kills random worker sessions that are inside a transaction, ~``rate`` per second.
 
-    It works from a connection of its own with ``pg_terminate_backend``, the way an
-    operator or a failover would; the workers see their session die and must cope.
+    It works from a connection of its own, the way an operator or a failover would
+    (``pg_terminate_backend``, ``KILL CONNECTION``: the engine knows which); the
+    workers see their session die and must cope.
     """
 
-    def __init__(self, conninfo: str, rate: float, seed: int = 1) -> None:
+    def __init__(self, lab: Lab, schema: Schema, rate: float, seed: int = 1) -> None:
         super().__init__(name="redpacket-killer", daemon=True)
-        self.conninfo = conninfo
+        self.lab = lab
+        self.schema = schema
         self.rate = rate
         self.rng = random.Random(seed)
         self.killed = 0
@@ -30,17 +30,16 @@ class BackendKiller(threading.Thread):
         self.join(timeout=10)
 
     def run(self) -> None:
+        engine = self.lab.engine
+        database = self.lab.url_of(self.schema).database or ""
         try:
-            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            with self.lab.connect(self.schema, application="redpacket-killer") as conn:
                 while not self._halt.wait(self.rng.expovariate(self.rate)):
-                    row = conn.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE application_name = %s AND datname = current_database()"
-                        " AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
-                        " ORDER BY random() LIMIT 1",
-                        (WORKER_APPLICATION,),
-                    ).fetchone()
-                    if row is not None and row[0]:
+                    sessions = engine.sessions_in_transaction(conn, database)
+                    if sessions:
+                        engine.kill(conn, self.rng.choice(sessions))
                         self.killed += 1
-        except psycopg.Error:
+        except Exception as exc:
+            if self.lab.engine.error_of(exc) is None:
+                raise
             return  # the server went away; the workers will say so

@@ -31,6 +31,7 @@ from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.statements import (
     Compiled,
     ConnectionFailed,
+    ServerGone,
     StatementRefused,
     apply_settings,
 )
@@ -45,10 +46,6 @@ INITIAL_TRIES = 3  # a connection killed while it prepares is tried again at onc
 __all__ = ["ConnectionFailed", "LoopEngine", "ServerGone", "StatementRefused"]
 
 
-class ServerGone(Exception):
-    """No worker could reconnect for SERVER_GONE_AFTER_S seconds."""
-
-
 class LoopEngine:
     """Runs one process's share of a stress plan."""
 
@@ -60,7 +57,14 @@ class LoopEngine:
         self.conninfo = conninfo.encode()
         self.retry = RetryPolicy(plan.retries)
         self.rng = random.Random(seed)
-        self.compiled = Compiled(plan.strategy, plan.isolation.begin_sql)
+        strategy = plan.strategy.for_engine("postgresql")
+        if any(step.afterwards for step in strategy.steps):
+            raise StatementRefused(
+                f"strategy {strategy.name!r} releases something after its transaction ends"
+                " (Step.afterwards), which the libpq loop engine does not run; use --engine"
+                " service"
+            )
+        self.compiled = Compiled(strategy, plan.isolation.begin_sql)
         self.base_context = {
             "campaign_id": plan.campaign_id.encode(),
             "amount": plan.amount.encode(),

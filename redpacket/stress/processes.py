@@ -25,9 +25,10 @@ from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import get_strategy
 from redpacket.stress.driving import EngineReport, drive
+from redpacket.stress.fast import build
 from redpacket.stress.live import Live
-from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine, ServerGone, StatementRefused
 from redpacket.stress.plan import Engine, StressPlan, Workload
+from redpacket.stress.statements import ConnectionFailed, ServerGone, StatementRefused
 from redpacket.stress.tally import Tally
 
 
@@ -63,15 +64,17 @@ class _ChildPlan:
 
 
 def _child(
-    index: int, child_plan: _ChildPlan, conninfo: str, outbox: Connection, inbox: Connection
+    index: int,
+    child_plan: _ChildPlan,
+    target: tuple[str, str],
+    outbox: Connection,
+    inbox: Connection,
 ) -> None:
     try:
         plan = child_plan.plan()  # a user's strategy file is loaded again here
         workers, attempts = plan.share(index)
         first_worker = sum(plan.share(i)[0] for i in range(index))
-        engine = LoopEngine(
-            plan, conninfo, workers, attempts, plan.seed * 1000 + index, first_worker
-        )
+        engine = build(plan, *target, workers, attempts, plan.seed * 1000 + index, first_worker)
     except (LabError, ConnectionFailed, ServerGone, StatementRefused) as exc:
         plain = isinstance(exc, (LabError, StatementRefused))
         outbox.send(("error", str(exc) if plain else f"stress workers cannot connect: {exc}"))
@@ -179,7 +182,7 @@ class _Children:
     waits for; its end shows as the end of its pipe.
     """
 
-    def __init__(self, plan: StressPlan, conninfo: str) -> None:
+    def __init__(self, plan: StressPlan, target: tuple[str, str]) -> None:
         context = multiprocessing.get_context("spawn")
         child_plan = _ChildPlan.of(plan)
         up = [context.Pipe(duplex=False) for _ in range(plan.processes)]
@@ -187,7 +190,7 @@ class _Children:
         self.processes = [
             context.Process(
                 target=_child,
-                args=(index, child_plan, conninfo, up[index][1], down[index][0]),
+                args=(index, child_plan, target, up[index][1], down[index][0]),
                 name=f"redpacket-stress-{index}",
             )
             for index in range(plan.processes)
@@ -229,12 +232,12 @@ class _Children:
 
 def run_processes(
     plan: StressPlan,
-    conninfo: str,
+    target: tuple[str, str],
     live: Live,
     report: Callable[[Live], None],
     ready: Callable[[], None],
 ) -> EngineReport:
-    children = _Children(plan, conninfo)
+    children = _Children(plan, target)
     everyone = range(plan.processes)
     readers = dict(children.readers)
     figures = _Figures(plan, live)

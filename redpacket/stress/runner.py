@@ -14,12 +14,13 @@ from redpacket.errors import LabError
 from redpacket.stress.check import check_grants
 from redpacket.stress.checker import check_history, rows_so_far
 from redpacket.stress.driving import EngineReport, drive, nothing
-from redpacket.stress.faults import WORKER_APPLICATION, BackendKiller
+from redpacket.stress.fast import build
+from redpacket.stress.faults import BackendKiller
 from redpacket.stress.live import Live
-from redpacket.stress.loop_engine import ConnectionFailed, LoopEngine, StatementRefused
 from redpacket.stress.plan import Engine, StressPlan
 from redpacket.stress.processes import run_processes
 from redpacket.stress.result import StressResult
+from redpacket.stress.statements import ConnectionFailed, StatementRefused
 from redpacket.stress.tally import Tally
 
 OnProgress = Callable[[Live], None]
@@ -30,15 +31,16 @@ def run_stress(
 ) -> StressResult:
     """Run ``plan`` on freshly loaded orders (``reset=False`` keeps the tables as they are)."""
     schema = Schema.for_revision(plan.strategy.requires_revision)
+    plan.strategy.for_engine(lab.engine.name, lab.engine.label)  # refused here, in one line
     if reset:
         lab.reset(plan.orders)
-    existing_before = 0 if reset else rows_so_far(lab.conninfo(schema))
-    conninfo = lab.conninfo(schema, WORKER_APPLICATION)
+    existing_before = 0 if reset else rows_so_far(lab, schema)
+    target = (lab.engine.name, lab.url_of(schema).render_as_string(hide_password=False))
     live = Live()
     report = on_progress or (lambda _live: None)
     killer = None
     if plan.kill_rate:
-        killer = BackendKiller(lab.conninfo(schema), plan.kill_rate, plan.seed)
+        killer = BackendKiller(lab, schema, plan.kill_rate, plan.seed)
     ready = killer.start if killer is not None else nothing
     try:
         if plan.engine is Engine.SERVICE:
@@ -46,17 +48,17 @@ def run_stress(
 
             outcome = run_threads(lab, plan, live, report)
         elif plan.processes == 1:
-            outcome = _run_here(plan, conninfo, live, report, ready)
+            outcome = _run_here(plan, target, live, report, ready)
         else:
-            outcome = run_processes(plan, conninfo, live, report, ready)
+            outcome = run_processes(plan, target, live, report, ready)
     finally:
         if killer is not None and killer.is_alive():
             killer.stop()
     check = history_check = None
     if outcome.error is None:
-        check = check_grants(lab.conninfo(schema), outcome.attempted, plan.campaign_id)
+        check = check_grants(lab, schema, outcome.attempted, plan.campaign_id)
         history_check = check_history(
-            lab.conninfo(schema), outcome.tally.history, plan.campaign_id, existing_before
+            lab, schema, outcome.tally.history, plan.campaign_id, existing_before
         )
     return StressResult(
         plan,
@@ -71,10 +73,14 @@ def run_stress(
 
 
 def _run_here(
-    plan: StressPlan, conninfo: str, live: Live, report: OnProgress, ready: Callable[[], None]
+    plan: StressPlan,
+    target: tuple[str, str],
+    live: Live,
+    report: OnProgress,
+    ready: Callable[[], None],
 ) -> EngineReport:
     try:
-        engine = LoopEngine(plan, conninfo, plan.workers, plan.attempts, plan.seed)
+        engine = build(plan, *target, plan.workers, plan.attempts, plan.seed)
     except ConnectionFailed as exc:
         raise LabError(f"stress workers cannot connect: {exc}") from None
     except StatementRefused as exc:

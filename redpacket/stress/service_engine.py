@@ -26,7 +26,7 @@ from redpacket.stress.tally import Tally
 def run_threads(
     lab: Lab, plan: StressPlan, live: Live, report: Callable[[Live], None]
 ) -> EngineReport:
-    engine = lab.engine(Schema.for_revision(plan.strategy.requires_revision))
+    engine = lab.sqlalchemy(Schema.for_revision(plan.strategy.requires_revision))
     policy = RetryPolicy(plan.retries)
     tallies = [Tally() for _ in range(plan.workers)]
     attempted = bytearray(plan.orders + 1)

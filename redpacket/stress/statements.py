@@ -24,6 +24,10 @@ class ConnectionFailed(Exception):
     pass
 
 
+class ServerGone(Exception):
+    """No worker could reconnect for a few seconds: the server went away."""
+
+
 class StatementRefused(Exception):
     """The server will not prepare one of the strategy's statements: the SQL is wrong.
 

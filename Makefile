@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := embedded,docker,plots,dev
+EXTRAS := embedded,docker,plots,mysql,dev
 PYTEST_ARGS ?= -n auto
 
 .PHONY: demo test lint fmt clean

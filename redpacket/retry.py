@@ -20,7 +20,18 @@ DEADLOCK_DETECTED = "40P01"
 # so a new attempt on a new connection is safe (one lost during COMMIT is not: its
 # outcome is unknown, and it is never retried).
 CONNECTION_LOST = "08006"
-RETRYABLE_SQLSTATES = frozenset({SERIALIZATION_FAILURE, DEADLOCK_DETECTED, CONNECTION_LOST})
+# MySQL's numbers for the same two: 1213 deadlock (SQLSTATE 40001), and 1020 "record has
+# changed since last read" (InnoDB with innodb_snapshot_isolation: the first writer wins).
+MYSQL_DEADLOCK, MYSQL_RECORD_CHANGED = "1213", "1020"
+RETRYABLE_SQLSTATES = frozenset(
+    {
+        SERIALIZATION_FAILURE,
+        DEADLOCK_DETECTED,
+        CONNECTION_LOST,
+        MYSQL_DEADLOCK,
+        MYSQL_RECORD_CHANGED,
+    }
+)
 LOST_RACE = "lost_race"
 
 

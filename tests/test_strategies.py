@@ -12,6 +12,7 @@ from redpacket.strategies.steps import Go
 EXPECTED = [
     "advisory",
     "conditional_update",
+    "lock_check",
     "lock_first",
     "naive",
     "on_conflict",
@@ -34,7 +35,12 @@ def test_unknown_strategy_lists_the_valid_ones() -> None:
 def test_each_strategy_is_documented_per_level_and_well_formed(strategy: Strategy) -> None:
     assert set(strategy.verdicts) == set(Isolation)
     for level in Isolation:
-        assert level.value in strategy.doc, f"{strategy.name} docstring omits {level.value}"
+        assert level.value in strategy.doc.lower().replace(" ", "-"), (
+            f"{strategy.name} docstring omits {level.value}"
+        )
+    for engine in ("postgresql", "mysql"):  # every built-in runs on both, verdicts declared
+        assert set(strategy.for_engine(engine).verdicts) == set(Isolation)
+    assert "MySQL" in strategy.doc
     assert strategy.problems() == []
     assert strategy.origin == ""  # built in, not loaded from a file
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,12 +38,19 @@ SQLSTATES = {
 }  # fmt: skip
 LOST = {2006, 2013, 2055, 1927, 1053, 4031}  # the session itself is gone
 _LOCKING = re.compile(r"\bfor\s+(update|share)\b|\block\s+in\s+share\s+mode\b", re.I)
-_TABLE_READ = re.compile(r"^\s*select\b.*\bfrom\b", re.I | re.S)
-_USER_LOCK = re.compile(r"get_lock\s*\(\s*'([^']*)'", re.I)
+_TABLE_READ = re.compile(r"^\s*select\b.*\bfrom\s+(?!dual\b)", re.I | re.S)
+# GET_LOCK('name', ...) or GET_LOCK(CONCAT('prefix', 123), ...), as the processlist shows it
+_USER_LOCK = re.compile(
+    r"get_lock\s*\(\s*(?:'([^']*)'|concat\s*\(\s*'([^']*)'\s*,\s*'?([\w:.-]*)'?\s*\))", re.I
+)
+
+
+INNODB_CACHE_S = 0.12  # InnoDB's lock-wait tables refresh after 0.1 s without a reader
 
 
 class MySQL:
     name = "mysql"
+    _innodb_read = 0.0  # when this process last read InnoDB's lock-wait tables
     label = "MariaDB / MySQL"
     schemes: tuple[str, ...] = ("mysql", "mariadb")
     driver = "mysql+mysqldb"
@@ -245,6 +253,16 @@ class MySQL:
         return "mariadb" in _one(observer, "SELECT VERSION()").lower()
 
     def blocked_by(self, observer: Any, session_id: int) -> list[int]:
+        holders = self._user_lock_holder(observer, session_id)
+        if holders:
+            return holders
+        # InnoDB serves its information_schema tables from a cache that is refreshed only
+        # when nobody read them for 0.1 s: read more often and it never changes. So look
+        # at most every INNODB_CACHE_S, and say "not seen yet" in between.
+        now = time.monotonic()
+        if now - self._innodb_read < INNODB_CACHE_S:
+            return []
+        self._innodb_read = now
         if self._mariadb(observer):
             holders = _column(
                 observer,
@@ -263,9 +281,7 @@ class MySQL:
                 " WHERE rt.PROCESSLIST_ID = %s",
                 (session_id,),
             )
-        if holders:
-            return sorted({int(h) for h in holders})
-        return self._user_lock_holder(observer, session_id)
+        return sorted({int(h) for h in holders})
 
     def _user_lock_holder(self, observer: Any, session_id: int) -> list[int]:
         """A GET_LOCK wait shows as the state 'User lock'; IS_USED_LOCK names the holder."""
@@ -277,10 +293,11 @@ class MySQL:
         cursor.close()
         if not row or "user lock" not in str(row[0] or "").lower():
             return []
-        name = _USER_LOCK.search(str(row[1] or ""))
-        if name is None:
+        found = _USER_LOCK.search(str(row[1] or ""))
+        if found is None:
             return []
-        holder = _column(observer, "SELECT IS_USED_LOCK(%s)", (name.group(1),))
+        name = found.group(1) if found.group(1) is not None else found.group(2) + found.group(3)
+        holder = _column(observer, "SELECT IS_USED_LOCK(%s)", (name,))
         return [int(holder[0])] if holder and holder[0] is not None else []
 
     def cancel(self, observer: Any, session_id: int) -> None:

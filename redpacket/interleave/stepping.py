@@ -225,6 +225,7 @@ class Stepper:
                 message=None if result is None else result.message,
                 decision=decision,
                 role=event.role,
+                read=event.read,
             )
         )
 

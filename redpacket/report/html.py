@@ -37,6 +37,7 @@ td.waiting { border-left: 6px solid #e0a100; background: #fff8e1; }
 .mark.resume { border-color: #c08a00; color: #7a5800; }
 .mark.error { border-color: #b3261e; color: #b3261e; background: #fdecea; }
 .mark.decision { border-color: #333; font-weight: 600; }
+.mark.current { border-color: #6a3fa0; color: #4b2a75; background: #f1eafa; }
 .verdict { font-weight: 700; padding: .15rem .5rem; border-radius: .3rem; }
 .correct { background: #e3f4e6; color: #14532d; }
 .duplicate, .missing { background: #fde2e1; color: #8c1d18; }

@@ -30,6 +30,8 @@ def event_marks(event: Event) -> list[tuple[str, str]]:
         marks.append(("done", "ok"))
     if event.takes_snapshot and event.kind is not Kind.RESUME:
         marks.append(("snapshot", "snapshot"))
+    if event.read == "current read" and event.kind is not Kind.WAIT:
+        marks.append(("current", "current read"))
     if event.decision:
         marks.append(("decision", "⇒ " + event.decision.replace("_", " ")))
     return marks
@@ -38,8 +40,11 @@ def event_marks(event: Event) -> list[tuple[str, str]]:
 LEGEND: list[tuple[str, str]] = [
     ("snapshot", "this statement fixed the snapshot the session reads with (at read"
      " committed every statement takes its own)"),
+    ("current read", "InnoDB: a locking read or a write reads the newest committed row,"
+     " whatever the snapshot"),
     ("waits for T1", "the server reports the statement blocked on a lock T1 holds"
-     " (pg_blocking_pids): time runs down the page, and the session stays blocked"),
+     " (pg_blocking_pids; InnoDB's lock-wait tables): time runs down the page, and the"
+     " session stays blocked"),
     ("released", "the blocked statement completed, right after what released it"),
     ("error 40001", "the server refused the statement with this SQLSTATE"),
     ("⇒ granted / already granted", "where the strategy decided how the attempt ends"),

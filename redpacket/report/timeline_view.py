@@ -12,7 +12,7 @@ from redpacket.vocabulary import MEANING, sqlstate_name
 
 DRAWN = {"good": "bold green", "bad": "bold red", "safe": "bold yellow", "odd": "bold magenta"}
 MARK_STYLE = {"wait": "yellow", "resume": "yellow", "error": "red", "snapshot": "cyan",
-              "decision": "bold", "done": "green"}  # fmt: skip
+              "decision": "bold", "done": "green", "current": "magenta"}  # fmt: skip
 
 
 def style_of(word: str) -> str:

@@ -10,6 +10,7 @@ from redpacket.errors import LabError
 from redpacket.strategies import (
     advisory,
     conditional_update,
+    lock_check,
     lock_first,
     naive,
     on_conflict,
@@ -32,8 +33,8 @@ from redpacket.strategies.steps import (
     infer_role,
 )
 
-_MODULES = (advisory, conditional_update, lock_first, naive, on_conflict, optimistic, seed,
-            unique_catch)  # fmt: skip
+_MODULES = (advisory, conditional_update, lock_check, lock_first, naive, on_conflict, optimistic,
+            seed, unique_catch)  # fmt: skip
 STRATEGIES: dict[str, Strategy] = dict(
     sorted((module.STRATEGY.name, module.STRATEGY) for module in _MODULES)
 )

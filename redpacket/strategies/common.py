@@ -27,4 +27,9 @@ INSERT_GRANT = Step(
     capture="red_packet_id",
     on_row=End.GRANTED,
     role=Role.INSERT,
+    # MySQL has no RETURNING: the inserted row's id comes back as the insert's answer
+    dialects={
+        "mysql": "INSERT INTO red_packets (order_id, campaign_id, amount)"
+        " VALUES (:order_id, :campaign_id, :amount)"
+    },
 )

@@ -15,6 +15,10 @@ report a lost race, which the retry policy retries.
   loser is refused earlier, at its insert, by serializable's read/write check
   (40001, "read/write dependencies among transactions"): each transaction checked
   for the red packet the other then inserted. It never reaches the version bump.
+
+On MySQL/InnoDB the bump is a current read at every level: the loser's bump finds
+the new version and updates nothing — a lost race, retried — at READ COMMITTED
+and REPEATABLE READ alike; at SERIALIZABLE the shared-locking reads deadlock (1213).
 """
 
 from dataclasses import replace
@@ -37,6 +41,10 @@ BUMP_VERSION = Step(
     on_row=End.GRANTED,
     on_no_row=End.LOST_RACE,
     role=Role.BUMP,
+    dialects={
+        "mysql": "UPDATE orders SET version = version + 1"
+        " WHERE id = :order_id AND version = :seen_version"
+    },
 )
 
 STRATEGY = Strategy(
@@ -53,6 +61,13 @@ STRATEGY = Strategy(
         Isolation.READ_COMMITTED: Expected(Race.CORRECT_WITH_RETRIES, "lost race for the loser"),
         Isolation.REPEATABLE_READ: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
         Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "40001 for the loser"),
+    },
+    engine_verdicts={
+        "mysql": {
+            Isolation.READ_COMMITTED: Expected(Race.CORRECT_WITH_RETRIES, "lost race"),
+            Isolation.REPEATABLE_READ: Expected(Race.CORRECT_WITH_RETRIES, "lost race"),
+            Isolation.SERIALIZABLE: Expected(Race.CORRECT_WITH_RETRIES, "1213 for the loser"),
+        }
     },
     doc=__doc__ or "",
 )

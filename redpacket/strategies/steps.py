@@ -30,6 +30,7 @@ class End(enum.Enum):
     ALREADY_GRANTED = "already_granted"
     UNKNOWN_ORDER = "unknown_order"
     LOST_RACE = "lost_race"  # a concurrent grant won; roll back, may retry
+    NOT_LOCKED = "lock_not_obtained"  # a user-level lock timed out: nothing may be decided
 
     @property
     def commits(self) -> bool:
@@ -61,6 +62,8 @@ def infer_role(sql: str, captured: frozenset[str] = frozenset()) -> Role:
     compares with a value captured earlier is a version bump; any other, a claim.
     """
     text = " ".join(sql.split()).lower()
+    if text.startswith("select") and "red_packets" in text:
+        return Role.CHECK  # a check, locking or not
     if _LOCKING.search(text):
         return Role.LOCK
     if text.startswith("insert"):
@@ -68,8 +71,6 @@ def infer_role(sql: str, captured: frozenset[str] = frozenset()) -> Role:
     if text.startswith("update"):
         names = set(re.findall(r"(?<!:):(\w+)", text))
         return Role.BUMP if names & captured else Role.CLAIM
-    if "red_packets" in text:
-        return Role.CHECK
     return Role.READ
 
 
@@ -96,9 +97,10 @@ class Step:
     capture: str | None = None  # keep the row's first column under this name
     on_error: Mapping[str, End] = field(default_factory=dict)  # SQLSTATE -> how it ends
     role: Role | None = None  # what the step is for; read off the SQL when not given
-    # The step as another engine needs it, where the dialects differ ("mysql": Step(...)); None
-    # there: this strategy has no SQL for that engine. Engines not named run ``sql`` as it is.
-    dialects: Mapping[str, Step | None] = field(default_factory=dict)
+    # The step on another engine, where the dialects differ: its SQL there ("mysql": "..."),
+    # or a whole Step when the decision differs too; None: no SQL for that engine. Engines
+    # not named run ``sql`` as it is.
+    dialects: Mapping[str, str | Step | None] = field(default_factory=dict)
     # Run after the transaction ends, however it ends: to release a session-level lock
     # (MySQL's GET_LOCK outlives the transaction). Executors run it for every step reached.
     afterwards: str | None = None
@@ -110,6 +112,8 @@ class Step:
         variant = self.dialects[engine]
         if variant is None:
             return None
+        if isinstance(variant, str):
+            return replace(self, sql=variant, dialects={})
         return replace(variant, name=self.name, role=variant.role or self.role, dialects={})
 
     @cached_property

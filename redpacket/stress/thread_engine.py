@@ -143,7 +143,8 @@ class _Worker(threading.Thread):
                     step = walk.step
                     reached[walk.index] = step
                     cursor.execute(step.pyformat_sql, step.params(walk.context))
-                    end = walk.row(rows_of(cursor))
+                    rows = rows_of(cursor)
+                    end = walk.row(rows[0] if rows else None)
                 if not end.commits:
                     cursor.execute("ROLLBACK")
                     return Ending(end), [], [], False
@@ -224,6 +225,7 @@ class ThreadEngine:
         self._start = threading.Barrier(workers + 1)
         self._finish = threading.Barrier(workers + 1)
         self._next_report = 0.0
+        self._final: Tally | None = None
         try:
             for worker in self.workers:
                 worker.connect()
@@ -236,6 +238,9 @@ class ThreadEngine:
 
     @property
     def tally(self) -> Tally:
+        """The workers' counts merged: afresh while they run, once and for good after."""
+        if self._final is not None:
+            return self._final
         total = Tally()
         for worker in self.workers:
             total.merge(worker.tally)
@@ -302,8 +307,9 @@ class ThreadEngine:
             self._start.abort()
         self._pace(deadline, progress, lambda: any(w.is_alive() for w in self.workers))
         self._raise_worker_error()
-        progress(self.tally)
-        return self.tally
+        self._final = self.tally
+        progress(self._final)
+        return self._final
 
     def _pace(
         self, deadline: float | None, progress: Callable[[Tally], bool], busy: Callable[[], bool]
@@ -337,3 +343,5 @@ class ThreadEngine:
                 worker.join(timeout=10)
         for worker in self.workers:
             worker.drop_connection()
+        if self._final is None:
+            self._final = self.tally

@@ -1,0 +1,80 @@
+"""Where the tests' MySQL-family server comes from: ``--test-mysql-dsn`` or the environment.
+
+The MySQL tests run against a real MariaDB or MySQL (CI: the machine's MariaDB
+10.11) and skip, saying why, where none can be had. InnoDB shows its lock waits
+through information_schema tables that are refreshed only after a tenth of a
+second without readers: two schedulers reading them in turn would keep them stale
+for each other. So a test that watches InnoDB's waits holds ``innodb_watch``, a
+lock shared by every xdist worker.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from redpacket.database import migrate
+from redpacket.database.backends import Server
+from redpacket.database.connect import connect
+from redpacket.database.lab import Lab
+from redpacket.database.urls import parse_url
+from redpacket.errors import LabError
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--test-mysql-dsn",
+        metavar="DSN",
+        default=os.environ.get("REDPACKET_TEST_MYSQL_DSN"),
+        help="mysql://USER@HOST:PORT/ of a MariaDB or MySQL the tests may create databases on"
+        " (default: env REDPACKET_TEST_MYSQL_DSN; without one, the MySQL tests are skipped)",
+    )
+
+
+@pytest.fixture(scope="session")
+def mysql_server(request: pytest.FixtureRequest) -> Server:
+    dsn = request.config.getoption("--test-mysql-dsn")
+    if not dsn:
+        pytest.skip("no MySQL-family server: set REDPACKET_TEST_MYSQL_DSN")
+    if importlib.util.find_spec("MySQLdb") is None:
+        pytest.skip("the mysql extra is not installed (pip install 'redpacket[mysql]')")
+    server = Server("url", parse_url(dsn))
+    try:
+        with connect(server.url, autocommit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("SELECT 1")
+    except LabError as exc:
+        pytest.skip(f"the MySQL-family server is not reachable: {exc}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def mysql_lab(mysql_server: Server, worker_id_suffix: str) -> Iterator[Lab]:
+    """This worker's own lab databases on the MySQL-family server, migrated."""
+    lab = Lab(mysql_server, f"redpacket_test_{worker_id_suffix}")
+    lab.drop()
+    migrate.migrate(lab)
+    yield lab
+    lab.drop()
+
+
+@pytest.fixture(scope="module")
+def innodb_watch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """While held, no other test worker reads InnoDB's lock-wait tables."""
+    path = tmp_path_factory.getbasetemp().parent / "innodb-watch.lock"
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def fresh_mysql_lab(mysql_lab: Lab) -> Lab:
+    mysql_lab.reset(10)
+    return mysql_lab

@@ -1,0 +1,292 @@
+"""The seed's own database: the same strategies, scheduler and harness on MariaDB/MySQL.
+
+InnoDB does not behave like PostgreSQL, and the difference is the lesson: a
+locking read is a current read and fixes no snapshot, so lock_first and advisory
+are fixes there; SERIALIZABLE is shared locks and deadlocks, not SSI. Every
+declared verdict is held to the real server, waits are seen from InnoDB's own
+tables, and the hot stress run reproduces the bug.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from redpacket.cli import main
+from redpacket.database import migrate
+from redpacket.database.lab import Lab, Schema
+from redpacket.database.urls import plain_url
+from redpacket.interleave.explain import explain
+from redpacket.interleave.schedule import parse_schedule
+from redpacket.interleave.scheduler import Scheduler
+from redpacket.interleave.timeline import Kind, Run, Verdict
+from redpacket.isolation import Isolation
+from redpacket.retry import RetryPolicy
+from redpacket.strategies import STRATEGIES, Race
+from redpacket.stress.plan import StressPlan, Workload
+from redpacket.stress.result import StressResult
+from redpacket.stress.runner import run_stress
+
+RC, RR, SER = Isolation.READ_COMMITTED, Isolation.REPEATABLE_READ, Isolation.SERIALIZABLE
+
+
+@pytest.fixture(scope="module")
+def scheduler(mysql_lab: Lab, innodb_watch: None) -> Iterator[Scheduler]:
+    with Scheduler(mysql_lab, timeout_s=10) as running:
+        yield running
+
+
+def scheduled(
+    scheduler: Scheduler, name: str, level: Isolation, schedule: str, retries: int = 0
+) -> Run:
+    strategy = STRATEGIES[name]
+    plan = parse_schedule(schedule, len(strategy.steps))
+    return scheduler.run(strategy, level, plan, RetryPolicy(retries))
+
+
+CELLS = [(name, level) for name in STRATEGIES for level in Isolation]
+
+
+@pytest.mark.parametrize(("name", "level"), CELLS)
+def test_each_strategy_does_what_it_declares_on_innodb(
+    scheduler: Scheduler, name: str, level: Isolation
+) -> None:
+    """At t2-first-read and t2-waits, with and without retries, as ``strategies`` prints it."""
+    declared = STRATEGIES[name].for_engine("mysql").verdicts[level].race
+    runs = {
+        (schedule, retries): scheduled(scheduler, name, level, schedule, retries)
+        for schedule in ("t2-first-read", "t2-waits")
+        for retries in (0, 3)
+    }
+    assert {run.engine for run in runs.values()} == {"mysql"}
+    assert all(run.stuck is None for run in runs.values())
+    verdicts = {run.verdict for run in runs.values()}
+    if declared is Race.DUPLICATE:
+        assert Verdict.DUPLICATE in verdicts  # some race of the two duplicates
+        return
+    assert all(run.red_packets == 1 for run in runs.values())  # never a duplicate
+    assert {run.verdict for (_, retries), run in runs.items() if retries} == {Verdict.CORRECT}
+    if declared is Race.CORRECT:
+        assert verdicts == {Verdict.CORRECT}
+    else:
+        assert verdicts & {Verdict.REFUSED, Verdict.LOST_RACE}  # some race needs the retry
+
+
+def test_the_seed_duplicates_on_innodb_and_the_why_says_so(scheduler: Scheduler) -> None:
+    run = scheduled(scheduler, "seed", RR, "t2-waits")
+    assert (run.verdict, run.red_packets) == (Verdict.DUPLICATE, 2)
+    wait = next(e for e in run.events if e.kind is Kind.WAIT)
+    assert (wait.session, wait.action, wait.waited_on) == (2, "lock_order", (1,))  # seen in InnoDB
+    why = str(explain(run))
+    assert "the snapshot its first statement, step 1 (select_order, #5), took" in why
+    assert "was a current read: InnoDB locks and reads the newest committed row version" in why
+    assert "40001" not in why
+
+
+def test_lock_first_is_a_fix_on_innodb_because_a_locking_read_takes_no_snapshot(
+    scheduler: Scheduler,
+) -> None:
+    run = scheduled(scheduler, "lock_first", RR, "t2-waits")
+    assert run.verdict is Verdict.CORRECT
+    second = [e for e in run.events if e.session == 2]
+    lock, check = second[1], next(e for e in second if e.action == "find_grant")
+    assert (lock.read, lock.takes_snapshot) == ("current read", False)
+    assert (check.read, check.takes_snapshot) == ("snapshot", True)
+    assert check.rows  # it saw T1's red packet
+    why = str(explain(run))
+    assert "was its first plain read, so its snapshot was taken then, after T1's commit" in why
+    assert "InnoDB fixes a transaction's snapshot at its first plain (consistent) read" in why
+
+
+def test_serializable_on_innodb_is_a_deadlock_not_ssi(scheduler: Scheduler) -> None:
+    run = scheduled(scheduler, "naive", SER, "t2-first-read")
+    assert run.verdict is Verdict.REFUSED
+    assert run.failed_sqlstates == ("1213",)
+    why = str(explain(run))
+    assert "InnoDB found a deadlock and broke it by refusing" in why
+    assert "1213" in why
+    assert "(1213, safe to retry)" in why
+
+
+def test_a_get_lock_wait_is_seen_and_the_lock_released_after_every_end(
+    scheduler: Scheduler, mysql_lab: Lab
+) -> None:
+    run = scheduled(scheduler, "advisory", RR, "t2-waits")
+    wait = next(e for e in run.events if e.kind is Kind.WAIT)
+    assert (wait.session, wait.action, wait.read) == (2, "advisory_lock", "none")
+    releases = [e for e in run.events if e.action == "release"]
+    assert [e.session for e in releases] == [1, 2]  # after each session's COMMIT
+    assert run.verdict is Verdict.CORRECT
+    with mysql_lab.connect(Schema.UNCONSTRAINED) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT IS_USED_LOCK(CONCAT('redpacket:', %s))", (run.order_id,))
+        assert cursor.fetchone() == (None,)  # nobody holds it after the run
+
+
+def test_a_strategy_without_sql_for_the_engine_is_refused_in_one_line(
+    mysql_lab: Lab, tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    path = tmp_path / "pg_only.py"
+    path.write_text(
+        "from redpacket.isolation import Isolation\n"
+        "from redpacket.strategies import End, Expected, Race, Step, Strategy\n"
+        "STRATEGY = Strategy(name='pg_only', summary='x', steps=(Step('lock',"
+        " 'SELECT pg_advisory_xact_lock(:order_id)', dialects={'mysql': None}),"
+        " Step('ins', 'INSERT INTO red_packets (order_id, campaign_id, amount) VALUES"
+        " (:order_id, :campaign_id, :amount) RETURNING id', on_row=End.GRANTED)),"
+        " requires_revision='0001', verdicts={l: Expected(Race.CORRECT) for l in Isolation})\n"
+    )
+    url = plain_url(mysql_lab.server.url)
+    status = main(["--database-url", url, "--lab-database", mysql_lab.name, "explain", str(path)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == (
+        "redpacket: error: strategy 'pg_only' has no SQL for MariaDB / MySQL (step lock);"
+        " run it on another engine\n"
+    )
+
+
+# -- under load -----------------------------------------------------------------------------
+
+
+def stress(lab: Lab, name: str, level: Isolation, **options: object) -> StressResult:
+    settings: dict[str, object] = {"workers": 8, "orders": 50, **options}
+    return run_stress(lab, StressPlan(STRATEGIES[name], level, **settings))  # type: ignore[arg-type]
+
+
+def per_order(lab: Lab, name: str) -> Counter[int]:
+    schema = Schema.for_revision(STRATEGIES[name].requires_revision)
+    with lab.connect(schema) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT order_id FROM red_packets")
+        return Counter(int(row[0]) for row in cursor.fetchall())
+
+
+@pytest.mark.stress
+def test_hot_stress_reproduces_the_seed_bug_on_innodb(mysql_lab: Lab) -> None:
+    result = stress(mysql_lab, "seed", RR, orders=100, workers=16)
+    check = result.check
+    assert check is not None
+    assert check.duplicate_orders >= 90  # the bug on at least 90 % of the orders
+    counts = per_order(mysql_lab, "seed")
+    assert sum(1 for n in counts.values() if n > 1) == check.duplicate_orders
+    assert result.tally.granted == sum(counts.values())
+    assert result.tally.attempts == 1600
+
+
+FIXES = [
+    (name, level)
+    for name, strategy in STRATEGIES.items()
+    for level in Isolation
+    if strategy.for_engine("mysql").verdicts[level].race is not Race.DUPLICATE
+]
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize(("name", "level"), FIXES, ids=[f"{n}-{lv.value}" for n, lv in FIXES])
+def test_every_declared_fix_holds_under_hot_load_on_innodb(
+    mysql_lab: Lab, name: str, level: Isolation
+) -> None:
+    result = stress(mysql_lab, name, level, retries=30)
+    assert per_order(mysql_lab, name) == dict.fromkeys(range(1, 51), 1)
+    assert (result.tally.granted, result.tally.already_granted) == (50, 350)
+    assert not result.tally.failed
+    assert result.history_check is not None
+    assert result.history_check.ok
+
+
+@pytest.mark.stress
+def test_killed_connections_lose_and_duplicate_nothing_on_innodb(mysql_lab: Lab) -> None:
+    result = stress(mysql_lab, "lock_first", RR, workers=8, orders=100, retries=10, kill_rate=40.0)
+    assert per_order(mysql_lab, "lock_first") == dict.fromkeys(range(1, 101), 1)
+    assert result.history_check is not None
+    assert result.history_check.ok
+    assert result.backends_killed > 0
+    assert result.tally.connections_lost > 0
+
+
+@pytest.mark.stress
+def test_a_uniform_run_and_two_processes_on_innodb(mysql_lab: Lab) -> None:
+    result = stress(
+        mysql_lab, "on_conflict", RC, workload=Workload.UNIFORM, orders=200, attempts=1000,
+        processes=2, workers=4,
+    )  # fmt: skip
+    assert result.tally.attempts == 1000
+    assert max(per_order(mysql_lab, "on_conflict").values()) == 1
+    assert result.correct
+
+
+# -- the lab's databases and migrations ------------------------------------------------------
+
+
+def test_the_same_migrations_move_the_duplicates_and_come_back(mysql_lab: Lab) -> None:
+    migrate.downgrade(mysql_lab, Schema.CONSTRAINED, "0001")
+    with mysql_lab.connect(Schema.CONSTRAINED) as conn:
+        cursor = conn.cursor()
+        cursor.execute("INSERT INTO orders (id, user_id, amount) VALUES (900001, 1, 10)")
+        for _ in range(3):
+            cursor.execute(
+                "INSERT INTO red_packets (order_id, campaign_id, amount) VALUES (900001, 'c', 1)"
+            )
+    migrate.upgrade(mysql_lab, Schema.CONSTRAINED, "head")
+    with mysql_lab.connect(Schema.CONSTRAINED) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT count(*) FROM red_packets WHERE order_id = 900001")
+        assert cursor.fetchone() == (1,)
+        cursor.execute("SELECT count(*) FROM red_packet_duplicates WHERE order_id = 900001")
+        assert cursor.fetchone() == (2,)
+        cursor.execute(
+            "SELECT INDEX_NAME, NON_UNIQUE FROM information_schema.STATISTICS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'red_packets'"
+            " AND INDEX_NAME LIKE %s",
+            ("%red_packets_order_campaign",),
+        )
+        assert set(cursor.fetchall()) == {("uq_red_packets_order_campaign", 0)}
+    migrate.downgrade(mysql_lab, Schema.CONSTRAINED, "0001")
+    with mysql_lab.connect(Schema.CONSTRAINED) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT count(*) FROM red_packets WHERE order_id = 900001")
+        assert cursor.fetchone() == (3,)  # nothing lost on the way down
+    migrate.upgrade(mysql_lab, Schema.CONSTRAINED, "head")
+    mysql_lab.reset(10)
+
+
+def test_the_lab_refuses_a_database_it_did_not_create(
+    mysql_lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    foreign = Lab(mysql_lab.server, "redpacket_foreign_test")
+    with mysql_lab.connect(Schema.UNCONSTRAINED) as conn:
+        cursor = conn.cursor()
+        cursor.execute("CREATE DATABASE IF NOT EXISTS redpacket_foreign_test_unconstrained")
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS redpacket_foreign_test_unconstrained.orders (id INT)"
+        )
+        cursor.execute("INSERT INTO redpacket_foreign_test_unconstrained.orders VALUES (7)")
+    try:
+        url = plain_url(mysql_lab.server.url)
+        for command in (["drop"], ["reset"], ["migrate"]):
+            status = main(["--database-url", url, "--lab-database", foreign.name, *command])
+            err = capsys.readouterr().err
+            assert status == 2, command
+            assert "exists but was not created by redpacket" in err
+        with mysql_lab.connect(Schema.UNCONSTRAINED) as conn:
+            cursor = conn.cursor()
+            cursor.execute("SELECT id FROM redpacket_foreign_test_unconstrained.orders")
+            assert cursor.fetchall() == ((7,),)  # untouched
+    finally:
+        with mysql_lab.connect(Schema.UNCONSTRAINED) as conn:
+            conn.cursor().execute("DROP DATABASE IF EXISTS redpacket_foreign_test_unconstrained")
+
+
+def test_a_password_in_a_mysql_url_is_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["--database-url", "mysql://root:s3cr3t-pw@127.0.0.1:1/", "doctor"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "s3cr3t-pw" not in err
+    assert err.startswith("redpacket: error: cannot connect to mysql://root:***@127.0.0.1:1/")
+    assert len(err.strip().splitlines()) == 1

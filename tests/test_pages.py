@@ -118,11 +118,13 @@ def test_the_demo_page_is_a_lesson(
     page = tmp_path / "demo.html"
     run(capsys, *cli_lab, "demo", "--html", str(page))
     dom = rendered(page, tmp_path / "profile")
-    assert len(dom.rows) == 4  # naive, seed at two levels, lock_first: one timeline each
+    # naive, seed at two levels, lock_first; then seed and lock_first on MariaDB: a timeline each
+    assert len(dom.rows) == 6
     assert all(rows >= 6 for rows in dom.rows)
     assert set(dom.verdicts) <= set(MEANING)
     assert dom.headings[0].startswith("1. The baseline")
     assert dom.headings[-1].startswith("takeaways")
+    assert any("The same code on MariaDB / MySQL" in heading for heading in dom.headings)
     text = "".join(dom.text)
     assert "waits for T1" in text
     assert "snapshot" in text  # the legend and the marks

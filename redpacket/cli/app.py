@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,9 +26,19 @@ from redpacket.strategies import STRATEGY_NAMES, Strategy, get_strategy
 
 @dataclasses.dataclass
 class Options:
-    database_url: str | None
+    database_urls: tuple[str, ...]
     backend: str
     lab_database: str
+
+    @property
+    def database_url(self) -> str | None:
+        """The one URL of a command that runs on one server."""
+        if len(self.database_urls) > 1:
+            raise LabError(
+                "this command runs on one server: give one --database-url"
+                " (matrix and demo take several, side by side)"
+            )
+        return self.database_urls[0] if self.database_urls else None
 
 
 @contextlib.contextmanager
@@ -38,6 +49,22 @@ def open_lab(options: Options) -> Iterator[Lab]:
             yield lab
         finally:
             lab.close()
+
+
+@contextlib.contextmanager
+def open_labs(options: Options) -> Iterator[list[Lab]]:
+    """One lab per --database-url (or the backend's one server), side by side."""
+    with contextlib.ExitStack() as stack:
+        urls: list[str | None] = list(options.database_urls) or [None]
+        labs = [
+            Lab(stack.enter_context(open_server(options.backend, url)), options.lab_database)
+            for url in urls
+        ]
+        try:
+            yield labs
+        finally:
+            for lab in labs:
+                lab.close()
 
 
 def console(record: bool = False) -> Console:
@@ -187,15 +214,17 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database-url",
-    envvar="REDPACKET_DATABASE_URL",
-    help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DB of a server (env REDPACKET_DATABASE_URL).",
+    "database_urls",
+    multiple=True,
+    help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DB or mysql://USER[:PASSWORD]@HOST[:PORT]/"
+    " (env REDPACKET_DATABASE_URL); matrix and demo take several, side by side.",
 )
 @click.option(
     "--backend",
     envvar="REDPACKET_BACKEND",
     default="auto",
     show_default=True,
-    help=f"Where PostgreSQL comes from: {'|'.join(BACKENDS)} (env REDPACKET_BACKEND).",
+    help=f"Where the server comes from: {'|'.join(BACKENDS)} (env REDPACKET_BACKEND).",
 )
 @click.option(
     "--lab-database",
@@ -206,8 +235,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 )
 @click.version_option(package_name="redpacket")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, backend: str, lab_database: str) -> None:
+def cli(
+    ctx: click.Context, database_urls: tuple[str, ...], backend: str, lab_database: str
+) -> None:
     """Reproduce, explain, stress and fix the duplicate red-packet grant."""
     if not lab_database.strip():
         raise LabError("--lab-database must not be empty")
-    ctx.obj = Options(database_url or None, backend, lab_database)
+    if not database_urls and os.environ.get("REDPACKET_DATABASE_URL"):
+        database_urls = (os.environ["REDPACKET_DATABASE_URL"],)  # one URL, spaces and all
+    ctx.obj = Options(tuple(url for url in database_urls if url), backend, lab_database)

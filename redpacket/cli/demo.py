@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from redpacket.cli.app import Options, cli, console, html_option, open_lab
+from redpacket.cli.app import Options, cli, console, html_option, open_labs
 from redpacket.cli.show import Show
 from redpacket.cli.stress_commands import run_comparison_with_bars
 from redpacket.database import migrate as migration
+from redpacket.database.backends import open_server
+from redpacket.database.lab import Lab
+from redpacket.database.mysql_servers import local_problem, mysql_problem
 from redpacket.doctor import diagnose
 from redpacket.interleave.matrix import cells, run_matrix
 from redpacket.interleave.run import run_one
@@ -41,6 +46,35 @@ LESSONS = [
 ]  # fmt: skip
 
 
+MYSQL_LESSONS = [
+    ("the seed service at repeatable read, InnoDB's default", "seed", RR, "t2-waits"),
+    ("lock first at repeatable read: a fix on InnoDB", "lock_first", RR, "t2-waits"),
+]  # fmt: skip
+ADD_MYSQL = (
+    "MySQL/MariaDB: not shown, no server to hand. Add one with --database-url"
+    " mysql://USER@HOST:PORT/ (a second --database-url beside PostgreSQL's), or install"
+    " mariadb-server for --backend mysql-local, or start Docker."
+)
+
+
+@contextlib.contextmanager
+def _labs_for_the_demo(options: Options) -> Iterator[tuple[Lab, Lab | None]]:
+    """The main server's lab, and a MySQL-family one: given, private, or in Docker."""
+    with open_labs(options) as labs:
+        mysql = next((lab for lab in labs if lab.engine.name == "mysql"), None)
+        main = next((lab for lab in labs if lab is not mysql), labs[0])
+        if mysql is not None or mysql_problem() is not None or main.engine.name == "mysql":
+            yield main, mysql if mysql is not main else None
+            return
+        backend = "mysql-local" if local_problem() is None else "mysql-docker"
+        with open_server(backend) as server:
+            side = Lab(server, options.lab_database)
+            try:
+                yield main, side
+            finally:
+                side.close()
+
+
 @cli.command()
 @html_option
 @click.pass_obj
@@ -49,7 +83,7 @@ def demo(options: Options, html_path: Path | None) -> None:
     show = Show(console(), "redpacket demo: the duplicate red packet", html_path)
     if html_path is not None:
         show.check_writable()
-    with open_lab(options) as lab:
+    with _labs_for_the_demo(options) as (lab, mysql):
         migration.prepare(lab)
         show.paragraph(INTRO)
         show.legend()
@@ -57,17 +91,25 @@ def demo(options: Options, html_path: Path | None) -> None:
             show.heading(heading)
             show.paragraph(f"Schedule {schedule}: {NAMED[schedule][1]}.", style="dim")
             show.explained(run_one(lab, STRATEGIES[name], level, schedule, 0))
-        show.heading("5. Every strategy at every level")
+        servers = [lab] + ([mysql] if mysql is not None else [])
+        if mysql is not None:
+            migration.prepare(mysql)
+            for number, (what, name, level, schedule) in enumerate(MYSQL_LESSONS, start=5):
+                show.heading(f"{number}. The same code on {mysql.engine.label}: {what}")
+                show.explained(run_one(mysql, STRATEGIES[name], level, schedule, 0))
+        else:
+            show.paragraph(ADD_MYSQL, style="dim")
+        show.heading("Every strategy at every level" + (", on both engines" if mysql else ""))
         show.paragraph(
             "Schedules t2-first-read (" + NAMED["t2-first-read"][1] + ") and t2-waits.",
             style="dim",
         )
         todo = cells(list(STRATEGIES.values()), list(Isolation), ["t2-first-read", "t2-waits"])
-        once = run_matrix(lab, todo, RetryPolicy(0))
-        again = run_matrix(lab, todo, RetryPolicy(3))
+        once = [run for server in servers for run in run_matrix(server, todo, RetryPolicy(0))]
+        again = [run for server in servers for run in run_matrix(server, todo, RetryPolicy(3))]
         show.matrix(once, "no retries")
         show.matrix(again, "with 3 retries")
-        show.heading("6. Under load: 16 workers racing for each of 50 orders")
+        show.heading("Under load: 16 workers racing for each of 50 orders")
         plans = [
             StressPlan(strategy=STRATEGIES[name], isolation=level, workers=16, orders=50, retries=3)
             for name, level in DEMO_STRESS
@@ -76,5 +118,6 @@ def demo(options: Options, html_path: Path | None) -> None:
         show.takeaways(
             takeaways(once, again), "takeaways: which fixes hold at which level, and why"
         )
-        show.doctor(diagnose(lab))
+        for server in servers:
+            show.doctor(diagnose(server))
     show.save()

@@ -18,6 +18,7 @@ from redpacket.cli.app import (
     json_option,
     levels_list,
     open_lab,
+    open_labs,
     print_json,
     progress_bar,
     retries_option,
@@ -132,11 +133,12 @@ def matrix(
         schedule_list(schedules) or list(SCHEDULE_NAMES),
     )
     policy = RetryPolicy(retries)
-    with open_lab(options) as lab:
-        migration.prepare(lab)
-        with progress_bar() as bar:
-            task = bar.add_task("matrix", total=len(todo))
-            runs = run_matrix(lab, todo, policy, lambda _run: bar.advance(task))
+    runs = []
+    with open_labs(options) as labs, progress_bar() as bar:
+        task = bar.add_task("matrix", total=len(todo) * len(labs))
+        for lab in labs:  # several servers: side by side, one table
+            migration.prepare(lab)
+            runs += run_matrix(lab, todo, policy, lambda _run: bar.advance(task))
     if as_json:
         print_json([run.summary() for run in runs])
         return

@@ -25,7 +25,7 @@ from redpacket.database.urls import engine_of, mask, parse_url
 from redpacket.engines import Engine
 from redpacket.errors import LabError
 
-BACKENDS = ("auto", "url", "embedded", "docker")
+BACKENDS = ("auto", "url", "embedded", "docker", "mysql-local", "mysql-docker")
 DOCKER_IMAGE = "postgres:16-alpine"
 DOCKER_PING_TIMEOUT_S = 3
 
@@ -75,6 +75,14 @@ def open_server(backend: str = "auto", database_url: str | None = None) -> Itera
         if problem:
             raise LabError(f"backend 'docker' is unavailable: {problem}")
         with _docker() as server:
+            yield server
+        return
+    if backend in ("mysql-local", "mysql-docker"):
+        from redpacket.database import mysql_servers
+
+        start = (mysql_servers.private_server if backend == "mysql-local"
+                 else mysql_servers.docker_server)  # fmt: skip
+        with start() as server:
             yield server
         return
     tried = []

@@ -46,7 +46,7 @@ class PostgreSQL:
             raise LabError(f"malformed database URL: {message}") from None
 
     def server_label(self, version: str) -> str:
-        return f"PostgreSQL {version}"
+        return f"PostgreSQL {version.split()[0]}"  # "15.20 (Debian 15.20-0+deb12u1)": the number
 
     # -- connections --------------------------------------------------------------------
 

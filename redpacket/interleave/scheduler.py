@@ -39,6 +39,8 @@ class Scheduler:
         self._observers: dict[Schema, Any] = {}
         self._sessions: dict[Schema, list[Session]] = {}
         self.observer = self._observer(Schema.UNCONSTRAINED)  # fails fast if unreachable
+        version, _ = self.engine.describe_server(self.observer)
+        self.server = self.engine.server_label(version)
 
     def _observer(self, schema: Schema) -> Any:
         if schema not in self._observers:
@@ -123,6 +125,7 @@ class Scheduler:
             retries=retry.retries,
             stuck=stuck,
             engine=self.engine.name,
+            server=self.server,
         )
 
     @staticmethod

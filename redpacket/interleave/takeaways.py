@@ -15,7 +15,19 @@ from redpacket.interleave.timeline import Run, Verdict
 
 
 def takeaways(without_retries: Sequence[Run], with_retries: Sequence[Run]) -> list[str]:
-    """One line per level; ``with_retries`` are the same cells run with a retry policy."""
+    """One line per server and level; ``with_retries`` are the same cells, retried."""
+    servers = list(dict.fromkeys(run.server for run in without_retries))
+    lines = []
+    for server in servers:
+        mine = [r for r in without_retries if r.server == server]
+        again = [r for r in with_retries if r.server == server]
+        lines += [
+            f"{server}, {line}" if len(servers) > 1 else line for line in _per_level(mine, again)
+        ]
+    return lines
+
+
+def _per_level(without_retries: Sequence[Run], with_retries: Sequence[Run]) -> list[str]:
     levels = list(dict.fromkeys(run.isolation for run in without_retries))
     lines = []
     for level in levels:

@@ -75,6 +75,7 @@ class Run:
     retries: int = 0
     stuck: str | None = None
     engine: str = "postgresql"  # the engine it ran on (redpacket.engines)
+    server: str = ""  # the server it ran on, as people name it: "MariaDB 10.11.19"
     errors: tuple[str, ...] = field(init=False)
     verdict: Verdict = field(init=False)
 
@@ -107,6 +108,8 @@ class Run:
             "failed": list(self.failed_sqlstates),
             "verdict": self.verdict.value,
             "stuck": self.stuck,
+            "engine": self.engine,
+            "server": self.server,
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -37,13 +37,18 @@ def matrix_grid(runs: Sequence[Run]) -> tuple[list[str], list[list[Cell]]]:
     """(header, rows): a row per strategy (and schedule), a column per level."""
     levels = list(dict.fromkeys(run.isolation for run in runs))
     schedules = list(dict.fromkeys(run.schedule for run in runs))
-    header = ["strategy"] + (["schedule"] if len(schedules) > 1 else []) + levels
-    by_row: dict[tuple[str, str], dict[str, Run]] = {}
+    servers = list(dict.fromkeys(run.server for run in runs))
+    header = ["strategy"] + (["server"] if len(servers) > 1 else [])
+    header += (["schedule"] if len(schedules) > 1 else []) + levels
+    by_row: dict[tuple[str, str, str], dict[str, Run]] = {}
     for run in runs:
-        by_row.setdefault((run.strategy, run.schedule), {})[run.isolation] = run
+        by_row.setdefault((run.strategy, run.server, run.schedule), {})[run.isolation] = run
     rows: list[list[Cell]] = []
-    for (strategy, schedule), by_level in by_row.items():
+    for (strategy, server, schedule), by_level in sorted(
+        by_row.items(), key=lambda item: (item[0][0], servers.index(item[0][1]))
+    ):
         row: list[Cell] = [strategy]
+        row += [server] if len(servers) > 1 else []
         row += [schedule] if len(schedules) > 1 else []
         row += [cell_words(by_level[level]) if level in by_level else "-" for level in levels]
         rows.append(row)

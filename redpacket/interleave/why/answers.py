@@ -103,8 +103,9 @@ def _check_saw(
             f"{check} was its first plain read, so its snapshot was taken then, after"
             f" T{winner}'s commit ({story.ref(commit)}): it saw the red packet and granted nothing."
         )
-        if snapshot.step_number and snapshot.step_number > 1:
+        if snapshot.step_number and snapshot.step_number > 1 and not story.rule_said:
             said += f" ({story.engine.snapshot_rule}.)"
+            story.rule_said = True
         return [Sentence(said, refs)]
     return [
         Sentence(
@@ -170,6 +171,15 @@ def _begin_is_not_the_snapshot(
     snapshot = story.snapshot(session, attempt)
     if begin is None or not (story.before(begin, commit) and story.before(commit, snapshot)):
         return []
+    if story.rule_said:
+        return [
+            Sentence(
+                f"T{session} had sent BEGIN ({story.ref(begin)}) before that commit: BEGIN fixes"
+                " nothing.",
+                (story.at(begin),),
+            )
+        ]
+    story.rule_said = True
     return [
         Sentence(
             f"T{session} had sent BEGIN ({story.ref(begin)}) before that commit, but"

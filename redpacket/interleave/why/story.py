@@ -32,6 +32,7 @@ class Story:
         self.engine = engine_named(run.engine)
         self.server = self.engine.server_word  # "PostgreSQL", "InnoDB": who did what
         self.causes: list[str] = []
+        self.rule_said = False  # the engine's snapshot rule, said once per explanation
         self._position = {id(event): index + 1 for index, event in enumerate(run.events)}
 
     # -- citing --------------------------------------------------------------------------

@@ -290,3 +290,27 @@ def test_a_password_in_a_mysql_url_is_never_printed(capsys: pytest.CaptureFixtur
     assert "s3cr3t-pw" not in err
     assert err.startswith("redpacket: error: cannot connect to mysql://root:***@127.0.0.1:1/")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_innodb_snapshot_isolation_changes_the_lost_race_but_not_the_seed(
+    mysql_lab: Lab, innodb_watch: None
+) -> None:
+    """innodb_snapshot_isolation=ON refuses a write to a row changed after the snapshot
+    (1020); the seed's order row was only locked, never changed, so it still duplicates."""
+    settings = (("innodb_snapshot_isolation", "ON"),)
+    with Scheduler(mysql_lab, settings=settings) as strict:
+        optimistic = strict.run(
+            STRATEGIES["optimistic"], RR, parse_schedule("t2-waits", 4), RetryPolicy(0)
+        )
+        seed = strict.run(STRATEGIES["seed"], RR, parse_schedule("t2-waits", 4), RetryPolicy(0))
+    assert (optimistic.verdict, optimistic.failed_sqlstates) == (Verdict.REFUSED, ("1020",))
+    assert optimistic.settings == ("innodb_snapshot_isolation=ON",)
+    why = str(explain(optimistic))
+    assert "“Record has changed since last read in table" in why
+    assert "with innodb_snapshot_isolation InnoDB refuses to lock or write" in why
+    assert (seed.verdict, seed.red_packets) == (Verdict.DUPLICATE, 2)
+    with Scheduler(mysql_lab) as default:
+        usual = default.run(
+            STRATEGIES["optimistic"], RR, parse_schedule("t2-waits", 4), RetryPolicy(0)
+        )
+    assert usual.verdict is Verdict.LOST_RACE  # off (10.11's default): the bump just misses

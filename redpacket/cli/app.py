@@ -211,6 +211,28 @@ retries_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
+def _settings(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    found = []
+    for value in values:
+        name, sep, setting = value.partition("=")
+        if not sep or not name.strip() or not setting.strip():
+            raise LabError(f"bad --setting {value!r}; write NAME=VALUE, e.g. lock_timeout=2s")
+        found.append((name.strip(), setting.strip()))
+    return tuple(found)
+
+
+settings_option = click.option(
+    "--setting",
+    "settings",
+    multiple=True,
+    callback=_settings,
+    help="A session setting for every session, NAME=VALUE (repeatable), e.g."
+    " innodb_snapshot_isolation=ON on MariaDB: what it changes, and what it does not.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database-url",

@@ -23,6 +23,7 @@ from redpacket.cli.app import (
     progress_bar,
     retries_option,
     schedule_list,
+    settings_option,
     strategy_list,
 )
 from redpacket.cli.show import Show
@@ -63,6 +64,7 @@ def _levels(_ctx: click.Context, _param: click.Parameter, value: str) -> Levels:
 )
 @click.option("--schedule", default="t2-first-read", show_default=True, help=schedule_help)
 @retries_option
+@settings_option
 @json_option
 @html_option
 @click.pass_obj
@@ -72,6 +74,7 @@ def explain(
     levels: Levels,
     schedule: str,
     retries: int,
+    settings: tuple[tuple[str, str], ...],
     as_json: bool,
     html_path: Path | None,
 ) -> None:
@@ -82,7 +85,7 @@ def explain(
     check_html(html_path, as_json)
     with open_lab(options) as lab:
         migration.prepare(lab)
-        run = run_one(lab, chosen, levels, schedule, retries)
+        run = run_one(lab, chosen, levels, schedule, retries, settings)
     if as_json:
         explanation = explain_run(run)
         print_json(
@@ -113,6 +116,7 @@ def explain(
     help="Comma-separated names, or one explicit schedule per option; default: all named.",
 )
 @retries_option
+@settings_option
 @json_option
 @html_option
 @click.pass_obj
@@ -122,6 +126,7 @@ def matrix(
     levels: Sequence[str],
     schedules: Sequence[str],
     retries: int,
+    settings: tuple[tuple[str, str], ...],
     as_json: bool,
     html_path: Path | None,
 ) -> None:
@@ -138,11 +143,13 @@ def matrix(
         task = bar.add_task("matrix", total=len(todo) * len(labs))
         for lab in labs:  # several servers: side by side, one table
             migration.prepare(lab)
-            runs += run_matrix(lab, todo, policy, lambda _run: bar.advance(task))
+            runs += run_matrix(lab, todo, policy, lambda _run: bar.advance(task), settings)
     if as_json:
         print_json([run.summary() for run in runs])
         return
     title = f"isolation matrix{f' (retries {retries})' if retries else ' (no retries)'}"
+    if settings:
+        title += ", with " + ", ".join(f"{name}={value}" for name, value in settings)
     show = Show(console(), "redpacket matrix", html_path)
     show.matrix(runs, title)
     show.save()

@@ -318,6 +318,10 @@ class MySQL:
             )
         ]
 
+    def setting(self, name: str, value: str) -> tuple[str, tuple[str, ...]]:
+        """A session setting a user asked for (``innodb_snapshot_isolation=ON``)."""
+        return f"SET SESSION {_variable(name)} = %s", (value,)
+
     def session_settings(
         self, lock_timeout_ms: int | None, statement_timeout_ms: int | None
     ) -> Sequence[str]:
@@ -335,6 +339,12 @@ MYSQL_EXTRA = (
     "MySQL and MariaDB URLs need the mysql extra: pip install 'redpacket[mysql]'"
     " (it builds mysqlclient: needs libmariadb-dev or libmysqlclient-dev, and pkg-config)"
 )
+
+
+def _variable(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+        raise LabError(f"{name!r} is not a server variable name")
+    return name
 
 
 def _quoted(name: str) -> str:

@@ -185,6 +185,10 @@ class PostgreSQL:
         ).fetchall()
         return [int(row[0]) for row in rows]
 
+    def setting(self, name: str, value: str) -> tuple[str, tuple[str, ...]]:
+        """A session setting a user asked for, as a bound-parameter statement."""
+        return "SELECT set_config(%s, %s, false)", (name, value)
+
     def session_settings(
         self, lock_timeout_ms: int | None, statement_timeout_ms: int | None
     ) -> Sequence[str]:

@@ -42,12 +42,13 @@ def run_matrix(
     todo: Sequence[Cell],
     retry: RetryPolicy,
     progress: Callable[[Run], None] | None = None,
+    settings: tuple[tuple[str, str], ...] = (),
 ) -> list[Run]:
     results = []
     sessions = max(
         parse_schedule(cell.schedule, len(cell.strategy.steps)).sessions for cell in todo
     )
-    with Scheduler(lab, sessions=sessions) as scheduler:
+    with Scheduler(lab, sessions=sessions, settings=settings) as scheduler:
         for cell in todo:
             schedule = parse_schedule(cell.schedule, len(cell.strategy.steps))
             run = scheduler.run(cell.strategy, cell.levels, schedule, retry)

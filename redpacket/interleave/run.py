@@ -12,11 +12,16 @@ from redpacket.strategies import Strategy
 
 
 def run_one(
-    lab: Lab, strategy: Strategy, levels: Isolation | Levels, schedule: str, retries: int
+    lab: Lab,
+    strategy: Strategy,
+    levels: Isolation | Levels,
+    schedule: str,
+    retries: int,
+    settings: tuple[tuple[str, str], ...] = (),
 ) -> Run:
     """Run ``strategy`` at ``schedule`` in sessions of their own, on a fresh order."""
     parsed = parse_schedule(schedule, len(strategy.steps))
     Levels.of(levels).for_sessions(parsed.sessions)  # refused before any connection
     policy = RetryPolicy(retries)
-    with Scheduler(lab, sessions=parsed.sessions) as scheduler:
+    with Scheduler(lab, sessions=parsed.sessions, settings=settings) as scheduler:
         return scheduler.run(strategy, levels, parsed, policy)

@@ -31,8 +31,15 @@ __all__ = ["DEFAULT_TIMEOUT_S", "Scheduler", "Stuck"]
 class Scheduler:
     """Sessions and an observer per schema of the lab, reusable across many runs."""
 
-    def __init__(self, lab: Lab, sessions: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(
+        self,
+        lab: Lab,
+        sessions: int = 2,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        settings: tuple[tuple[str, str], ...] = (),
+    ):
         self.lab = lab
+        self.settings = settings
         self.engine = lab.engine
         self.timeout_s = timeout_s
         self.size = sessions
@@ -51,7 +58,9 @@ class Scheduler:
     def sessions_for(self, schema: Schema) -> list[Session]:
         if schema not in self._sessions:
             url = self.lab.url_of(schema)
-            self._sessions[schema] = [Session(n, self.engine, url) for n in range(1, self.size + 1)]
+            self._sessions[schema] = [
+                Session(n, self.engine, url, self.settings) for n in range(1, self.size + 1)
+            ]
         return self._sessions[schema]
 
     def close(self) -> None:
@@ -126,6 +135,7 @@ class Scheduler:
             stuck=stuck,
             engine=self.engine.name,
             server=self.server,
+            settings=tuple(f"{name}={value}" for name, value in self.settings),
         )
 
     @staticmethod

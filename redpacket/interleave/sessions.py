@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 
 from redpacket.engines import Engine
 from redpacket.engines.base import rows_of
+from redpacket.errors import LabError
 from redpacket.retry import CONNECTION_LOST
 
 
@@ -29,10 +30,13 @@ class StatementResult:
 
 
 class Session:
-    def __init__(self, number: int, engine: Engine, url: URL) -> None:
+    def __init__(
+        self, number: int, engine: Engine, url: URL, settings: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self.number = number
         self.engine = engine
         self.url = url
+        self.settings = settings
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"redpacket-T{number}")
         self.reconnect()
 
@@ -40,6 +44,19 @@ class Session:
         """A new connection for a session whose backend died (a retry goes on on it)."""
         self.conn: Any = self.engine.connect(self.url, autocommit=True, application="redpacket")
         self.pid = self.engine.session_id(self.conn)
+        cursor = self.conn.cursor()
+        try:
+            for name, value in self.settings:
+                cursor.execute(*self.engine.setting(name, value))
+        except Exception as exc:
+            error = self.engine.error_of(exc)
+            if error is None:
+                raise
+            raise LabError(
+                f"the server refuses the setting {name}={value}: {error.message}"
+            ) from None
+        finally:
+            cursor.close()
 
     def _execute(
         self, statements: tuple[str, ...], params: dict[str, Any] | None

@@ -76,6 +76,7 @@ class Run:
     stuck: str | None = None
     engine: str = "postgresql"  # the engine it ran on (redpacket.engines)
     server: str = ""  # the server it ran on, as people name it: "MariaDB 10.11.19"
+    settings: tuple[str, ...] = ()  # session settings asked for: "innodb_snapshot_isolation=ON"
     errors: tuple[str, ...] = field(init=False)
     verdict: Verdict = field(init=False)
 
@@ -110,6 +111,7 @@ class Run:
             "stuck": self.stuck,
             "engine": self.engine,
             "server": self.server,
+            "settings": list(self.settings),
         }
 
     def to_json(self) -> dict[str, Any]:

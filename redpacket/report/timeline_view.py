@@ -44,7 +44,8 @@ def timeline_table(run: Run) -> Table:
     sessions = len(run.sessions)
     table = Table(
         title=f"{run.strategy} at {run.isolation}, schedule {run.schedule}"
-        f" (order {run.order_id}{f', retries {run.retries}' if run.retries else ''})",
+        f" (order {run.order_id}{f', retries {run.retries}' if run.retries else ''}"
+        f"{', ' + ', '.join(run.settings) if run.settings else ''})",
         show_lines=True,
         expand=False,
     )

@@ -89,6 +89,11 @@ def _first_writer(
     else:
         changed, what = (updated or inserted)[0], "update of the order row"
         rule = f"at {level_words(story.level(loser))} the first updater wins"
+    if failure.sqlstate == RECORD_CHANGED:  # InnoDB with innodb_snapshot_isolation=ON
+        rule = (
+            "with innodb_snapshot_isolation InnoDB refuses to lock or write where a row version"
+            " committed after the snapshot stands"
+        )
     when = "was still uncommitted when" if story.before(changed, snapshot) else "came after"
     return Sentence(
         f"{story.server} refused T{loser}'s {story.cite(failure)} with {failure.sqlstate}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import psycopg.errors
 
+from redpacket.engines.mysql import SQLSTATES as MYSQL_SQLSTATES
 from redpacket.retry import is_retryable
 
 CORRECT, DUPLICATE, MISSING, REFUSED, LOST_RACE, STUCK = (
@@ -29,13 +30,24 @@ MEANING: dict[str, tuple[str, str]] = {
 }
 
 
-def refusal(sqlstate: str) -> str:
-    """``40001, safe to retry``, or the code alone: whether a retry can succeed is the code's."""
-    return f"{sqlstate}, safe to retry" if is_retryable(sqlstate) else sqlstate
+def refusal(code: str) -> str:
+    """``40001, safe to retry``, ``1213 (SQLSTATE 40001), safe to retry``, or the code alone:
+    whether a retry can succeed is the code's."""
+    shown = code_shown(code)
+    return f"{shown}, safe to retry" if is_retryable(code) else shown
+
+
+def code_shown(code: str) -> str:
+    """A PostgreSQL SQLSTATE as it is; a MySQL error number with the SQLSTATE the server sends."""
+    if code.isdigit() and len(code) == 4 and int(code) in MYSQL_SQLSTATES:
+        return f"{code} (SQLSTATE {MYSQL_SQLSTATES[int(code)]})"
+    return code
 
 
 def sqlstate_name(sqlstate: str) -> str:
     """``40001 SerializationFailure``: the code with the name psycopg gives its class."""
+    if sqlstate.isdigit() and len(sqlstate) == 4:
+        return code_shown(sqlstate)
     try:
         return f"{sqlstate} {psycopg.errors.lookup(sqlstate).__name__}"
     except KeyError:

@@ -107,7 +107,7 @@ def test_serializable_on_innodb_is_a_deadlock_not_ssi(scheduler: Scheduler) -> N
     why = str(explain(run))
     assert "InnoDB found a deadlock and broke it by refusing" in why
     assert "1213" in why
-    assert "(1213, safe to retry)" in why
+    assert "(1213 (SQLSTATE 40001), safe to retry)" in why
 
 
 def test_a_get_lock_wait_is_seen_and_the_lock_released_after_every_end(
@@ -314,3 +314,38 @@ def test_innodb_snapshot_isolation_changes_the_lost_race_but_not_the_seed(
             STRATEGIES["optimistic"], RR, parse_schedule("t2-waits", 4), RetryPolicy(0)
         )
     assert usual.verdict is Verdict.LOST_RACE  # off (10.11's default): the bump just misses
+
+
+@pytest.mark.stress
+def test_lock_timeouts_and_crossed_deadlocks_on_innodb(mysql_lab: Lab) -> None:
+    """1205 after innodb_lock_wait_timeout, not retried; crossed pairs deadlock (1213), retried."""
+    with mysql_lab.connect(Schema.UNCONSTRAINED, autocommit=False) as holder:
+        mysql_lab.reset(5)
+        cursor = holder.cursor()
+        cursor.execute("SELECT id FROM orders FOR UPDATE")  # every order locked by an outsider
+        result = run_stress(
+            mysql_lab,
+            StressPlan(STRATEGIES["lock_first"], RC, workers=2, orders=5, lock_timeout_ms=1000),
+            reset=False,
+        )
+        holder.rollback()
+    assert result.tally.failed == Counter({"1205": 10})  # every request timed out, none retried
+    assert result.faults["lock_timeouts"] == 10
+    crossed = stress(
+        mysql_lab, "lock_first", RC, workers=4, orders=10, workload=Workload.CROSSED, retries=30
+    )
+    assert crossed.correct
+    assert per_order(mysql_lab, "lock_first") == dict.fromkeys(range(1, 11), 1)
+
+
+def test_the_deadlock_timeout_is_postgresqls(
+    mysql_lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = plain_url(mysql_lab.server.url)
+    argv = ["--database-url", url, "--lab-database", mysql_lab.name, "stress", "-n", "2",
+            "--deadlock-timeout", "20"]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "redpacket: error: --deadlock-timeout is PostgreSQL's: InnoDB finds a deadlock as it"
+        " forms\n"
+    )

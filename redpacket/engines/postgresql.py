@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError
+from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError, rows_of
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 
@@ -128,6 +128,12 @@ class PostgreSQL:
         level = conn.execute("SHOW default_transaction_isolation").fetchone()[0]
         return str(version), str(level)
 
+    def run(
+        self, conn: Any, statement: str, params: dict[str, Any] | None = None
+    ) -> tuple[tuple[Any, ...], ...]:
+        cursor = conn.execute(statement, params)
+        return rows_of(cursor)
+
     def session_id(self, conn: Any) -> int:
         return int(conn.info.backend_pid)
 
@@ -156,6 +162,9 @@ class PostgreSQL:
 
     def begin(self, level: Isolation) -> tuple[str, ...]:
         return (level.begin_sql,)
+
+    def session_level(self, level: Isolation) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return (), (level.begin_sql,)
 
     def read_of(self, level: Isolation, statement: str, snapshot_taken: bool) -> Read:
         if level is Isolation.READ_COMMITTED or not snapshot_taken:
@@ -190,7 +199,10 @@ class PostgreSQL:
         return "SELECT set_config(%s, %s, false)", (name, value)
 
     def session_settings(
-        self, lock_timeout_ms: int | None, statement_timeout_ms: int | None
+        self,
+        lock_timeout_ms: int | None,
+        statement_timeout_ms: int | None,
+        deadlock_timeout_ms: int | None = None,
     ) -> Sequence[str]:
         settings = []
         for name, value in (("lock_timeout", lock_timeout_ms),

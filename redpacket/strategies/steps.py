@@ -34,7 +34,7 @@ class End(enum.Enum):
 
     @property
     def commits(self) -> bool:
-        return self in (End.GRANTED, End.ALREADY_GRANTED)
+        return self is End.GRANTED or self is End.ALREADY_GRANTED
 
 
 class Role(enum.Enum):

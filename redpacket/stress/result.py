@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from redpacket import vocabulary
+from redpacket.engines import engine_named
 from redpacket.stress.check import GrantCheck
 from redpacket.stress.checker import HistoryCheck
 from redpacket.stress.plan import StressPlan
@@ -24,6 +25,7 @@ class StressResult:
     history_check: HistoryCheck | None = None
     backends_killed: int = 0
     error: str | None = None
+    database: str = "postgresql"  # the engine it ran on: which codes count as which fault
 
     @property
     def throughput_per_s(self) -> float:
@@ -54,15 +56,16 @@ class StressResult:
     @property
     def faults(self) -> dict[str, int]:
         errors = self.tally.errors
+        codes = engine_named(self.database).faults
         return {
             "backends_killed": self.backends_killed,
             "connections_lost": self.tally.connections_lost,
             "reconnects": self.tally.reconnects,
             "unknown_outcomes": self.tally.unknown,
-            "lock_timeouts": errors["55P03"],
-            "statement_timeouts": errors["57014"],
-            "deadlocks": errors["40P01"],
-            "serialization_failures": errors["40001"],
+            "lock_timeouts": sum(errors[code] for code in codes.lock_timeout),
+            "statement_timeouts": sum(errors[code] for code in codes.statement_timeout),
+            "deadlocks": sum(errors[code] for code in codes.deadlock),
+            "serialization_failures": sum(errors[code] for code in codes.serialization),
         }
 
     def to_json(self) -> dict[str, Any]:

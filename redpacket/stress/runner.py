@@ -32,6 +32,9 @@ def run_stress(
     """Run ``plan`` on freshly loaded orders (``reset=False`` keeps the tables as they are)."""
     schema = Schema.for_revision(plan.strategy.requires_revision)
     plan.strategy.for_engine(lab.engine.name, lab.engine.label)  # refused here, in one line
+    lab.engine.session_settings(  # so is a setting the engine does not have
+        plan.lock_timeout_ms, plan.statement_timeout_ms, plan.deadlock_timeout_ms
+    )
     if reset:
         lab.reset(plan.orders)
     existing_before = 0 if reset else rows_so_far(lab, schema)
@@ -69,6 +72,7 @@ def run_stress(
         history_check=history_check,
         backends_killed=killer.killed if killer else 0,
         error=outcome.error,
+        database=lab.engine.name,
     )
 
 

@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from redpacket.engines import Engine, engine_named
-from redpacket.engines.base import rows_of
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import End, Ending, Outcome, Step, Walk, closes_with_commit
 from redpacket.stress.plan import StressPlan, Workload
@@ -127,7 +126,7 @@ class _Worker(threading.Thread):
     ) -> tuple[Ending, list[End], list[int | None], bool]:
         """One attempt: (how it ended, each order's end, each red packet id, COMMIT sent)."""
         engine = self.engine
-        cursor = self.conn.cursor()
+        run, conn = engine.database.run, self.conn
         ends: list[End] = []
         ids: list[int | None] = []
         reached: dict[int, Step] = {}
@@ -135,27 +134,26 @@ class _Worker(threading.Thread):
         walk: Walk | None = None
         try:
             for statement in engine.begin:
-                cursor.execute(statement)
+                run(conn, statement)
             for order_id in orders:
                 walk = Walk(engine.strategy, dict(engine.base_context, order_id=order_id))
                 end: End | None = None
                 while end is None:
                     step = walk.step
                     reached[walk.index] = step
-                    cursor.execute(step.pyformat_sql, step.params(walk.context))
-                    rows = rows_of(cursor)
+                    rows = run(conn, step.pyformat_sql, step.params(walk.context))
                     end = walk.row(rows[0] if rows else None)
                 if not end.commits:
-                    cursor.execute("ROLLBACK")
+                    run(conn, "ROLLBACK")
                     return Ending(end), [], [], False
                 ends.append(end)
                 packet = walk.context.get("red_packet_id")
                 ids.append(int(packet) if packet is not None else None)
             if not closes_with_commit(ends[-1], aborted=False):
-                cursor.execute("ROLLBACK")
+                run(conn, "ROLLBACK")
                 return Ending(ends[-1]), [], [], False
             commit_sent = True
-            cursor.execute("COMMIT")
+            run(conn, "COMMIT")
             return Ending(ends[-1]), ends, ids, True
         except Exception as exc:
             error = engine.database.error_of(exc)
@@ -165,7 +163,7 @@ class _Worker(threading.Thread):
             if error.lost:
                 return Ending.connection_lost(commit_sent), ends, ids, commit_sent
             with contextlib.suppress(Exception):
-                cursor.execute("ROLLBACK")
+                run(conn, "ROLLBACK")
             if commit_sent:
                 return Ending(sqlstate=error.code), [], [], True
             handled = walk.error(error.code) if walk is not None and len(orders) == 1 else None
@@ -173,11 +171,9 @@ class _Worker(threading.Thread):
                 return Ending.after_error(handled, error.code), [handled], [None], False
             return Ending(sqlstate=error.code), [], [], False
         finally:
-            self._afterwards(cursor, reached, orders)
-            with contextlib.suppress(Exception):
-                cursor.close()
+            self._afterwards(reached, orders)
 
-    def _afterwards(self, cursor: Any, reached: dict[int, Step], orders: tuple[int, ...]) -> None:
+    def _afterwards(self, reached: dict[int, Step], orders: tuple[int, ...]) -> None:
         """Release what outlives the transaction (MySQL's GET_LOCK), whatever its end."""
         if self.conn is None:
             return
@@ -187,7 +183,7 @@ class _Worker(threading.Thread):
             for order_id in orders:
                 params = step.params(dict(self.engine.base_context, order_id=order_id))
                 with contextlib.suppress(Exception):  # a dead session released it already
-                    cursor.execute(step.pyformat_afterwards, params)
+                    self.engine.database.run(self.conn, step.pyformat_afterwards, params)
 
     @property
     def rng(self) -> random.Random:
@@ -205,9 +201,11 @@ class ThreadEngine:
         self.database: Engine = engine_named(database)
         self.url = make_url(url)
         self.strategy = plan.strategy.for_engine(self.database.name, self.database.label)
-        self.begin = self.database.begin(plan.isolation)
-        self.settings = tuple(
-            self.database.session_settings(plan.lock_timeout_ms, plan.statement_timeout_ms)
+        once, self.begin = self.database.session_level(plan.isolation)
+        self.settings = once + tuple(
+            self.database.session_settings(
+                plan.lock_timeout_ms, plan.statement_timeout_ms, plan.deadlock_timeout_ms
+            )
         )
         self.retry = RetryPolicy(plan.retries)
         self.base_context: dict[str, Any] = {
@@ -245,6 +243,17 @@ class ThreadEngine:
         for worker in self.workers:
             total.merge(worker.tally)
         return total
+
+    def _counts(self) -> Tally:
+        """The counters a progress report shows, without merging histories: cheap to take."""
+        counts = Tally()
+        for worker in self.workers:
+            tally = worker.tally
+            counts.attempts += tally.attempts
+            counts.granted += tally.granted
+            counts.failed.update(tally.failed)
+            counts.granted_orders += tally.drain_granted_orders()
+        return counts
 
     def stop(self) -> None:
         self.stopping = True
@@ -322,7 +331,7 @@ class ThreadEngine:
                 self.stop()
             if now >= self._next_report:
                 self._next_report = now + PROGRESS_EVERY_S
-                if not progress(self.tally):
+                if not progress(self._counts()):
                     self.stop()
             if any(worker.error is not None for worker in self.workers):
                 self._start.abort()

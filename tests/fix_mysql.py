@@ -1,11 +1,12 @@
 """Where the tests' MySQL-family server comes from: ``--test-mysql-dsn`` or the environment.
 
 The MySQL tests run against a real MariaDB or MySQL (CI: the machine's MariaDB
-10.11) and skip, saying why, where none can be had. InnoDB shows its lock waits
+10.11) and skip, saying why, where none can be had. InnoDB names a lock's holder
 through information_schema tables that are refreshed only after a tenth of a
-second without readers: two schedulers reading them in turn would keep them stale
-for each other. So a test that watches InnoDB's waits holds ``innodb_watch``, a
-lock shared by every xdist worker.
+second without readers: two schedulers reading them in turn keep them stale for
+each other, and the lab then deduces the holder only after a second of waiting.
+So a test that watches InnoDB's waits holds ``innodb_watch``, a lock shared by
+every xdist worker, to stay fast.
 """
 
 from __future__ import annotations

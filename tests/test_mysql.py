@@ -9,13 +9,20 @@ tables, and the hot stress run reproduces the bug.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from sqlalchemy.engine import URL
 
 from redpacket.cli import main
 from redpacket.database import migrate
+from redpacket.database.backends import Server
+from redpacket.database.connect import connect
 from redpacket.database.lab import Lab, Schema
 from redpacket.database.urls import plain_url
 from redpacket.interleave.explain import explain
@@ -83,6 +90,70 @@ def test_the_seed_duplicates_on_innodb_and_the_why_says_so(scheduler: Scheduler)
     assert "the snapshot its first statement, step 1 (select_order, #5), took" in why
     assert "was a current read: InnoDB locks and reads the newest committed row version" in why
     assert "40001" not in why
+
+
+@contextmanager
+def innodb_cache_kept_stale(url: URL) -> Iterator[list[int]]:
+    """A monitoring agent reading information_schema.INNODB_TRX more often than every
+    0.1 s: InnoDB then never refreshes the cache its lock tables are served from."""
+    stop, reading = threading.Event(), threading.Event()
+    reads = [0]
+
+    def monitoring_agent() -> None:
+        with connect(url, autocommit=True) as conn:
+            cursor = conn.cursor()
+            while not stop.is_set():
+                cursor.execute("SELECT count(*) FROM information_schema.INNODB_TRX")
+                cursor.fetchall()
+                reads[0] += 1
+                if reads[0] == 3:
+                    reading.set()  # the cache is now frozen as it was before the test
+                stop.wait(0.02)
+
+    agent = threading.Thread(target=monitoring_agent, daemon=True)
+    agent.start()
+    try:
+        assert reading.wait(10)
+        yield reads
+    finally:
+        stop.set()
+        agent.join()
+
+
+def test_a_wait_is_seen_while_another_client_keeps_innodbs_cache_stale(
+    scheduler: Scheduler, mysql_server: Server
+) -> None:
+    """The wait is seen live (the InnoDB monitor) and T1 named as the holder."""
+    with innodb_cache_kept_stale(mysql_server.url) as reads:
+        before, started = reads[0], time.monotonic()
+        run = scheduled(scheduler, "seed", RR, "t2-waits")
+        took = time.monotonic() - started
+        assert reads[0] - before >= took / 0.1  # it read all along, more often than 0.1 s
+    assert run.stuck is None
+    assert (run.verdict, run.red_packets) == (Verdict.DUPLICATE, 2)
+    wait = next(e for e in run.events if e.kind is Kind.WAIT)
+    assert (wait.session, wait.action, wait.waited_on) == (2, "lock_order", (1,))
+
+
+def test_the_fault_injector_sees_transactions_through_a_stale_cache(
+    fresh_mysql_lab: Lab, mysql_server: Server
+) -> None:
+    """The killer must pick sessions inside a transaction, as of now."""
+    engine = fresh_mysql_lab.engine
+    schema = Schema.CONSTRAINED
+    database = fresh_mysql_lab.url_of(schema).database or ""
+    with (
+        fresh_mysql_lab.connect(schema) as worker,
+        fresh_mysql_lab.connect(schema) as observer,
+        innodb_cache_kept_stale(mysql_server.url),
+    ):
+        worker_id = engine.session_id(worker)
+        assert worker_id not in engine.sessions_in_transaction(observer, database)
+        engine.run(worker, "BEGIN")
+        engine.run(worker, "SELECT id FROM orders WHERE id = 1 FOR UPDATE")
+        assert worker_id in engine.sessions_in_transaction(observer, database)
+        engine.run(worker, "COMMIT")
+        assert worker_id not in engine.sessions_in_transaction(observer, database)
 
 
 def test_lock_first_is_a_fix_on_innodb_because_a_locking_read_takes_no_snapshot(
@@ -349,3 +420,37 @@ def test_the_deadlock_timeout_is_postgresqls(
         "redpacket: error: --deadlock-timeout is PostgreSQL's: InnoDB finds a deadlock as it"
         " forms\n"
     )
+
+
+@pytest.mark.stress
+def test_every_command_takes_a_mysql_url(
+    mysql_server: object, worker_id_suffix: str, capsys: pytest.CaptureFixture[str],
+    innodb_watch: None,
+) -> None:  # fmt: skip
+    assert isinstance(mysql_server, Server)
+    base = ["--database-url", plain_url(mysql_server.url), "--lab-database",
+            f"redpacket_cli_{worker_id_suffix}"]  # fmt: skip
+
+    def run(*argv: str) -> str:
+        status = main([*base, *argv])
+        out, err = capsys.readouterr()
+        assert status in (0, 1), (argv, err)
+        return out
+
+    assert "MariaDB" in run("doctor") or "MySQL" in run("doctor")
+    assert "at revision 0002" in run("migrate")
+    assert "10 orders loaded" in run("reset", "--orders", "10")
+    assert "lock_check" in run("strategies")
+    assert "granted (red packet" in run("grant", "3", "-s", "unique_catch")
+    assert "already granted" in run("grant", "3", "-s", "unique_catch")
+    explained = json.loads(run("explain", "lock_first", "-i", "repeatable-read", "--json"))
+    assert explained["verdict"] == "correct"
+    assert explained["server"].startswith(("MariaDB", "MySQL"))
+    cells = json.loads(run("matrix", "--strategies", "seed", "--schedules", "t2-waits", "--json"))
+    assert {c["isolation"]: c["verdict"] for c in cells}["repeatable-read"] == "duplicate"
+    shown = json.loads(run("stress", "-s", "on_conflict", "-w", "4", "-n", "20", "--json"))
+    assert shown["correct"]
+    compare = ["compare", "--strategies", "seed,lock_first", "--isolation", "repeatable-read"]
+    compared = json.loads(run(*compare, "--workers", "4", "-n", "10", "--json"))
+    assert [r["verdict"] for r in compared["results"]] == ["duplicate", "correct"]
+    assert "dropped" in run("drop")

@@ -8,8 +8,9 @@
 - SERIALIZABLE makes plain SELECTs shared-locking reads (autocommit off): the
   race becomes a deadlock (1213, SQLSTATE 40001), not SSI.
 - Errors are numbers (1213 deadlock, 1205 lock wait timeout, 1062 duplicate key);
-  waits are seen in information_schema.INNODB_LOCK_WAITS (MariaDB) or
-  performance_schema.data_lock_waits (MySQL 8), user locks in the processlist.
+  waits are seen in performance_schema.data_lock_waits (MySQL 8) or, on MariaDB,
+  in the InnoDB monitor (live) with information_schema.INNODB_LOCK_WAITS naming the
+  holder; user locks in the processlist.
 
 Driver: mysqlclient (``MySQLdb``), chosen by measurement (README): about twice
 PyMySQL's throughput at half its client CPU per transaction.
@@ -18,6 +19,7 @@ PyMySQL's throughput at half its client CPU per transaction.
 from __future__ import annotations
 
 import math
+import random
 import re
 import time
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from redpacket.engines import innodb_status
 from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
@@ -46,11 +49,11 @@ _USER_LOCK = re.compile(
 
 
 INNODB_CACHE_S = 0.12  # InnoDB's lock-wait tables refresh after 0.1 s without a reader
+HOLDER_NAMED_WITHIN_S = 1.0  # after that, a stale cache: deduce the holder (blocked_by)
 
 
 class MySQL:
     name = "mysql"
-    _innodb_read = 0.0  # when this process last read InnoDB's lock-wait tables
     label = "MariaDB / MySQL"
     schemes: tuple[str, ...] = ("mysql", "mariadb")
     driver = "mysql+mysqldb"
@@ -67,7 +70,9 @@ class MySQL:
         "InnoDB fixes a transaction's snapshot at its first plain (consistent) read, not at"
         " BEGIN and not at a locking read"
     )
-    wait_probe = "information_schema.INNODB_LOCK_WAITS"
+
+    def __init__(self) -> None:
+        self._innodb_next_read = 0.0  # not before: InnoDB's lock-wait tables (blocked_by)
 
     def check_url(self, url: URL) -> None:
         """Anything SQLAlchemy parsed will do: a database in the path is not used (the lab
@@ -213,16 +218,6 @@ class MySQL:
             return True
         return False
 
-    def in_transaction(self, conn: Any) -> bool:
-        cursor = conn.cursor()
-        cursor.execute(
-            "SELECT count(*) FROM information_schema.INNODB_TRX"
-            " WHERE trx_mysql_thread_id = CONNECTION_ID()"
-        )
-        row = cursor.fetchone()
-        cursor.close()
-        return bool(row and row[0])
-
     def error_of(self, exc: BaseException) -> ServerError | None:
         try:
             import MySQLdb
@@ -276,15 +271,46 @@ class MySQL:
         holders = self._user_lock_holder(observer, session_id)
         if holders:
             return holders
-        # InnoDB serves its information_schema tables from a cache that is refreshed only
-        # when nobody read them for 0.1 s: read more often and it never changes. So look
-        # at most every INNODB_CACHE_S, and say "not seen yet" in between.
-        now = time.monotonic()
-        if now - self._innodb_read < INNODB_CACHE_S:
+        if not self._mariadb(observer):  # MySQL 8: performance_schema, live
+            return _ints(
+                _column(
+                    observer,
+                    "SELECT bt.PROCESSLIST_ID FROM performance_schema.data_lock_waits w"
+                    " JOIN performance_schema.threads rt"
+                    " ON rt.THREAD_ID = w.REQUESTING_THREAD_ID"
+                    " JOIN performance_schema.threads bt ON bt.THREAD_ID = w.BLOCKING_THREAD_ID"
+                    " WHERE rt.PROCESSLIST_ID = %s",
+                    (session_id,),
+                )
+            )
+        # Whether it waits: the monitor, live. Whom it waits for: INNODB_LOCK_WAITS,
+        # whose cache other readers can keep stale (see innodb_status).
+        now = innodb_status.transactions(observer)
+        waiter = now.get(session_id)
+        if waiter is None or not waiter.lock_wait:
             return []
-        self._innodb_read = now
-        if self._mariadb(observer):
-            holders = _column(
+        holders = self._named_holders(observer, session_id)
+        if holders or (waiter.waited_s or 0.0) < HOLDER_NAMED_WITHIN_S:
+            return holders
+        # The cache never refreshed: the holder is among the other transactions with
+        # locks whose session works in the database of the lock it waits for.
+        database = waiter.waited_table[0] if waiter.waited_table else None
+        there = set(self._sessions_in(observer, database)) if database else set()
+        return sorted(
+            t.session_id
+            for t in now.values()
+            if t.session_id != session_id and t.active and t.lock_structs and t.session_id in there
+        )
+
+    def _named_holders(self, observer: Any, session_id: int) -> list[int]:
+        """INNODB_LOCK_WAITS, read at most every INNODB_CACHE_S (plus jitter, so that two
+        pollers do not settle into a rhythm that keeps the cache from refreshing)."""
+        now = time.monotonic()
+        if now < self._innodb_next_read:
+            return []
+        self._innodb_next_read = now + INNODB_CACHE_S + random.uniform(0, INNODB_CACHE_S)
+        return _ints(
+            _column(
                 observer,
                 "SELECT b.trx_mysql_thread_id FROM information_schema.INNODB_LOCK_WAITS w"
                 " JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
@@ -292,16 +318,17 @@ class MySQL:
                 " WHERE r.trx_mysql_thread_id = %s",
                 (session_id,),
             )
-        else:
-            holders = _column(
+        )
+
+    def _sessions_in(self, observer: Any, database: str) -> list[int]:
+        return _ints(
+            _column(
                 observer,
-                "SELECT bt.PROCESSLIST_ID FROM performance_schema.data_lock_waits w"
-                " JOIN performance_schema.threads rt ON rt.THREAD_ID = w.REQUESTING_THREAD_ID"
-                " JOIN performance_schema.threads bt ON bt.THREAD_ID = w.BLOCKING_THREAD_ID"
-                " WHERE rt.PROCESSLIST_ID = %s",
-                (session_id,),
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s"
+                " AND ID <> CONNECTION_ID()",
+                (database,),
             )
-        return sorted({int(h) for h in holders})
+        )
 
     def _user_lock_holder(self, observer: Any, session_id: int) -> list[int]:
         """A GET_LOCK wait shows as the state 'User lock'; IS_USED_LOCK names the holder."""
@@ -327,16 +354,8 @@ class MySQL:
         _execute(observer, f"KILL CONNECTION {int(session_id)}")
 
     def sessions_in_transaction(self, observer: Any, database: str) -> list[int]:
-        return [
-            int(session)
-            for session in _column(
-                observer,
-                "SELECT p.ID FROM information_schema.PROCESSLIST p"
-                " JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID"
-                " WHERE p.DB = %s AND p.ID <> CONNECTION_ID()",
-                (database,),
-            )
-        ]
+        active = {t.session_id for t in innodb_status.transactions(observer).values() if t.active}
+        return [session for session in self._sessions_in(observer, database) if session in active]
 
     def setting(self, name: str, value: str) -> tuple[str, tuple[str, ...]]:
         """A session setting a user asked for (``innodb_snapshot_isolation=ON``)."""
@@ -393,6 +412,10 @@ def _column(conn: Any, statement: str, params: Any = None) -> list[Any]:
     rows = cursor.fetchall()
     cursor.close()
     return [row[0] for row in rows]
+
+
+def _ints(values: list[Any]) -> list[int]:
+    return sorted({int(value) for value in values})
 
 
 def _one(conn: Any, statement: str) -> str:

@@ -36,7 +36,6 @@ class PostgreSQL:
     snapshot_rule = (
         "PostgreSQL takes a transaction's snapshot when its first statement starts, not at BEGIN"
     )
-    wait_probe = "pg_blocking_pids"
 
     def check_url(self, url: URL) -> None:
         try:  # what libpq itself would refuse (spaces, unknown options), refused in one line
@@ -139,9 +138,6 @@ class PostgreSQL:
 
     def is_closed(self, conn: Any) -> bool:
         return bool(conn.closed)
-
-    def in_transaction(self, conn: Any) -> bool:
-        return bool(conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
 
     def error_of(self, exc: BaseException) -> ServerError | None:
         if not isinstance(exc, psycopg.Error):

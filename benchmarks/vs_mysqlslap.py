@@ -39,30 +39,44 @@ from redpacket.engines import engine_named
 from redpacket.isolation import Isolation
 from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
 from redpacket.strategies import STRATEGIES, Strategy, Walk
+from redpacket.strategies.batching import batches
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.runner import run_stress
 
 ORDERS = 10_000
+DELIMITER = "|"  # between mysqlslap's queries; ";" stays inside a batched one
 LEVEL = Isolation.READ_COMMITTED
 # The rows each step returns on the "already granted" path: it decides the steps sent.
 ALREADY_GRANTED_PATH = {"lock_first": [True, True], "on_conflict": [False, True]}
 
 
 def transaction(strategy: Strategy, order_id: int) -> list[str]:
-    """The statements the harness sends for one already-granted request, values inlined."""
+    """The queries the harness sends for one already-granted request, values inlined: one
+    per round trip, several statements where the harness batches them (START TRANSACTION
+    with the first step; strategies.batching)."""
     steps = strategy.for_engine("mysql")
+    closing, _open = batches(steps)
     walk = Walk(steps, {})
     values = {"order_id": str(order_id), "campaign_id": f"'{DEFAULT_CAMPAIGN}'",
               "amount": str(DEFAULT_AMOUNT)}  # fmt: skip
     _once, begin = engine_named("mysql").session_level(LEVEL)  # the level is set per session
-    sent = list(begin)
-    for found in ALREADY_GRANTED_PATH[strategy.name]:
-        step = walk.step
-        sent.append(re.sub(r":(\w+)", lambda m: values[m.group(1)], step.sql))
-        end = walk.row(("1",) if found else None)
-        if end is not None:
-            break
-    sent.append("COMMIT")
+    leading, sent = list(begin), []
+    path = iter(ALREADY_GRANTED_PATH[strategy.name])
+    end, committed = None, False
+    while end is None:
+        batch = closing[walk.index]
+        query = leading
+        leading = []
+        for _ in batch.steps:
+            query.append(re.sub(r":(\w+)", lambda m: values[m.group(1)], walk.step.sql))
+            end = walk.row(("1",) if next(path) else None)
+        if batch.commit:
+            query.append("COMMIT")
+            committed = True
+        sent.append("; ".join(query))
+    if not committed:
+        sent.append("COMMIT")
+    assert all(DELIMITER not in query for query in sent)
     return sent
 
 
@@ -78,12 +92,12 @@ def run_mysqlslap(
         lines = []
         for _ in range(per_client):
             lines += transaction(strategy, rng.randint(1, ORDERS))
-        path.write_text(";\n".join(lines) + ";\n")
+        path.write_text(f"{DELIMITER}\n".join(lines) + f"{DELIMITER}\n")
         files.append(path)
     binary = shutil.which("mysqlslap") or shutil.which("mariadb-slap") or "mysqlslap"
     base = [binary, "-h", url.host or "127.0.0.1", "-P", str(url.port or 3306),
             "-u", url.username or "root", f"--create-schema={url.database}", "--no-drop",
-            "--concurrency=1", "--iterations=1", "--delimiter=;",
+            "--concurrency=1", "--iterations=1", f"--delimiter={DELIMITER}",
             f"--init-command=SET SESSION TRANSACTION ISOLATION LEVEL {LEVEL.sql}"]  # fmt: skip
     env = dict(os.environ)
     if url.password:

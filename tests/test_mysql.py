@@ -31,7 +31,8 @@ from redpacket.interleave.scheduler import Scheduler
 from redpacket.interleave.timeline import Kind, Run, Verdict
 from redpacket.isolation import Isolation
 from redpacket.retry import RetryPolicy
-from redpacket.strategies import STRATEGIES, Race
+from redpacket.strategies import STRATEGIES, End, Expected, Race, Step, Strategy
+from redpacket.strategies.batching import batches
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.result import StressResult
 from redpacket.stress.runner import run_stress
@@ -269,6 +270,61 @@ def test_every_declared_fix_holds_under_hot_load_on_innodb(
     assert not result.tally.failed
     assert result.history_check is not None
     assert result.history_check.ok
+
+
+def test_a_batch_goes_in_one_query_and_stops_at_the_statement_that_fails(
+    fresh_mysql_lab: Lab,
+) -> None:
+    MySQLdb = pytest.importorskip("MySQLdb")
+    engine = fresh_mysql_lab.engine
+    insert = "INSERT INTO red_packets (order_id, campaign_id, amount) VALUES (%(o)s, 'c', 1)"
+    with fresh_mysql_lab.connect(Schema.CONSTRAINED) as conn:
+        results = engine.run_batch(
+            conn, [("START TRANSACTION", None), (insert, {"o": 1}), (insert, {"o": 1}),
+                   (insert, {"o": 2})],
+        )  # fmt: skip
+        assert next(results) == ()
+        assert next(results)[0][0] > 0  # the new row's id
+        with pytest.raises(MySQLdb.IntegrityError) as refused:
+            next(results)
+        error = engine.error_of(refused.value)
+        assert error is not None
+        assert error.code == "1062"
+        engine.run(conn, "COMMIT")
+        counts = engine.run(conn, "SELECT order_id, count(*) FROM red_packets GROUP BY order_id")
+    assert counts == ((1, 1),)  # the statement after the failing one never ran
+
+
+@pytest.mark.stress
+def test_a_strategy_whose_steps_batch_with_commit_holds_under_hot_load_on_innodb(
+    mysql_lab: Lab,
+) -> None:
+    """START TRANSACTION, a lock that decides nothing, an insert that commits either way,
+    and COMMIT: one multi-statement query per grant."""
+    strategy = Strategy(
+        name="batched",
+        summary="lock, INSERT IGNORE, commit: one round trip",
+        steps=(
+            Step("lock_order", "SELECT id FROM orders WHERE id = :order_id FOR UPDATE"),
+            Step(
+                "insert_if_absent",
+                "INSERT IGNORE INTO red_packets (order_id, campaign_id, amount)"
+                " VALUES (:order_id, :campaign_id, :amount)",
+                on_row=End.GRANTED,
+                on_no_row=End.ALREADY_GRANTED,
+            ),
+        ),
+        requires_revision="0002",
+        verdicts={level: Expected(Race.CORRECT) for level in Isolation},
+    )
+    closing, _open = batches(strategy)
+    assert [(batch.steps, batch.commit) for batch in closing] == [((0, 1), True), ((1,), True)]
+    result = run_stress(mysql_lab, StressPlan(strategy, RR, workers=8, orders=50))
+    with mysql_lab.connect(Schema.CONSTRAINED) as conn:
+        rows = mysql_lab.engine.run(conn, "SELECT order_id, count(*) FROM red_packets GROUP BY 1")
+    assert dict(rows) == dict.fromkeys(range(1, 51), 1)
+    assert (result.tally.granted, result.tally.already_granted) == (50, 350)
+    assert not result.tally.failed
 
 
 @pytest.mark.stress

@@ -18,11 +18,12 @@ PyMySQL's throughput at half its client CPU per transaction.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -90,6 +91,7 @@ class MySQL:
     def connect(self, url: URL, *, autocommit: bool = True, application: str = "redpacket") -> Any:
         try:
             import MySQLdb
+            from MySQLdb.constants import CLIENT
         except ImportError:
             raise LabError(MYSQL_EXTRA) from None
         options: dict[str, Any] = {
@@ -99,6 +101,8 @@ class MySQL:
             "connect_timeout": CONNECT_TIMEOUT_S,
             "autocommit": autocommit,
             "charset": "utf8mb4",
+            # run_batch's multi-statement queries; every value the lab sends is escaped
+            "client_flag": CLIENT.MULTI_STATEMENTS,
         }
         if url.password:
             options["password"] = str(url.password)
@@ -197,16 +201,29 @@ class MySQL:
         self, conn: Any, statement: str, params: dict[str, Any] | None = None
     ) -> tuple[tuple[Any, ...], ...]:
         """One statement on mysqlclient's own connection API, without a cursor: the stress
-        engine's hot path. Values are escaped by the driver (``literal``), as a cursor would."""
-        query = statement.encode()
-        if params:
-            query = query % {name.encode(): conn.literal(value) for name, value in params.items()}
-        conn.query(query)
-        result = conn.store_result()
-        if result is not None:
-            return tuple(result.fetch_row(maxrows=0))
-        changed = conn.affected_rows()
-        return ((conn.insert_id() or changed,),) if changed > 0 else ()
+        engine's hot path."""
+        conn.query(_bound(conn, statement, params))
+        return _rows(conn)
+
+    def run_batch(
+        self, conn: Any, statements: Sequence[tuple[str, dict[str, Any] | None]]
+    ) -> Generator[tuple[tuple[Any, ...], ...], None, None]:
+        """The statements as one multi-statement query (one round trip); each one's rows in
+        turn. The server stops at the first statement that fails: its error is raised in
+        its turn, and nothing after it ran."""
+        conn.query(b";".join(_bound(conn, sql, params) for sql, params in statements))
+        done = False
+        try:
+            for index in range(len(statements)):
+                if index:
+                    conn.next_result()
+                yield _rows(conn)
+            done = True
+        finally:
+            if not done:  # the caller stopped early: read what is left, or the session jams
+                with contextlib.suppress(Exception):
+                    while conn.next_result() == 0:
+                        conn.store_result()
 
     def session_id(self, conn: Any) -> int:
         return int(conn.thread_id())
@@ -412,6 +429,26 @@ def _column(conn: Any, statement: str, params: Any = None) -> list[Any]:
     rows = cursor.fetchall()
     cursor.close()
     return [row[0] for row in rows]
+
+
+def _bound(conn: Any, statement: str, params: dict[str, Any] | None) -> bytes:
+    """The statement with its values escaped by the driver, as a cursor would do it
+    (integers, the common case, need no escaping)."""
+    query = statement.encode()
+    if not params:
+        return query
+    return query % {
+        name.encode(): b"%d" % value if type(value) is int else conn.literal(value)
+        for name, value in params.items()
+    }
+
+
+def _rows(conn: Any) -> tuple[tuple[Any, ...], ...]:
+    result = conn.store_result()
+    if result is not None:
+        return tuple(result.fetch_row(maxrows=0))
+    changed = conn.affected_rows()
+    return ((conn.insert_id() or changed,),) if changed > 0 else ()
 
 
 def _ints(values: list[Any]) -> list[int]:

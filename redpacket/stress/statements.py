@@ -1,9 +1,7 @@
 """A strategy's statements as libpq takes them — prepared once — and how they batch.
 
-Steps that need no client decision in between are sent together with the next one
-in one pipeline batch, with BEGIN in front of the first; COMMIT joins the batch of
-a step that commits whatever it returns. Same statements, same order: batching
-changes only the round trips.
+The batches are ``strategies.batching``'s, sent as one pipeline each, with BEGIN
+in front of the first.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from psycopg import pq
 from psycopg.pq.abc import PGconn
 
 from redpacket.strategies import Strategy
+from redpacket.strategies.batching import Batch, batches
 
 BEGIN, STEP, COMMIT, ROLLBACK = 0, 1, 2, 3
 # SQLSTATE classes that mean "this SQL is wrong" (syntax, undefined names, types), not
@@ -45,23 +44,11 @@ class Compiled:
         self.names = [f"rp_{i}".encode() for i in range(len(strategy.steps))]
         self.sql = [step.numbered_sql[0].encode() for step in strategy.steps]
         self.params = [step.numbered_sql[1] for step in strategy.steps]
-        # batches[start]: from step ``start`` up to the first step that decides (+ COMMIT when
-        # it always commits); open_batches: the same without COMMIT, for a transaction that
-        # still has another order to grant.
-        self.batches: list[Items] = []
-        self.open_batches: list[Items] = []
-        for start in range(len(strategy.steps)):
-            items = []
-            index = start
-            while True:
-                items.append((STEP, index))
-                step = strategy.steps[index]
-                if step.decides or index + 1 == len(strategy.steps):
-                    break
-                index += 1
-            self.open_batches.append(tuple(items))
-            commits = strategy.steps[index].always_commits
-            self.batches.append(tuple(items) + (((COMMIT, -1),) if commits else ()))
+        # batches[start]: the items sent from step ``start`` on (strategies.batching);
+        # open_batches: the same for a transaction that still has another order to grant.
+        closing, open_ = batches(strategy)
+        self.batches: list[Items] = [_items(batch) for batch in closing]
+        self.open_batches: list[Items] = [_items(batch) for batch in open_]
 
     def prepare(self, pgconn: PGconn) -> None:
         statements = [(b"rp_begin", self.begin_sql), (b"rp_commit", b"COMMIT")]
@@ -80,6 +67,11 @@ class Compiled:
                     f" ({sqlstate}): {primary or message}"
                 )
             raise ConnectionFailed(f"cannot prepare {name.decode()}: {message}")
+
+
+def _items(batch: Batch) -> Items:
+    steps = tuple((STEP, index) for index in batch.steps)
+    return steps + (((COMMIT, -1),) if batch.commit else ())
 
 
 def apply_settings(pgconn: PGconn, settings: tuple[tuple[str, str], ...]) -> None:

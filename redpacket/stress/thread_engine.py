@@ -2,7 +2,8 @@
 
 MySQL's drivers offer no libpq-style pipeline, so each worker is a thread with a
 blocking connection (mysqlclient, which releases the GIL while it waits on the
-server). Each worker runs the strategy's steps through the same ``Walk`` and ends
+server); what may go together (``strategies.batching``) goes as one multi-statement
+query. Each worker runs the strategy's steps through the same ``Walk`` and ends
 each transaction through the same ``Ending`` as every other executor; only the
 I/O differs. A worker whose connection dies reconnects: its request is retried
 if COMMIT was not sent (it certainly rolled back) and is *unknown* if it was.
@@ -21,7 +22,8 @@ from sqlalchemy.engine import make_url
 
 from redpacket.engines import Engine, engine_named
 from redpacket.retry import RetryPolicy
-from redpacket.strategies import End, Ending, Outcome, Step, Walk, closes_with_commit
+from redpacket.strategies import End, Ending, Outcome, Step, Walk
+from redpacket.strategies.batching import batches
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.statements import ConnectionFailed, ServerGone, StatementRefused
 from redpacket.stress.tally import Tally
@@ -124,47 +126,66 @@ class _Worker(threading.Thread):
     def _transaction(
         self, orders: tuple[int, ...]
     ) -> tuple[Ending, list[End], list[int | None], bool]:
-        """One attempt: (how it ended, each order's end, each red packet id, COMMIT sent)."""
+        """One attempt: (how it ended, each order's end, each red packet id, COMMIT sent).
+
+        Statements go in the strategy's batches (``strategies.batching``), START
+        TRANSACTION with the first, COMMIT with a step that commits whatever it returns.
+        """
         engine = self.engine
-        run, conn = engine.database.run, self.conn
+        database, conn = engine.database, self.conn
         ends: list[End] = []
         ids: list[int | None] = []
         reached: dict[int, Step] = {}
-        commit_sent = False
+        commit_sent = False  # on the wire: if the connection dies now, the outcome is unknown
+        commit_run = False  # every statement before it succeeded, so the server ran it
         walk: Walk | None = None
+        leading: list[tuple[str, dict[str, Any] | None]] = [(sql, None) for sql in engine.begin]
         try:
-            for statement in engine.begin:
-                run(conn, statement)
-            for order_id in orders:
+            for position, order_id in enumerate(orders):
+                plan = engine.closing if position + 1 == len(orders) else engine.open
                 walk = Walk(engine.strategy, dict(engine.base_context, order_id=order_id))
                 end: End | None = None
                 while end is None:
-                    step = walk.step
-                    reached[walk.index] = step
-                    rows = run(conn, step.pyformat_sql, step.params(walk.context))
-                    end = walk.row(rows[0] if rows else None)
+                    batch = plan[walk.index]
+                    steps = engine.strategy.steps
+                    sent = leading + [
+                        (steps[i].pyformat_sql, steps[i].params(walk.context)) for i in batch.steps
+                    ]
+                    if batch.commit:
+                        sent.append(("COMMIT", None))
+                        commit_sent = True
+                    with contextlib.closing(database.run_batch(conn, sent)) as results:
+                        for _ in leading:
+                            next(results)
+                        leading = []
+                        for _ in batch.steps:
+                            step = walk.step
+                            reached[walk.index] = step
+                            rows = next(results)
+                            end = walk.row(rows[0] if rows else None)
+                        if batch.commit:
+                            commit_run = True
+                            next(results)
                 if not end.commits:
-                    run(conn, "ROLLBACK")
+                    database.run(conn, "ROLLBACK")
                     return Ending(end), [], [], False
                 ends.append(end)
                 packet = walk.context.get("red_packet_id")
                 ids.append(int(packet) if packet is not None else None)
-            if not closes_with_commit(ends[-1], aborted=False):
-                run(conn, "ROLLBACK")
-                return Ending(ends[-1]), [], [], False
-            commit_sent = True
-            run(conn, "COMMIT")
+            if not commit_run:
+                commit_sent = commit_run = True
+                database.run(conn, "COMMIT")
             return Ending(ends[-1]), ends, ids, True
         except Exception as exc:
-            error = engine.database.error_of(exc)
+            error = database.error_of(exc)
             if error is None:
                 raise
             self.tally.errors[error.code] += 1
             if error.lost:
                 return Ending.connection_lost(commit_sent), ends, ids, commit_sent
             with contextlib.suppress(Exception):
-                run(conn, "ROLLBACK")
-            if commit_sent:
+                database.run(conn, "ROLLBACK")
+            if commit_run:
                 return Ending(sqlstate=error.code), [], [], True
             handled = walk.error(error.code) if walk is not None and len(orders) == 1 else None
             if handled is not None:
@@ -201,6 +222,7 @@ class ThreadEngine:
         self.database: Engine = engine_named(database)
         self.url = make_url(url)
         self.strategy = plan.strategy.for_engine(self.database.name, self.database.label)
+        self.closing, self.open = batches(self.strategy)
         once, self.begin = self.database.session_level(plan.isolation)
         self.settings = once + tuple(
             self.database.session_settings(
@@ -258,16 +280,16 @@ class ThreadEngine:
     def stop(self) -> None:
         self.stopping = True
 
-    def _take(self) -> bool:
+    def _next_order(self) -> int | None:
+        """The next uniform request's order, while the run goes on and its budget lasts."""
         if self.stopping:
-            return False
-        if self.attempts_left is None:
-            return True
+            return None
         with self._budget:
-            if self.attempts_left <= 0:
-                return False
-            self.attempts_left -= 1
-            return True
+            if self.attempts_left is not None:
+                if self.attempts_left <= 0:
+                    return None
+                self.attempts_left -= 1
+            return self.order_rng.randint(1, self.plan.orders)
 
     def work(self, worker: _Worker) -> None:
         if self.plan.workload.hot:
@@ -286,9 +308,7 @@ class ThreadEngine:
                 except threading.BrokenBarrierError:
                     return
             return
-        while self._take():
-            with self._budget:
-                order_id = self.order_rng.randint(1, self.plan.orders)
+        while (order_id := self._next_order()) is not None:
             worker.request((order_id,))
 
     def run(

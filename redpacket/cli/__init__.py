@@ -15,6 +15,7 @@ from redpacket.cli import (  # noqa: F401  (modules register their commands)
     grant_commands,
     interleave_commands,
     lab_commands,
+    spec_commands,
     strategy_commands,
     stress_commands,
 )

@@ -24,6 +24,7 @@ from redpacket.report import html
 from redpacket.report.doctor_view import doctor_rows, doctor_table
 from redpacket.report.marks import LEGEND
 from redpacket.report.matrix_view import matrix_table
+from redpacket.report.spec_view import spec_sections
 from redpacket.report.stress_view import compare_table
 from redpacket.report.timeline_view import (
     legend_table,
@@ -31,6 +32,7 @@ from redpacket.report.timeline_view import (
     verdict_detail,
     verdict_text,
 )
+from redpacket.specs.run import SpecRun
 from redpacket.stress.result import StressResult
 
 
@@ -73,6 +75,11 @@ class Show:
         self.console.print(Panel("\n".join(lines), title=title, expand=False))
         self.sections.append(html.heading(title))
         self.sections += [html.paragraph(line) for line in lines]
+
+    def spec_run(self, run: SpecRun) -> None:
+        self.console.print(Rule(f"{run.spec.name} on {run.server}"))
+        self.console.print(Text(run.text()))
+        self.sections += spec_sections(run)
 
     def doctor(self, report: DoctorReport) -> None:
         self.console.print(doctor_table(report))

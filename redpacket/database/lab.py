@@ -104,9 +104,24 @@ class Lab:
         return ownership.ensure(self)
 
     def drop(self) -> bool:
-        """Drop the lab database (only if it carries our mark). False if it did not exist."""
+        """Drop the lab's databases (only those with our mark). False if none existed."""
         self.close()
-        return ownership.drop(self)
+        dropped_specs = ownership.drop_database(self, self.spec_database)
+        return ownership.drop(self) or dropped_specs
+
+    @property
+    def spec_database(self) -> str:
+        """Where spec files run (``redpacket spec``, ``anomalies``): one database of the
+        lab's, apart from the red-packet schemas, since a spec creates and drops what it
+        likes."""
+        return f"{self.name}_specs"
+
+    def spec_url(self) -> URL:
+        """The spec database, created and marked if missing (and set up by the engine)."""
+        if ownership.ensure_database(self, self.spec_database):
+            with connect(self.maintenance_url, autocommit=True) as conn:
+                self.engine.prepare_spec_database(conn, self.spec_database)
+        return self.server.url.set(database=self.spec_database)
 
     def require(self) -> None:
         ownership.require(self)

@@ -83,3 +83,27 @@ def require(lab: Lab) -> None:
                 " run `redpacket migrate` first"
             )
         _refuse_foreign(database, mark)
+
+
+def ensure_database(lab: Lab, database: str) -> bool:
+    """Create and mark one more database of the lab's (the spec files' own); True if created.
+
+    It is not one of ``engine.lab_databases``, so labs created before it need no migration;
+    ``drop_database`` removes it with the rest."""
+    with _maintenance(lab) as conn:
+        mark = lab.engine.mark_of(conn, database)
+        _refuse_foreign(database, mark)
+        created = mark is False and lab.engine.create_database(conn, database, OWNER_MARK)
+        _refuse_foreign(database, lab.engine.mark_of(conn, database))
+    return created
+
+
+def drop_database(lab: Lab, database: str) -> bool:
+    """Drop one more database of the lab's, if it is there and marked; False if absent."""
+    with _maintenance(lab) as conn:
+        mark = lab.engine.mark_of(conn, database)
+        if mark is False:
+            return False
+        _refuse_foreign(database, mark)
+        lab.engine.drop_database(conn, database)
+    return True

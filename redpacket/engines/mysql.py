@@ -94,27 +94,27 @@ class MySQL:
             from MySQLdb.constants import CLIENT
         except ImportError:
             raise LabError(MYSQL_EXTRA) from None
-        options: dict[str, Any] = {
-            "host": url.host or "127.0.0.1",
-            "port": url.port or 3306,
-            "user": url.username or "root",
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "autocommit": autocommit,
-            "charset": "utf8mb4",
-            # run_batch's multi-statement queries; every value the lab sends is escaped
-            "client_flag": CLIENT.MULTI_STATEMENTS,
-        }
-        if url.password:
-            options["password"] = str(url.password)
-        if url.database:
-            options["database"] = url.database
-        socket = url.query.get("unix_socket")
-        if socket:
-            options["unix_socket"] = str(socket)
+        options = connect_options(url)
+        options["autocommit"] = autocommit
+        # run_batch's multi-statement queries; every value the lab sends is escaped
+        options["client_flag"] = CLIENT.MULTI_STATEMENTS
         return MySQLdb.connect(**options)
 
     def sqlalchemy_args(self, url: URL) -> tuple[URL, dict[str, Any]]:
         return url, {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
+
+    def spec_server(self, url: URL) -> Any:
+        """Sessions for spec files (``redpacket spec``), driven without blocking."""
+        from redpacket.engines.mysql_spec import MySQLSpecServer
+
+        try:
+            import MySQLdb  # noqa: F401
+        except ImportError:
+            raise LabError(MYSQL_EXTRA) from None
+        return MySQLSpecServer(self, url, connect_options(url))
+
+    def prepare_spec_database(self, conn: Any, database: str) -> None:
+        """Nothing to set: MySQL's messages and formats do not depend on the database."""
 
     # -- the lab's own objects ------------------------------------------------------------
 
@@ -319,6 +319,28 @@ class MySQL:
             if t.session_id != session_id and t.active and t.lock_structs and t.session_id in there
         )
 
+    def waits_among(self, observer: Any, session_id: int, among: set[int]) -> bool:
+        """Whether the session waits for a lock one of ``among`` holds (a spec's sessions).
+
+        Named holders first (user locks, MySQL 8's data_lock_waits, MariaDB's
+        INNODB_LOCK_WAITS when its cache is fresh); on MariaDB a wait the monitor reports
+        live counts when one of ``among`` is in a transaction holding locks: within a
+        spec's own database no one else can be. A table's metadata lock (DDL against an
+        open transaction) shows only in the processlist."""
+        if set(self.blocked_by(observer, session_id)) & among:
+            return True
+        now = innodb_status.transactions(observer)
+        waiter = now.get(session_id)
+        holders = {t.session_id for t in now.values() if t.active and t.lock_structs} & among
+        if waiter is not None and waiter.lock_wait:
+            return bool(holders - {session_id})
+        state = _column(
+            observer, "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = %s",
+            (session_id,),
+        )  # fmt: skip
+        metadata_wait = bool(state) and "metadata lock" in str(state[0] or "").lower()
+        return metadata_wait and bool({t.session_id for t in now.values() if t.active} & among)
+
     def _named_holders(self, observer: Any, session_id: int) -> list[int]:
         """INNODB_LOCK_WAITS, read at most every INNODB_CACHE_S (plus jitter, so that two
         pollers do not settle into a rhythm that keeps the cache from refreshing)."""
@@ -415,6 +437,25 @@ def _quoted(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_$]{1,64}", name):
         raise LabError(f"{name!r} is not a name the lab uses for a MySQL database or table")
     return f"`{name}`"
+
+
+def connect_options(url: URL) -> dict[str, Any]:
+    """mysqlclient's connection arguments for ``url`` (password included)."""
+    options: dict[str, Any] = {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 3306,
+        "user": url.username or "root",
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "charset": "utf8mb4",
+    }
+    if url.password:
+        options["password"] = str(url.password)
+    if url.database:
+        options["database"] = url.database
+    socket = url.query.get("unix_socket")
+    if socket:
+        options["unix_socket"] = str(socket)
+    return options
 
 
 def _execute(conn: Any, statement: str, params: Any = None) -> None:

@@ -21,6 +21,12 @@ from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerEr
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 
+SPEC_DATABASE_SETTINGS = (
+    ("lc_messages", "C"), ("lc_monetary", "C"), ("lc_numeric", "C"), ("lc_time", "C"),
+    ("bytea_output", "hex"), ("timezone_abbreviations", "Default"),
+    ("timezone", "PST8PDT"), ("datestyle", "Postgres, MDY"),
+)  # fmt: skip
+
 
 class PostgreSQL:
     name = "postgresql"
@@ -62,6 +68,12 @@ class PostgreSQL:
             args["options"] = f"-c search_path={schema}"
         return url.difference_update_query(["search_path"]), args
 
+    def spec_server(self, url: URL) -> Any:
+        """Sessions for spec files (``redpacket spec``), on libpq as isolationtester's."""
+        from redpacket.engines.postgresql_spec import PQSpecServer
+
+        return PQSpecServer(conninfo(url, "redpacket spec"))
+
     # -- the lab's own objects ------------------------------------------------------------
 
     def lab_url(self, server: URL, lab: str, schema: str) -> URL:
@@ -100,6 +112,22 @@ class PostgreSQL:
             ) from None
         conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(mark)))
         return True
+
+    def prepare_spec_database(self, conn: Any, database: str) -> None:
+        """Set up the spec database as pg_isolation_regress sets up its own, so a spec's
+        output can be diffed against PostgreSQL's expected files: messages, numbers and
+        times in the C locale, hex bytea, Pacific time, Postgres-style dates. Setting
+        lc_messages needs a superuser; without one the server's default stays."""
+        for name, value in SPEC_DATABASE_SETTINGS:
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                            sql.Identifier(database), sql.Identifier(name), sql.Literal(value)
+                        )
+                    )
+            except psycopg.errors.InsufficientPrivilege:
+                continue
 
     def drop_database(self, conn: Any, database: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))

@@ -1,0 +1,1 @@
+"""Isolation test specs: PostgreSQL's isolationtester format, run by the lab's scheduler."""

@@ -1,0 +1,297 @@
+"""Run a spec's permutations exactly as PostgreSQL's isolationtester runs them.
+
+The algorithm is the tester's (``run_permutation``, ``try_complete_step(s)``), so
+a spec's output here can be diffed against its expected file: send a step, give
+it 10 ms, and if no reply came ask the server whether the session waits for a lock
+held by another session of the spec; if so report ``<waiting ...>`` and go on with
+the next step, polling the waiting ones after each step; when a step's session is
+still busy, wait for it (polling the others meanwhile). Blocker annotations hold a
+step's completion back: ``(*)`` reports it waiting once whatever happens, ``(other)``
+keeps it open while that step runs, ``(other notices N)`` until that session sent N
+more notices. Nothing sleeps to make an order happen: every wait is the server's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from redpacket.specs.events import (
+    Event,
+    Failure,
+    Notice,
+    Notify,
+    PermutationStarted,
+    Problem,
+    SetupResult,
+    SpecParsed,
+    StepCanceled,
+    StepCompleted,
+    StepResult,
+    StepWaiting,
+    Table,
+)
+from redpacket.specs.model import BlockerKind, Permutation, PermutationStep, Spec, Step
+from redpacket.specs.parser import unused_steps
+from redpacket.specs.wire import SpecServer, SpecSession
+
+POLL_S = 0.010  # isolationtester checks for lock waits every 10 ms
+DEFAULT_STEP_TIMEOUT_S = 300.0
+
+
+class SpecAborted(Exception):
+    """The run stopped where isolationtester exits (the reason is the last event)."""
+
+
+@dataclass(eq=False)
+class Launch:
+    """One step of a permutation, as launched (identity matters: a step can repeat)."""
+
+    pstep: PermutationStep
+    step: Step
+    notice_targets: dict[int, int] = field(default_factory=dict)  # blocker index -> count
+
+
+@dataclass(eq=False)
+class _Conn:
+    name: str
+    session: SpecSession
+    active: Launch | None = None
+    notices: int = 0
+
+
+def step_timeout() -> float:
+    """PGISOLATIONTIMEOUT (seconds), as isolationtester reads it."""
+    value = os.environ.get("PGISOLATIONTIMEOUT")
+    try:
+        return float(int(value)) if value else DEFAULT_STEP_TIMEOUT_S
+    except ValueError:
+        return 0.0  # atoi() of garbage is 0
+
+
+def all_permutations(spec: Spec) -> Iterator[Permutation]:
+    """Every interleaving of the sessions' steps, in isolationtester's order."""
+    piles = [list(session.steps) for session in spec.sessions]
+
+    def recurse(taken: list[int], chosen: list[str]) -> Iterator[list[str]]:
+        found = False
+        for i, pile in enumerate(piles):
+            if taken[i] < len(pile):
+                found = True
+                chosen.append(pile[taken[i]].name)
+                taken[i] += 1
+                yield from recurse(taken, chosen)
+                taken[i] -= 1
+                chosen.pop()
+        if not found:
+            yield list(chosen)
+
+    for names in recurse([0] * len(piles), []):
+        yield Permutation(tuple(PermutationStep(name) for name in names))
+
+
+def permutations_of(spec: Spec) -> Iterator[Permutation]:
+    return iter(spec.permutations) if spec.permutations else all_permutations(spec)
+
+
+class Runner:
+    """One spec on one server: sessions opened once, permutations run in turn."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        server: SpecServer,
+        emit: Callable[[Event], None],
+        *,
+        max_wait: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec, self.server, self.emit, self.clock = spec, server, emit, clock
+        self.max_wait = step_timeout() if max_wait is None else max_wait
+        self.any_new_notice = False
+        self.conns: list[_Conn] = []
+        for session in spec.sessions:
+            conn = _Conn(session.name, None)  # type: ignore[arg-type]
+            conn.session = server.open(session.name, self._on_notice(conn))
+            self.conns.append(conn)
+        server.watch([conn.session for conn in self.conns])
+
+    def _on_notice(self, conn: _Conn) -> Callable[[str], None]:
+        def noticed(message: str) -> None:
+            self.emit(Notice(conn.name, message))
+            conn.notices += 1
+            self.any_new_notice = True
+
+        return noticed
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.session.close()
+
+    # -- a whole spec -------------------------------------------------------------------
+
+    def run(self, permutations: list[Permutation] | None = None) -> None:
+        for name in unused_steps(self.spec):
+            self.emit(Problem(f"unused step name: {name}"))
+        self.emit(SpecParsed(len(self.spec.sessions)))
+        chosen = permutations if permutations is not None else permutations_of(self.spec)
+        for permutation in chosen:
+            try:
+                self.run_permutation(permutation)
+            except SpecAborted:
+                self._clean_up()
+                raise
+
+    def _clean_up(self) -> None:
+        """After a stop, leave the spec database as the teardown would (isolationtester
+        exits and leaves it to the next run to trip over): end the sessions, whose
+        transactions roll back, then run the teardown block, printing nothing."""
+        for conn in self.conns:
+            conn.session.close()
+        if self.spec.teardown is not None:
+            self.server.control.execute(self.spec.teardown)
+
+    def _fail(self, text: str) -> SpecAborted:
+        self.emit(Problem(text, fatal=True))
+        return SpecAborted(text)
+
+    def _block(self, session: SpecSession, sql: str, label: str, *, fatal: bool) -> None:
+        result = session.execute(sql)
+        if isinstance(result, Table):
+            self.emit(SetupResult(result, None))
+        elif isinstance(result, Failure):
+            text = f"{label}: {session.last_error().rstrip(chr(10))}"
+            if fatal:
+                raise self._fail(text)
+            self.emit(Problem(text))
+
+    def run_permutation(self, permutation: Permutation) -> None:
+        self.emit(PermutationStarted(tuple(p.name for p in permutation.steps)))
+        control = self.server.control
+        for sql in self.spec.setup:
+            self._block(control, sql, "setup failed", fatal=True)
+        for conn, session in zip(self.conns, self.spec.sessions, strict=True):
+            if session.setup is not None:
+                self._block(
+                    conn.session, session.setup, f"setup of session {conn.name} failed",
+                    fatal=True,
+                )  # fmt: skip
+        waiting: list[Launch] = []
+        for pstep in permutation.steps:
+            launch = Launch(pstep, self.spec.step(pstep.name))
+            conn = self.conns[launch.step.session]
+            if conn.active is not None:
+                started = self.clock()
+                while conn.active is not None:
+                    old = conn.active
+                    if not self.try_complete(old, retry=True, nonblock=False):
+                        waiting.remove(old)
+                    waiting = self.try_complete_all(waiting, nonblock=True)
+                    if conn.active is not None and self.clock() - started > 2 * self.max_wait:
+                        active = " ".join(
+                            c.active.pstep.name for c in self.conns if c.active is not None
+                        )
+                        seconds = int(self.clock() - started)
+                        self.emit(Problem(f"step {conn.active.pstep.name} timed out after"
+                                          f" {seconds} seconds"))  # fmt: skip
+                        raise self._fail(f"active steps are: {active}")
+            conn.session.send(launch.step.sql)
+            conn.active = launch
+            for j, blocker in enumerate(pstep.blockers):
+                if blocker.kind is BlockerKind.NOTICES:
+                    other = self.conns[self.spec.step(str(blocker.step)).session]
+                    launch.notice_targets[j] = blocker.notices + other.notices
+            must_wait = self.try_complete(launch, retry=False, nonblock=True)
+            waiting = self.try_complete_all(waiting, nonblock=True)
+            if must_wait:
+                waiting.append(launch)
+        waiting = self.try_complete_all(waiting, nonblock=False)
+        if waiting:
+            raise self._fail("failed to complete permutation due to mutually-blocking steps")
+        for conn, session in zip(self.conns, self.spec.sessions, strict=True):
+            if session.teardown is not None:
+                self._block(
+                    conn.session, session.teardown, f"teardown of session {conn.name} failed",
+                    fatal=False,
+                )  # fmt: skip
+        if self.spec.teardown is not None:
+            self._block(control, self.spec.teardown, "teardown failed", fatal=False)
+
+    # -- isolationtester's try_complete_steps and try_complete_step ---------------------------
+
+    def try_complete_all(self, waiting: list[Launch], *, nonblock: bool) -> list[Launch]:
+        while True:
+            self.any_new_notice = False
+            before = len(waiting)
+            have_blocker = False
+            still = []
+            for launch in waiting:
+                if self.try_complete(launch, retry=True, nonblock=nonblock):
+                    have_blocker = have_blocker or bool(launch.pstep.blockers)
+                    still.append(launch)
+            waiting = still
+            if not (have_blocker and (len(waiting) < before or self.any_new_notice)):
+                return waiting
+
+    def _has_blocker(self, launch: Launch) -> bool:
+        for j, blocker in enumerate(launch.pstep.blockers):
+            if blocker.kind is BlockerKind.OTHER_STEP:
+                other = self.conns[self.spec.step(str(blocker.step)).session]
+                if other.active is not None and other.active.step.name == blocker.step:
+                    return True
+            elif blocker.kind is BlockerKind.NOTICES:
+                other = self.conns[self.spec.step(str(blocker.step)).session]
+                if other.notices < launch.notice_targets.get(j, 0):
+                    return True
+        return False
+
+    def try_complete(self, launch: Launch, *, retry: bool, nonblock: bool) -> bool:
+        """True if the step is not complete (waiting, or held back by a blocker)."""
+        step, conn = launch.step, self.conns[launch.step.session]
+        session = conn.session
+        if not retry and any(b.kind is BlockerKind.ONCE for b in launch.pstep.blockers):
+            self.emit(StepWaiting(step.name, conn.name, step.sql, forced=True))
+            return True
+        started = self.clock()
+        canceled = False
+        while session.busy():
+            if session.readable(POLL_S):
+                session.consume()
+                continue
+            if nonblock and self.server.is_blocked(session):
+                session.consume()
+                if not session.busy():
+                    break
+                if not retry:
+                    self.emit(StepWaiting(step.name, conn.name, step.sql, forced=False))
+                return True
+            elapsed = self.clock() - started
+            if elapsed > self.max_wait and not canceled and session.cancel():
+                self.emit(StepCanceled(step.name, int(elapsed)))
+                canceled = True
+            if elapsed > 2 * self.max_wait:
+                raise self._fail(f"step {step.name} timed out after {int(elapsed)} seconds")
+        if self._has_blocker(launch):
+            if not retry:
+                self.emit(StepWaiting(step.name, conn.name, step.sql, forced=True))
+            return True
+        self.emit(StepCompleted(step.name, conn.name, step.sql, after_wait=retry))
+        for result in session.results():
+            self.emit(StepResult(step.name, conn.name, result))
+        for note in session.notifications():
+            sender = next(
+                (c.name for c in self.conns if c.session.pid == note.sender_pid),
+                f"PID {note.sender_pid}",
+            )
+            self.emit(Notify(conn.name, note.channel, note.payload, sender))
+        conn.active = None
+        return False
+
+
+def count_permutations(spec: Spec) -> int:
+    if spec.permutations:
+        return len(spec.permutations)
+    return sum(1 for _ in itertools.islice(all_permutations(spec), 1_000_000))

@@ -67,7 +67,16 @@ def test_package_data_exists() -> None:
     for package, files in setuptools["package-data"].items():
         folder = ROOT / setuptools["package-dir"].get(package, package.replace(".", "/"))
         for name in files:
-            assert (folder / name).is_file(), f"package-data names {package}/{name}: missing"
+            assert list(folder.glob(name)), f"package-data names {package}/{name}: missing"
+
+
+def test_every_package_is_shipped() -> None:
+    """A package missing from pyproject's list works in a checkout and breaks once installed."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ])  # fmt: skip
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set()
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -129,3 +129,40 @@ def test_the_demo_page_is_a_lesson(
     assert "waits for T1" in text
     assert "snapshot" in text  # the legend and the marks
     assert not EMOJI_OR_BOXES.findall(text)
+
+
+def test_a_spec_page_has_a_timeline_per_permutation(
+    cli_lab: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = str(Path(__file__).parent / "specs" / "waits.spec")
+    data = json.loads(run(capsys, *cli_lab, "spec", spec, "--json"))
+    in_columns = {"waiting", "completed", "result", "notice", "notify"}
+    per_permutation: list[int] = []
+    for event in data["events"]:
+        if event["event"] == "permutation":
+            per_permutation.append(0)
+        elif event["event"] in in_columns:
+            per_permutation[-1] += 1
+    page = tmp_path / "spec.html"
+    run(capsys, *cli_lab, "spec", spec, "--html", str(page))
+    dom = rendered(page, tmp_path / "profile")
+    assert dom.rows == per_permutation  # every step, result and wait in its session's column
+    text = "".join(dom.text)
+    assert "waits for a lock (server)" in text
+    assert "deadlock detected" in text
+    assert not EMOJI_OR_BOXES.findall(text)
+
+
+def test_an_anomaly_page_colours_possible_and_prevented(
+    cli_lab: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "anomalies.html"
+    run(capsys, *cli_lab, "anomalies", "--only", "P4,G2", "--isolation",
+        "read-committed,serializable", "--html", str(page))  # fmt: skip
+    dom = rendered(page, tmp_path / "profile")
+    assert len(dom.verdicts) == 6  # P4, G2 and the red packet at two levels
+    assert set(dom.verdicts) == {"possible", "prevented"}
+    text = "".join(dom.text)
+    assert "anomalies on PostgreSQL" in text
+    assert "serialization failure 40001" in text
+    assert not EMOJI_OR_BOXES.findall(text)

@@ -21,6 +21,7 @@ from redpacket.errors import LabError
 from redpacket.interleave.explain import explain
 from redpacket.interleave.timeline import Run
 from redpacket.report import html
+from redpacket.report.anomaly_view import anomaly_table, by_server
 from redpacket.report.doctor_view import doctor_rows, doctor_table
 from redpacket.report.marks import LEGEND
 from redpacket.report.matrix_view import matrix_table
@@ -32,6 +33,7 @@ from redpacket.report.timeline_view import (
     verdict_detail,
     verdict_text,
 )
+from redpacket.specs.anomalies import Cell
 from redpacket.specs.run import SpecRun
 from redpacket.stress.result import StressResult
 
@@ -75,6 +77,11 @@ class Show:
         self.console.print(Panel("\n".join(lines), title=title, expand=False))
         self.sections.append(html.heading(title))
         self.sections += [html.paragraph(line) for line in lines]
+
+    def anomalies(self, cells: Sequence[Cell]) -> None:
+        for one_server in by_server(cells):
+            self.console.print(anomaly_table(one_server))
+            self.sections.append(html.anomalies(one_server))
 
     def spec_run(self, run: SpecRun) -> None:
         self.console.print(Rule(f"{run.spec.name} on {run.server}"))

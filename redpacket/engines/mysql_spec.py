@@ -32,7 +32,7 @@ def _failure(exc: Exception) -> Failure:
     args = exc.args
     number = int(args[0]) if args and isinstance(args[0], int) else 0
     message = str(args[1]) if len(args) > 1 else str(exc)
-    return Failure("ERROR", message, SQLSTATES.get(number, str(number) if number else None))
+    return Failure("ERROR", message, SQLSTATES.get(number), str(number) if number else None)
 
 
 class MySQLSession:

@@ -50,7 +50,8 @@ def result_of(res: pq.abc.PGresult) -> Result | None:
         primary = res.error_field(_FIELD.MESSAGE_PRIMARY)
         sqlstate = res.error_field(_FIELD.SQLSTATE)
         if severity is not None and primary is not None:
-            return Failure(_text(severity), _text(primary), _text(sqlstate) or None)
+            state = _text(sqlstate) or None
+            return Failure(_text(severity), _text(primary), state, state)
         return Failure(None, _text(res.error_message))
     return Failure(None, f"unexpected result status: PGRES_{_STATUS(status).name}")
 

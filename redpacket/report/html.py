@@ -16,6 +16,7 @@ from redpacket.interleave.timeline import Event, Kind, Run
 from redpacket.report.marks import blocked_positions, event_marks, rows_text
 from redpacket.report.matrix_view import MATRIX_CAPTION, matrix_grid
 from redpacket.report.stress_view import COMPARE_CAPTION, compare_grid
+from redpacket.specs.anomalies import Cell
 from redpacket.stress.result import StressResult
 
 STYLE = """
@@ -43,6 +44,8 @@ td.waiting { border-left: 6px solid #e0a100; background: #fff8e1; }
 .duplicate, .missing { background: #fde2e1; color: #8c1d18; }
 .refused, .lost-race { background: #fff1c2; color: #6b4e00; }
 .stuck { background: #efe3f7; color: #5b2a7a; }
+.possible { background: #fde2e1; color: #8c1d18; }
+.prevented { background: #e3f4e6; color: #14532d; }
 .why { border-left: 4px solid #8a99ad; padding: .4rem .9rem; background: #f6f8fa; }
 .legend dt { font-weight: 600; } .legend dd { margin: 0 0 .4rem 1.2rem; }
 caption { caption-side: bottom; color: #667; font-size: .85em; padding-top: .3rem; }
@@ -175,6 +178,22 @@ def legend(entries: Sequence[tuple[str, str]]) -> str:
 
 
 __all__ = [
-    "compare", "heading", "legend", "matrix", "page", "paragraph", "table", "timeline",
+    "anomalies", "compare", "heading", "legend", "matrix", "page", "paragraph", "table", "timeline",
     "verdict_badge", "verdict_line", "why",
 ]  # fmt: skip
+
+
+def anomalies(cells: Sequence[Cell]) -> str:
+    """The anomaly table of one server; a possible anomaly is drawn as a duplicate is."""
+    from redpacket.report.anomaly_view import ANOMALY_CAPTION, anomaly_grid
+
+    title, header, rows = anomaly_grid(cells)
+    coloured = [
+        row[:2] + [("verdict", *_anomaly_words(value)) for value in row[2:]] for row in rows
+    ]
+    return table(header, coloured, ANOMALY_CAPTION, "anomalies", title)
+
+
+def _anomaly_words(value: str) -> tuple[str, str]:
+    word, _, how = value.partition(": ")
+    return word, how

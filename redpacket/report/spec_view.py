@@ -79,6 +79,7 @@ def spec_sections(run: SpecRun) -> list[str]:
     sections = [f"<h2>{escape(run.spec.name)} on {escape(run.server)}</h2>"]
     rows: list[str] = []
     waiting: set[str] = set()
+    started = False
 
     def close_table() -> None:
         if rows:
@@ -91,6 +92,7 @@ def spec_sections(run: SpecRun) -> list[str]:
 
     for event in run.events:
         if isinstance(event, PermutationStarted):
+            started = True
             close_table()
             waiting.clear()
             sections.append(
@@ -99,6 +101,9 @@ def spec_sections(run: SpecRun) -> list[str]:
             continue
         where, inner = _cell(event)
         if not inner:
+            continue
+        if not started:  # a warning before the first permutation: not part of a timeline
+            sections.append(f"<p>{inner}</p>")
             continue
         if isinstance(event, StepCompleted) and event.after_wait:
             waiting.discard(event.session)

@@ -26,6 +26,7 @@ class Failure:
     severity: str | None  # "ERROR", "FATAL"; None when the client made it up
     message: str  # the primary message, or the client's whole text when severity is None
     sqlstate: str | None = None
+    code: str | None = None  # the engine's own code (engine.faults): SQLSTATE, MySQL's number
 
 
 Result = Table | Failure

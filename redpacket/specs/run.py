@@ -85,6 +85,7 @@ def run_spec(
     on_event: Callable[[Event], None] | None = None,
     *,
     max_wait: float | None = None,
+    defer_waiting: bool = False,
 ) -> SpecRun:
     """Run ``spec`` (its permutations, or those given) in the lab's spec database."""
     check_engine(spec, lab.engine)
@@ -109,7 +110,7 @@ def run_spec(
                 on_event(event)
 
         started = time.perf_counter()
-        runner = Runner(spec, server, emit, max_wait=max_wait)
+        runner = Runner(spec, server, emit, max_wait=max_wait, defer_waiting=defer_waiting)
         try:
             runner.run(list(permutations) if permutations is not None else None)
         except SpecAborted as stop:

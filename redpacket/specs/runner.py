@@ -107,9 +107,11 @@ class Runner:
         emit: Callable[[Event], None],
         *,
         max_wait: float | None = None,
+        defer_waiting: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec, self.server, self.emit, self.clock = spec, server, emit, clock
+        self.defer_waiting = defer_waiting
         self.max_wait = step_timeout() if max_wait is None else max_wait
         self.any_new_notice = False
         self.conns: list[_Conn] = []
@@ -180,7 +182,9 @@ class Runner:
                     fatal=True,
                 )  # fmt: skip
         waiting: list[Launch] = []
-        for pstep in permutation.steps:
+        pending = list(permutation.steps)
+        while pending:
+            pstep = self._next(pending)
             launch = Launch(pstep, self.spec.step(pstep.name))
             conn = self.conns[launch.step.session]
             if conn.active is not None:
@@ -219,6 +223,16 @@ class Runner:
                 )  # fmt: skip
         if self.spec.teardown is not None:
             self._block(control, self.spec.teardown, "teardown failed", fatal=False)
+
+    def _next(self, pending: list[PermutationStep]) -> PermutationStep:
+        """The next step to launch: the permutation's next, as isolationtester does; with
+        ``defer_waiting``, the first whose session is not waiting for a lock, so that the
+        others go on as a person at two terminals would (Hermitage's way)."""
+        if self.defer_waiting:
+            for index, pstep in enumerate(pending):
+                if self.conns[self.spec.step(pstep.name).session].active is None:
+                    return pending.pop(index)
+        return pending.pop(0)
 
     # -- isolationtester's try_complete_steps and try_complete_step ---------------------------
 

@@ -19,8 +19,10 @@ import psycopg
 import pytest
 
 from redpacket.cli import main
+from redpacket.database.backends import Server
 from redpacket.database.lab import Lab
 from redpacket.engines.postgresql import libpq
+from redpacket.errors import LabError
 from redpacket.specs import output
 from redpacket.specs.events import Failure, Table
 from redpacket.specs.model import BlockerKind
@@ -261,3 +263,27 @@ def test_bad_input_is_one_line_and_exit_status_2(
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_spec_database_is_the_labs_own_and_goes_with_drop(
+    server: Server, worker_id_suffix: str, svcconn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    own = Lab(server, f"redpacket_test_specdb_{worker_id_suffix}")
+    own.drop()
+    run_spec(own, load(SPECS / "interleavings.spec"))
+    assert own.spec_database in databases(svcconn)
+    assert own.drop() is True
+    assert own.spec_database not in databases(svcconn)
+    # a database of that name the lab did not create is never used, nor dropped
+    svcconn.execute(f'CREATE DATABASE "{own.spec_database}"')
+    try:
+        with pytest.raises(LabError, match="was not created by redpacket"):
+            run_spec(own, load(SPECS / "interleavings.spec"))
+        with pytest.raises(LabError, match="was not created by redpacket"):
+            own.drop()
+    finally:
+        svcconn.execute(f'DROP DATABASE "{own.spec_database}"')
+
+
+def databases(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
+    return {str(row[0]) for row in conn.execute("SELECT datname FROM pg_database").fetchall()}

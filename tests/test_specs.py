@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -287,3 +288,52 @@ def test_the_spec_database_is_the_labs_own_and_goes_with_drop(
 
 def databases(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
     return {str(row[0]) for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "level", "grants"),
+    [
+        ("seed", "repeatable-read", 2),
+        ("seed", "read-committed", 1),
+        ("lock_first", "repeatable-read", 2),
+    ],
+)
+def test_an_explained_run_replays_as_a_spec(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], strategy: str, level: str,
+    grants: int,
+) -> None:  # fmt: skip
+    spec = tmp_path / "race.spec"
+    url = lab.server.url.render_as_string(hide_password=False)
+    base = ["--database-url", url, "--lab-database", lab.name]
+    assert main([*base, "explain", strategy, "-i", level, "--schedule", "t2-waits",
+                 "--spec", str(spec), "--json"]) == 0  # fmt: skip
+    explained = json.loads(capsys.readouterr().out)
+    assert explained["red_packets"] == grants
+    assert main([*base, "spec", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"red_packets\n-----------\n{grants:>11}\n(1 row)\n\n")
+    # T2's lock waited, as it did in the explained run
+    assert re.search(r"^step t2_\d_lock_order: SELECT .* FOR UPDATE; <waiting \.\.\.>$", out, re.M)
+    if ISOLATIONTESTER.exists():
+        with spec.open("rb") as stdin:
+            real = subprocess.run([str(ISOLATIONTESTER), libpq(lab.spec_url())], stdin=stdin,
+                                  capture_output=True, check=True)  # fmt: skip
+        assert real.stdout.decode() == out
+
+
+@pytest.mark.parametrize(("strategy", "grants"), [("seed", 2), ("lock_first", 1)])
+def test_an_explained_mariadb_run_replays_as_a_spec_there(
+    mysql_lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], strategy: str,
+    grants: int,
+) -> None:  # fmt: skip
+    spec = tmp_path / "race.spec"
+    url = mysql_lab.server.url.render_as_string(hide_password=False)
+    base = ["--database-url", url, "--lab-database", mysql_lab.name]
+    assert main([*base, "explain", strategy, "-i", "repeatable-read", "--schedule", "t2-waits",
+                 "--spec", str(spec)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert "# redpacket: engines mysql" in spec.read_text()
+    assert main([*base, "spec", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"red_packets\n-----------\n{grants:>11}\n(1 row)\n\n")
+    assert "<waiting ...>" in out

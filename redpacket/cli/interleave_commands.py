@@ -12,6 +12,7 @@ from redpacket.cli.app import (
     STRATEGIES_HELP,
     Options,
     check_html,
+    check_writable_file,
     cli,
     console,
     html_option,
@@ -28,12 +29,15 @@ from redpacket.cli.app import (
 )
 from redpacket.cli.show import Show
 from redpacket.database import migrate as migration
+from redpacket.database.lab import Schema
 from redpacket.interleave.explain import explain as explain_run
 from redpacket.interleave.matrix import cells, run_matrix
 from redpacket.interleave.run import run_one
 from redpacket.interleave.schedule import SCHEDULE_NAMES, parse_schedule
 from redpacket.isolation import ISOLATION_NAMES, Isolation, Levels
 from redpacket.retry import RetryPolicy
+from redpacket.service import DEFAULT_CAMPAIGN
+from redpacket.specs.export import spec_of_run
 from redpacket.strategies import get_strategy
 
 schedule_help = (
@@ -65,6 +69,13 @@ def _levels(_ctx: click.Context, _param: click.Parameter, value: str) -> Levels:
 @click.option("--schedule", default="t2-first-read", show_default=True, help=schedule_help)
 @retries_option
 @settings_option
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the run as an isolationtester spec file (redpacket spec, or"
+    " PostgreSQL's own tester, replays it).",
+)
 @json_option
 @html_option
 @click.pass_obj
@@ -75,6 +86,7 @@ def explain(
     schedule: str,
     retries: int,
     settings: tuple[tuple[str, str], ...],
+    spec_path: Path | None,
     as_json: bool,
     html_path: Path | None,
 ) -> None:
@@ -83,9 +95,15 @@ def explain(
     levels.for_sessions(parse_schedule(schedule, len(chosen.steps)).sessions)
     RetryPolicy(retries)
     check_html(html_path, as_json)
+    if spec_path is not None:
+        check_writable_file(spec_path)
     with open_lab(options) as lab:
         migration.prepare(lab)
         run = run_one(lab, chosen, levels, schedule, retries, settings)
+        if spec_path is not None:
+            dialect = lab.sqlalchemy(Schema.UNCONSTRAINED).dialect
+            text = spec_of_run(run, chosen.requires_revision, DEFAULT_CAMPAIGN, dialect)
+            spec_path.write_text(text, encoding="utf-8")
     if as_json:
         explanation = explain_run(run)
         print_json(

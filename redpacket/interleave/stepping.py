@@ -167,6 +167,7 @@ class Stepper:
             takes_snapshot=read is Read.SNAPSHOT,
             role=role,
             read=read.value if read is not None else None,
+            params=tuple(sorted((params or {}).items())) if number is not None else (),
         )
         state.pending = state.session.submit(statements, params)
 
@@ -226,6 +227,7 @@ class Stepper:
                 decision=decision,
                 role=event.role,
                 read=event.read,
+                params=event.params,
             )
         )
 

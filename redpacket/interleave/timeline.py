@@ -45,6 +45,7 @@ class Event:
     decision: str | None = None  # how the strategy ended the attempt here, if it did
     role: str | None = None  # the step's role (read, lock, check, claim, insert, bump)
     read: str | None = None  # how it read rows: snapshot, uses snapshot, current read, none
+    params: tuple[tuple[str, Any], ...] = ()  # the values bound to ``sql``'s :names
 
     @property
     def label(self) -> str:
@@ -118,7 +119,9 @@ class Run:
         data = self.summary() | {"order_id": self.order_id}
         data["levels"] = [level.value for level in self.levels]
         data["sessions"] = [s.to_json() for s in self.sessions]
-        data["events"] = [asdict(e) | {"kind": e.kind.value} for e in self.events]
+        data["events"] = [
+            asdict(e) | {"kind": e.kind.value, "params": dict(e.params)} for e in self.events
+        ]
         return data
 
 

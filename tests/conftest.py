@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fix_db", "tests.fix_connections", "tests.fix_mysql"]
+pytest_plugins = ["tests.fix_db", "tests.fix_connections", "tests.fix_mysql", "pytester"]

@@ -153,8 +153,10 @@ def table(
     attribute = f' class="{css}"' if css else ""
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     rows_html = "".join(body)
+    heading = f'<p class="table-title">{escape(title)}</p>' if title else ""
     return (
-        f"<table{attribute}>{cap}<thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>"
+        f"{heading}<table{attribute}>{cap}<thead><tr>{head}</tr></thead>"
+        f"<tbody>{rows_html}</tbody></table>"
     )
 
 

@@ -1,0 +1,1 @@
+"""Race the user's own functions: forced interleavings, every schedule, and a hammer."""

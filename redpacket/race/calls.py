@@ -1,0 +1,163 @@
+"""The user's calls, each in a thread of its own, paused at every statement boundary.
+
+A call is the user's real function, not a copy: it runs in its own thread and uses
+the application's own SQLAlchemy engine. The engine's ``before_cursor_execute`` and
+``commit`` events park the thread before each statement until the controller lets
+it go; ``after_cursor_execute`` and ``handle_error`` say the statement is done.
+Statements run by other threads (the test itself, a fixture) pass untouched.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from redpacket.engines import Engine as DatabaseEngine
+
+
+class State(enum.Enum):
+    RUNNING = "running"  # in the user's Python code
+    PARKED = "parked"  # at a statement, waiting to be let go
+    IN_FLIGHT = "in flight"  # the statement is at the server
+    FINISHED = "finished"
+
+
+@dataclass
+class Statement:
+    call: int  # 1-based
+    number: int  # 1-based within the call
+    sql: str
+    params: Any
+    session_id: int | None  # the server's id of the connection it runs on
+    error: tuple[str, str] | None = None  # (the engine's code, the server's message)
+    done: bool = False
+
+
+@dataclass
+class Call:
+    number: int
+    fn: Callable[[], Any]
+    state: State = State.RUNNING
+    allowed: int = 0  # statements it may start
+    started: int = 0
+    completed: int = 0
+    current: Statement | None = None
+    result: Any = None
+    exception: BaseException | None = None
+    statements: list[Statement] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.state is State.FINISHED
+
+
+class Calls:
+    """The calls of one race, and the hooks that pause them (installed while racing)."""
+
+    def __init__(self, engine: Engine, database: DatabaseEngine, fns: list[Callable[[], Any]]):
+        self.engine, self.database = engine, database
+        self.calls = [Call(n, fn) for n, fn in enumerate(fns, start=1)]
+        self.changed = threading.Condition()
+        self._mine = threading.local()
+        self._threads: list[threading.Thread] = []
+        self.free = False  # True: statements are not paused (hammer, and the end of a race)
+
+    # -- hooks, run in the calls' threads ---------------------------------------------
+
+    def _call(self) -> Call | None:
+        return getattr(self._mine, "call", None)
+
+    def _park(self, conn: Any, sql: str, params: Any) -> None:
+        call = self._call()
+        if call is None:
+            return
+        with self.changed:
+            self._complete(call, None)  # a COMMIT in flight ends where the next one starts
+            dbapi = conn.connection.dbapi_connection
+            statement = Statement(call.number, call.started + 1, sql, params,
+                                  self.database.session_id(dbapi))  # fmt: skip
+            call.current = statement
+            call.state = State.PARKED
+            self.changed.notify_all()
+            while not self.free and call.allowed <= call.started:
+                self.changed.wait()
+            call.started += 1
+            call.statements.append(statement)
+            call.state = State.IN_FLIGHT
+            self.changed.notify_all()
+
+    def _complete(self, call: Call, error: tuple[str, str] | None) -> None:
+        if call.state is State.IN_FLIGHT and call.current is not None:
+            call.current.error = error
+            call.current.done = True
+            call.completed += 1
+            call.state = State.RUNNING
+            self.changed.notify_all()
+
+    def before(self, conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        self._park(conn, sql, params)
+
+    def after(self, conn: Any, *_: Any) -> None:
+        call = self._call()
+        if call is not None:
+            with self.changed:
+                self._complete(call, None)
+
+    def commit(self, conn: Any) -> None:
+        self._park(conn, "COMMIT", None)
+
+    def failed(self, context: Any) -> None:
+        call = self._call()
+        if call is None:
+            return
+        error = self.database.error_of(context.original_exception)
+        with self.changed:
+            found = (error.code, error.message) if error else ("?", str(context.original_exception))
+            self._complete(call, found)
+
+    # -- the calls' threads -------------------------------------------------------------
+
+    def _run(self, call: Call) -> None:
+        self._mine.call = call
+        try:
+            call.result = call.fn()
+        except BaseException as exc:  # the user's exception is the call's outcome
+            call.exception = exc
+        finally:
+            with self.changed:
+                self._complete(call, None)
+                call.state = State.FINISHED
+                self.changed.notify_all()
+
+    def __enter__(self) -> Calls:
+        event.listen(self.engine, "before_cursor_execute", self.before)
+        event.listen(self.engine, "after_cursor_execute", self.after)
+        event.listen(self.engine, "commit", self.commit)
+        event.listen(self.engine, "handle_error", self.failed)
+        for call in self.calls:
+            thread = threading.Thread(target=self._run, args=(call,), daemon=True,
+                                      name=f"redpacket-race-T{call.number}")  # fmt: skip
+            self._threads.append(thread)
+            thread.start()
+        return self
+
+    def release_all(self) -> None:
+        with self.changed:
+            self.free = True
+            self.changed.notify_all()
+
+    def __exit__(self, *_: Any) -> None:
+        self.release_all()
+        deadline = time.monotonic() + 30
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for name, hook in (("before_cursor_execute", self.before),
+                           ("after_cursor_execute", self.after), ("commit", self.commit),
+                           ("handle_error", self.failed)):  # fmt: skip
+            event.remove(self.engine, name, hook)

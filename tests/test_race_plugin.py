@@ -1,0 +1,149 @@
+"""The pytest plugin races the user's real code: the example shop, on both engines.
+
+The example (examples/shop) is run as a user runs it, in a pytest of its own with
+the plugin loaded from its entry point: the shipped code fails its three tests (a
+forced interleaving, every schedule, the hammer), each failure showing the race;
+the fix passes them. Misuse gives one clear line, never a hang.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from redpacket.database import ownership
+from redpacket.database.lab import Lab
+from redpacket.race.explore import as_schedule
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "shop"
+
+
+def shop_url(lab: Lab) -> str:
+    """A database of the lab's own for the example's tables (one per test worker)."""
+    database = f"{lab.name}_shop"
+    ownership.ensure_database(lab, database)
+    return lab.server.url.set(database=database).render_as_string(hide_password=False)
+
+
+def run_example(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, url: str, grants: str,
+    *args: str,
+) -> pytest.RunResult:  # fmt: skip
+    monkeypatch.setenv("SHOP_GRANTS", grants)
+    monkeypatch.setenv("PYTHONPATH", str(EXAMPLE))
+    return pytester.runpytest_subprocess(
+        str(EXAMPLE / "tests"), "--redpacket-url", url, "-p", "no:cacheprovider",
+        "-p", "no:xdist", "--rootdir", str(EXAMPLE), *args,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def example_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        return shop_url(request.getfixturevalue("lab"))
+    return shop_url(request.getfixturevalue("mysql_lab"))
+
+
+def test_the_shipped_code_fails_every_race_test_with_its_timeline(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, example_url: str
+) -> None:
+    result = run_example(pytester, monkeypatch, example_url, "shop.grants")
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    # the forced interleaving: the race's timeline in the report, in the user's own SQL
+    assert "schedule T1:1,T2:1,T1:end,T2:end" in out
+    assert "#2 SELECT shop_orders.id FROM shop_orders" in out
+    assert "FOR UPDATE" in out
+    assert "assert 2 == 1" in out
+    # every schedule: the shortest failing one
+    assert "the shortest: T1:1,T2:end,T1:end" in out
+    # the hammer: duplicates found by the user's check, outcomes counted
+    assert "after the hammer: red packets per order" in out
+    assert "160 calls (16 workers x 10)" in out
+
+
+def test_the_fix_passes_every_schedule_and_the_hammer(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, example_url: str
+) -> None:
+    result = run_example(pytester, monkeypatch, example_url, "shop.grants_fixed")
+    result.assert_outcomes(passed=3)
+
+
+def test_the_buggy_code_fails_the_same_way_on_every_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, lab: Lab
+) -> None:
+    url = shop_url(lab)
+    for _ in range(3):
+        result = run_example(pytester, monkeypatch, url, "shop.grants", "-k", "seeds_order")
+        result.assert_outcomes(failed=1)
+        assert "assert 2 == 1" in result.stdout.str()
+
+
+MISUSE = """
+import pytest
+from sqlalchemy import text
+
+def test_no_connection(race):
+    race.interleave(lambda: 1, lambda: 2)
+
+def test_missing_session(race):
+    def touch():
+        with race.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    race.interleave(touch, touch, schedule="T1:1,T3:1")
+
+def test_check_raises(race):
+    def touch():
+        with race.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    race.explore(touch, touch, check=lambda: 1 / 0)
+
+def test_not_callable(race):
+    race.interleave("grant", "grant")
+"""
+
+
+def test_misuse_is_one_clear_failure(pytester: pytest.Pytester, lab: Lab) -> None:
+    pytester.makepyfile(test_misuse=MISUSE)
+    result = pytester.runpytest_subprocess("--redpacket-url", shop_url(lab), "-p", "no:xdist")
+    result.assert_outcomes(failed=4)
+    out = result.stdout.str()
+    assert "redpacket race: T1 ran to its end without a statement on the engine" in out
+    assert "redpacket race: schedule 'T1:1,T3:1' names T3, but the race has 2 calls" in out
+    assert "redpacket race: the check raised ZeroDivisionError: division by zero" in out
+    assert "redpacket race: 'grant' is not callable" in out
+    assert "Traceback" not in out
+
+
+STUCK = """
+from sqlalchemy import text
+
+def test_waits_for_a_lock_the_test_holds(race):
+    with race.engine.connect() as holder:
+        holder.execute(text("CREATE TABLE IF NOT EXISTS held (id int)"))
+        holder.commit()
+        holder.execute(text("LOCK TABLE held IN ACCESS EXCLUSIVE MODE"))
+
+        def blocked():
+            with race.engine.connect() as conn:
+                conn.execute(text("SELECT * FROM held"))
+
+        race.interleave(blocked, schedule="T1:end")
+"""
+
+
+def test_a_race_that_cannot_go_on_fails_instead_of_hanging(
+    pytester: pytest.Pytester, lab: Lab
+) -> None:
+    pytester.makepyfile(test_stuck=STUCK)
+    result = pytester.runpytest_subprocess(
+        "--redpacket-url", shop_url(lab), "-p", "no:xdist", "--redpacket-step-timeout", "1"
+    )
+    result.assert_outcomes(failed=1)
+    assert "the race cannot go on: T1 waits for a backend outside the race" in result.stdout.str()
+
+
+def test_a_schedule_is_written_with_its_fewest_entries() -> None:
+    assert as_schedule([1, 2, 2, 2, 2, 2, 1, 1, 1, 1]) == ("T1:1,T2:end,T1:end", 2)
+    assert as_schedule([1, 1, 1, 1, 1, 2, 2]) == ("T1:end,T2:end", 1)

@@ -12,6 +12,7 @@ passing lock does not count).
 
 from __future__ import annotations
 
+import contextlib
 import select
 from collections.abc import Callable, Iterator, Sequence
 
@@ -20,7 +21,7 @@ from psycopg import pq
 
 from redpacket.errors import LabError
 from redpacket.specs.events import Failure, Result, Table
-from redpacket.specs.wire import Notification, SpecSession
+from redpacket.specs.wire import Notification, SpecSession, WireError
 
 WAIT_QUERY = b"SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2::int[])"
 _STATUS = pq.ExecStatus
@@ -77,7 +78,10 @@ class PQSession:
         )
 
     def send(self, sql: str) -> None:
-        self.conn.send_query(sql.encode("utf-8", "surrogateescape"))
+        try:
+            self.conn.send_query(sql.encode("utf-8", "surrogateescape"))
+        except psycopg.OperationalError:
+            raise WireError(_text(self.conn.error_message)) from None
 
     def busy(self) -> bool:
         return bool(self.conn.is_busy())
@@ -87,7 +91,10 @@ class PQSession:
         return bool(ready)
 
     def consume(self) -> None:
-        self.conn.consume_input()
+        try:
+            self.conn.consume_input()
+        except psycopg.OperationalError:
+            raise WireError(_text(self.conn.error_message)) from None
 
     def results(self) -> Iterator[Result]:
         while (res := self.conn.get_result()) is not None:
@@ -97,10 +104,12 @@ class PQSession:
 
     def notifications(self) -> list[Notification]:
         found = []
-        self.conn.consume_input()
+        with contextlib.suppress(psycopg.OperationalError):  # unchecked, as the tester does
+            self.conn.consume_input()
         while (notify := self.conn.notifies()) is not None:
             found.append(Notification(_text(notify.relname), _text(notify.extra), notify.be_pid))
-            self.conn.consume_input()
+            with contextlib.suppress(psycopg.OperationalError):
+                self.conn.consume_input()
         return found
 
     def execute(self, sql: str) -> Result | None:

@@ -89,8 +89,11 @@ class Notify:
 
 @dataclass(frozen=True)
 class StepCanceled:
+    """A step cancelled after the step timeout, or one that could not be sent (``text``)."""
+
     step: str
     seconds: int
+    text: str = ""
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ def line(event: Event) -> str:
             return f"{session}: {text}"
         case Notify(session=session, channel=channel, payload=payload, sender=sender):
             return f'{session}: NOTIFY "{channel}" with payload "{payload}" from {sender}\n'
+        case StepCanceled(text=text) if text:
+            return f"{text}\n"
         case StepCanceled(step=step, seconds=seconds):
             return f"isolationtester: canceling step {step} after {seconds} seconds\n"
         case Problem(text=text):

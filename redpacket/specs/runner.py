@@ -36,7 +36,7 @@ from redpacket.specs.events import (
 )
 from redpacket.specs.model import BlockerKind, Permutation, PermutationStep, Spec, Step
 from redpacket.specs.parser import unused_steps
-from redpacket.specs.wire import SpecServer, SpecSession
+from redpacket.specs.wire import SpecServer, SpecSession, WireError
 
 POLL_S = 0.010  # isolationtester checks for lock waits every 10 ms
 DEFAULT_STEP_TIMEOUT_S = 300.0
@@ -202,7 +202,12 @@ class Runner:
                         self.emit(Problem(f"step {conn.active.pstep.name} timed out after"
                                           f" {seconds} seconds"))  # fmt: skip
                         raise self._fail(f"active steps are: {active}")
-            conn.session.send(launch.step.sql)
+            try:
+                conn.session.send(launch.step.sql)
+            except WireError as lost:  # isolationtester prints this one to stdout
+                self.emit(StepCanceled(launch.step.name, -1, f"failed to send query for step"
+                                       f" {launch.step.name}: {lost}"))  # fmt: skip
+                raise SpecAborted(f"failed to send query for step {launch.step.name}") from None
             conn.active = launch
             for j, blocker in enumerate(pstep.blockers):
                 if blocker.kind is BlockerKind.NOTICES:
@@ -250,6 +255,12 @@ class Runner:
             if not (have_blocker and (len(waiting) < before or self.any_new_notice)):
                 return waiting
 
+    def _consume(self, session: SpecSession) -> None:
+        try:
+            session.consume()
+        except WireError as lost:
+            raise self._fail(f"PQconsumeInput failed: {str(lost).rstrip()}") from None
+
     def _has_blocker(self, launch: Launch) -> bool:
         for j, blocker in enumerate(launch.pstep.blockers):
             if blocker.kind is BlockerKind.OTHER_STEP:
@@ -273,10 +284,10 @@ class Runner:
         canceled = False
         while session.busy():
             if session.readable(POLL_S):
-                session.consume()
+                self._consume(session)
                 continue
             if nonblock and self.server.is_blocked(session):
-                session.consume()
+                self._consume(session)
                 if not session.busy():
                     break
                 if not retry:

@@ -16,6 +16,11 @@ from typing import Protocol
 from redpacket.specs.events import Result
 
 
+class WireError(Exception):
+    """The client library could not send or read (a session the server ended); the text
+    is the library's own message."""
+
+
 @dataclass(frozen=True)
 class Notification:
     channel: str

@@ -34,6 +34,16 @@ class Race:
         self.last: RaceResult | None = None
         self.notes: list[str] = []  # what a failing test's report shows
 
+    def psycopg_connect(self, **kwargs: Any) -> Any:
+        """A psycopg 3 connection to the race's database whose statements the race pauses
+        (for code that uses psycopg without SQLAlchemy; PostgreSQL only)."""
+        from redpacket.engines.postgresql import conninfo
+        from redpacket.race.psycopg_hooks import connect
+
+        if not self.engine.url.drivername.startswith("postgresql"):
+            raise RaceError("psycopg_connect needs a PostgreSQL engine")
+        return connect(conninfo(self.engine.url, "redpacket race"), **kwargs)
+
     def _interleave(
         self, *fns: Callable[[], Any], schedule: str = "t2-first-read", engine: Engine | None = None
     ) -> RaceResult:

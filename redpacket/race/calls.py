@@ -73,15 +73,15 @@ class Calls:
     def _call(self) -> Call | None:
         return getattr(self._mine, "call", None)
 
-    def _park(self, conn: Any, sql: str, params: Any) -> None:
+    def starts(self, session_id: int | None, sql: str, params: Any) -> None:
+        """A statement of this thread is about to go out: park until it may (a thread
+        that is not one of the race's calls goes on at once)."""
         call = self._call()
         if call is None:
             return
         with self.changed:
             self._complete(call, None)  # a COMMIT in flight ends where the next one starts
-            dbapi = conn.connection.dbapi_connection
-            statement = Statement(call.number, call.started + 1, sql, params,
-                                  self.database.session_id(dbapi))  # fmt: skip
+            statement = Statement(call.number, call.started + 1, sql, params, session_id)
             call.current = statement
             call.state = State.PARKED
             self.changed.notify_all()
@@ -92,6 +92,18 @@ class Calls:
             call.state = State.IN_FLIGHT
             self.changed.notify_all()
 
+    def ends(self, failure: BaseException | None) -> None:
+        """This thread's statement came back (``failure``: the exception it raised)."""
+        call = self._call()
+        if call is None:
+            return
+        error = None
+        if failure is not None:
+            found = self.database.error_of(failure)
+            error = (found.code, found.message) if found else ("?", str(failure))
+        with self.changed:
+            self._complete(call, error)
+
     def _complete(self, call: Call, error: tuple[str, str] | None) -> None:
         if call.state is State.IN_FLIGHT and call.current is not None:
             call.current.error = error
@@ -100,26 +112,24 @@ class Calls:
             call.state = State.RUNNING
             self.changed.notify_all()
 
+    # -- SQLAlchemy's events ----------------------------------------------------------------
+
+    def _session_id(self, conn: Any) -> int | None:
+        return int(self.database.session_id(conn.connection.dbapi_connection))
+
     def before(self, conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
-        self._park(conn, sql, params)
+        if self._call() is not None:
+            self.starts(self._session_id(conn), sql, params)
 
     def after(self, conn: Any, *_: Any) -> None:
-        call = self._call()
-        if call is not None:
-            with self.changed:
-                self._complete(call, None)
+        self.ends(None)
 
     def commit(self, conn: Any) -> None:
-        self._park(conn, "COMMIT", None)
+        if self._call() is not None:
+            self.starts(self._session_id(conn), "COMMIT", None)
 
     def failed(self, context: Any) -> None:
-        call = self._call()
-        if call is None:
-            return
-        error = self.database.error_of(context.original_exception)
-        with self.changed:
-            found = (error.code, error.message) if error else ("?", str(context.original_exception))
-            self._complete(call, found)
+        self.ends(context.original_exception)
 
     # -- the calls' threads -------------------------------------------------------------
 
@@ -136,6 +146,8 @@ class Calls:
                 self.changed.notify_all()
 
     def __enter__(self) -> Calls:
+        global _active
+        _active = self
         event.listen(self.engine, "before_cursor_execute", self.before)
         event.listen(self.engine, "after_cursor_execute", self.after)
         event.listen(self.engine, "commit", self.commit)
@@ -153,6 +165,7 @@ class Calls:
             self.changed.notify_all()
 
     def __exit__(self, *_: Any) -> None:
+        global _active
         self.release_all()
         deadline = time.monotonic() + 30
         for thread in self._threads:
@@ -161,3 +174,12 @@ class Calls:
                            ("after_cursor_execute", self.after), ("commit", self.commit),
                            ("handle_error", self.failed)):  # fmt: skip
             event.remove(self.engine, name, hook)
+        _active = None
+
+
+_active: Calls | None = None
+
+
+def active() -> Calls | None:
+    """The race running now, for hooks outside SQLAlchemy (``race.psycopg``)."""
+    return _active

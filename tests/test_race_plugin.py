@@ -169,7 +169,8 @@ def test_psycopg_code_races_too(race):
         setup.execute("CREATE TABLE psy_orders (id int PRIMARY KEY)")
         setup.execute("CREATE TABLE psy_packets (order_id int)")
         setup.execute("INSERT INTO psy_orders VALUES (1)")
-    result = race.interleave(lambda: grant(race, 1), lambda: grant(race, 1), schedule="T1:3,T2:end,T1:end")
+    request = lambda: grant(race, 1)
+    result = race.interleave(request, request, schedule="T1:3,T2:end,T1:end")
     with race.psycopg_connect(autocommit=True) as check:
         count = check.execute("SELECT count(*) FROM psy_packets").fetchone()[0]
     assert "[waits for T1]" in result.timeline

@@ -4,7 +4,8 @@ Installing redpacket makes the ``race`` fixture available to any test suite. It
 races the functions a test gives it on a SQLAlchemy engine: ``redpacket_engine``,
 which a project overrides in its conftest to give the engine its code uses, or by
 default an engine on ``--redpacket-url`` (or ``REDPACKET_URL``), else on a database
-the lab owns on its default server. When a test using ``race`` fails, its report
+the lab owns (``redpacket_lab_race``) on the lab's server (``REDPACKET_DATABASE_URL``
+or ``REDPACKET_BACKEND``, as for the command line). When a test using ``race`` fails, its report
 shows the timeline of the last race, in the user's own SQL.
 """
 
@@ -60,9 +61,10 @@ def _labs_own_engine() -> Iterator[Engine]:
     from redpacket.database.backends import open_server
     from redpacket.database.lab import Lab
 
-    with open_server("auto", None) as server:
-        lab = Lab(server)
-        database = f"{lab.name}_race"
+    backend = os.environ.get("REDPACKET_BACKEND", "auto")
+    with open_server(backend, os.environ.get("REDPACKET_DATABASE_URL") or None) as server:
+        lab = Lab(server, os.environ.get("REDPACKET_LAB_DATABASE") or "redpacket_lab")
+        database = lab.race_database
         ownership.ensure_database(lab, database)
         engine = create_engine(server.url.set(database=database), poolclass=NullPool)
         yield engine

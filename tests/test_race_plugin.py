@@ -187,3 +187,28 @@ def test_code_on_psycopg_is_raced_through_a_wrapped_connection(
     out = result.stdout.str()
     assert "assert 2 == 1" in out
     assert "[waits for T1]" in out  # T2's FOR UPDATE, seen waiting from the server
+
+
+OWN = """
+from sqlalchemy import text
+
+def test_on_the_labs_own_database(race):
+    def touch():
+        with race.engine.connect() as conn:
+            return conn.execute(text("SELECT current_database()")).scalar()
+    result = race.interleave(touch, schedule="T1:end")
+    assert result[0] == "redpacket_lab_race"
+"""
+
+
+def test_without_a_url_the_race_runs_in_a_database_the_lab_owns(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, lab: Lab
+) -> None:
+    monkeypatch.delenv("REDPACKET_URL", raising=False)
+    monkeypatch.delenv("REDPACKET_LAB_DATABASE", raising=False)
+    monkeypatch.setenv(
+        "REDPACKET_DATABASE_URL", lab.server.url.render_as_string(hide_password=False)
+    )
+    pytester.makepyfile(test_own=OWN)
+    result = pytester.runpytest_subprocess("-p", "no:xdist")
+    result.assert_outcomes(passed=1)

@@ -106,8 +106,14 @@ class Lab:
     def drop(self) -> bool:
         """Drop the lab's databases (only those with our mark). False if none existed."""
         self.close()
-        dropped_specs = ownership.drop_database(self, self.spec_database)
-        return ownership.drop(self) or dropped_specs
+        dropped_more = [ownership.drop_database(self, name)
+                        for name in (self.spec_database, self.race_database)]  # fmt: skip
+        return ownership.drop(self) or any(dropped_more)
+
+    @property
+    def race_database(self) -> str:
+        """Where the pytest plugin races users' code when they give no URL of their own."""
+        return f"{self.name}_race"
 
     @property
     def spec_database(self) -> str:

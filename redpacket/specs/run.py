@@ -71,7 +71,7 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 def check_engine(spec: Spec, engine: Any) -> None:
-    if spec.engines and engine.name not in spec.engines:
+    if spec.engines and not {engine.name, *engine.schemes} & set(spec.engines):
         raise LabError(
             f"spec {spec.name!r} is written for {', '.join(spec.engines)}, not {engine.label}"
             " (its '# redpacket: engines' line)"

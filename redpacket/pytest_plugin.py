@@ -5,22 +5,26 @@ races the functions a test gives it on a SQLAlchemy engine: ``redpacket_engine``
 which a project overrides in its conftest to give the engine its code uses, or by
 default an engine on ``--redpacket-url`` (or ``REDPACKET_URL``), else on a database
 the lab owns (``redpacket_lab_race``) on the lab's server (``REDPACKET_DATABASE_URL``
-or ``REDPACKET_BACKEND``, as for the command line). When a test using ``race`` fails, its report
-shows the timeline of the last race, in the user's own SQL.
+or ``REDPACKET_BACKEND``, as for the command line). When a test using ``race``
+fails, its report shows the timeline of the last race, in the user's own SQL.
+
+Every pytest run in an environment with redpacket installed loads this module, so
+it imports only pytest at load time; the lab comes in with the first ``race``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.pool import NullPool
 
-from redpacket.errors import LabError
-from redpacket.race.api import Race
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from redpacket.errors import LabError
+    from redpacket.race.api import Race
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,7 +44,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def redpacket_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """The engine races watch: override it with the engine your code uses."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
     from redpacket.database.urls import parse_url
+    from redpacket.errors import LabError
 
     raw = request.config.getoption("--redpacket-url") or os.environ.get("REDPACKET_URL")
     try:
@@ -57,6 +65,9 @@ def redpacket_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
 
 
 def _labs_own_engine() -> Iterator[Engine]:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
     from redpacket.database import ownership
     from redpacket.database.backends import open_server
     from redpacket.database.lab import Lab
@@ -74,6 +85,8 @@ def _labs_own_engine() -> Iterator[Engine]:
 @pytest.fixture
 def race(request: pytest.FixtureRequest, redpacket_engine: Engine) -> Race:
     """Interleave, explore and hammer your functions on ``redpacket_engine``."""
+    from redpacket.race.api import Race
+
     return Race(
         redpacket_engine,
         step_timeout=request.config.getoption("--redpacket-step-timeout"),
@@ -91,6 +104,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, None]:
     outcome = yield
     report = outcome.get_result()
-    chosen = getattr(item, "funcargs", {}).get("race")
-    if report.when == "call" and report.failed and isinstance(chosen, Race) and chosen.notes:
-        report.sections.append(("redpacket race", "\n".join(chosen.notes)))
+    chosen: Any = getattr(item, "funcargs", {}).get("race")
+    notes = getattr(chosen, "notes", None)
+    if report.when == "call" and report.failed and notes:
+        report.sections.append(("redpacket race", "\n".join(notes)))

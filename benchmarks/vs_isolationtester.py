@@ -109,6 +109,12 @@ def main() -> int:
         help="seconds a real run may take before it counts as not runnable",
     )
     parser.add_argument("--results", type=Path, default=Path("isocmp-results"))
+    parser.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="skip the comparison; time the specs given (--only, --exclude)",
+    )
+    parser.add_argument("--exclude", default="", help="comma-separated spec names to leave out")
     parser.add_argument("--database-url", default=os.environ.get("REDPACKET_DATABASE_URL",
                                                                 DEFAULT_URL))  # fmt: skip
     args = parser.parse_args()
@@ -121,6 +127,13 @@ def main() -> int:
     if args.only:
         wanted = set(args.only.split(","))
         specs = [s for s in specs if s.stem in wanted]
+    if args.exclude:
+        unwanted = set(args.exclude.split(","))
+        specs = [s for s in specs if s.stem not in unwanted]
+    if args.timing_only:
+        args.results.mkdir(parents=True, exist_ok=True)
+        timing(url, specs, env, args)
+        return 0
     real_dir, ours_dir = args.results / "real", args.results / "ours"
     for folder in (real_dir, ours_dir):
         shutil.rmtree(folder, ignore_errors=True)

@@ -212,3 +212,43 @@ def test_without_a_url_the_race_runs_in_a_database_the_lab_owns(
     pytester.makepyfile(test_own=OWN)
     result = pytester.runpytest_subprocess("-p", "no:xdist")
     result.assert_outcomes(passed=1)
+
+
+ENDINGS = """
+import pytest
+from sqlalchemy import text
+
+def setup_table(race):
+    with race.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS endings"))
+        conn.execute(text("CREATE TABLE endings (id int PRIMARY KEY, v int)"))
+        conn.execute(text("INSERT INTO endings VALUES (1, 0)"))
+
+def test_a_rollback_is_a_point_of_the_schedule(race):
+    setup_table(race)
+    def fails_after_update():
+        with race.engine.begin() as conn:
+            conn.execute(text("UPDATE endings SET v = 1 WHERE id = 1"))
+            raise ValueError("the request fails after its update")
+    def reads():
+        with race.engine.connect() as conn:
+            return conn.execute(text("SELECT v FROM endings WHERE id = 1 FOR UPDATE")).scalar()
+    result = race.interleave(fails_after_update, reads, schedule="T1:1,T2:end,T1:end")
+    assert isinstance(result[0], ValueError)
+    assert result[1] == 0
+    lines = result.timeline.splitlines()
+    assert any("#2 ROLLBACK" in line for line in lines), result.timeline
+    assert any("[waits for T1]" in line for line in lines), result.timeline
+
+def test_begin_is_no_point_of_the_users_code(race):
+    race.interleave(lambda: 1, lambda: 2, schedule="t2-begins-first")
+"""
+
+
+def test_commit_and_rollback_are_the_users_and_begin_is_refused(
+    pytester: pytest.Pytester, lab: Lab
+) -> None:
+    pytester.makepyfile(test_endings=ENDINGS)
+    result = pytester.runpytest_subprocess("--redpacket-url", shop_url(lab), "-p", "no:xdist")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "stops a call at 'begin', which is no statement of your code" in result.stdout.str()

@@ -340,3 +340,29 @@ def test_an_explained_mariadb_run_replays_as_a_spec_there(
     out = capsys.readouterr().out
     assert out.endswith(f"red_packets\n-----------\n{grants:>11}\n(1 row)\n\n")
     assert "<waiting ...>" in out
+
+
+def test_an_empty_setup_block_fails_as_isolationtester_fails_it(lab: Lab, tmp_path: Path) -> None:
+    spec = tmp_path / "empty.spec"
+    spec.write_text("setup { }\nsession s step a { SELECT 1 AS one; }\n")
+    run = run_spec(lab, load(spec))
+    assert run.aborted == "setup failed: "
+    assert run.text().endswith("starting permutation: a\nsetup failed: ")  # no newline: none came
+    if ISOLATIONTESTER.exists():
+        with spec.open("rb") as stdin:
+            real = subprocess.run(
+                [str(ISOLATIONTESTER), libpq(lab.spec_url())], stdin=stdin,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+            )  # fmt: skip
+        assert real.stdout.decode() == run.text()
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("7", 7.0), ("1.5", 1.0), ("300s", 300.0),
+                                                 ("junk", 0.0)])  # fmt: skip
+def test_the_step_timeout_is_read_as_isolationtester_reads_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, seconds: float
+) -> None:
+    from redpacket.specs.runner import step_timeout
+
+    monkeypatch.setenv("PGISOLATIONTIMEOUT", value)
+    assert step_timeout() == seconds

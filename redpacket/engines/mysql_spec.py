@@ -140,7 +140,11 @@ class MySQLSpecServer:
     def __init__(self, engine: Any, url: Any, options: dict[str, Any]) -> None:
         self.engine, self.options = engine, options
         self.control = MySQLSession(options)
-        self.observer = engine.connect(url, autocommit=True)
+        try:
+            self.observer = engine.connect(url, autocommit=True)
+        except BaseException:
+            self.control.close()
+            raise
         self._pids: set[int] = set()
 
     def version(self) -> str:

@@ -91,7 +91,8 @@ class Race:
         self, fn: Callable[[], Any], *, workers: int = 16, times: int = 100,
         check: Callable[[], Any] | None = None, engine: Engine | None = None,
     ) -> Hammered:  # fmt: skip
-        found = hammer(engine or self.engine, fn, workers=workers, times=times)
+        found = hammer(engine or self.engine, fn, workers=workers, times=times,
+                       timeout=max(60.0, self.step_timeout * 10))  # fmt: skip
         self.notes = [found.summary()]
         if check is not None:
             from redpacket.race.explore import verdict

@@ -50,6 +50,7 @@ class Call:
     current: Statement | None = None
     result: Any = None
     exception: BaseException | None = None
+    in_transaction: bool = False  # a statement ran since the last COMMIT or ROLLBACK
     statements: list[Statement] = field(default_factory=list)
 
     @property
@@ -80,7 +81,8 @@ class Calls:
         if call is None:
             return
         with self.changed:
-            self._complete(call, None)  # a COMMIT in flight ends where the next one starts
+            ending = sql in ("COMMIT", "ROLLBACK")
+            call.in_transaction = not ending
             statement = Statement(call.number, call.started + 1, sql, params, session_id)
             call.current = statement
             call.state = State.PARKED
@@ -97,10 +99,7 @@ class Calls:
         call = self._call()
         if call is None:
             return
-        error = None
-        if failure is not None:
-            found = self.database.error_of(failure)
-            error = (found.code, found.message) if found else ("?", str(failure))
+        error = None if failure is None else describe(self.database, failure)
         with self.changed:
             self._complete(call, error)
 
@@ -124,12 +123,31 @@ class Calls:
     def after(self, conn: Any, *_: Any) -> None:
         self.ends(None)
 
-    def commit(self, conn: Any) -> None:
-        if self._call() is not None:
-            self.starts(self._session_id(conn), "COMMIT", None)
-
     def failed(self, context: Any) -> None:
-        self.ends(context.original_exception)
+        call = self._call()
+        if call is not None and call.state is State.IN_FLIGHT:  # only the statement's own error
+            self.ends(context.original_exception)
+
+    def _ending(self, word: str, original: Callable[[Any], None]) -> Callable[[Any], None]:
+        """The dialect's do_commit / do_rollback, as a statement of the call that runs it:
+        paused and recorded; a rollback only when a transaction is open (not the pool's
+        reset of a connection that just committed)."""
+
+        def run(dbapi_connection: Any) -> None:
+            call = self._call()
+            if call is None or (word == "ROLLBACK" and not call.in_transaction):
+                original(dbapi_connection)
+                return
+            raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)  # pool proxy
+            self.starts(int(self.database.session_id(raw)), word, None)
+            try:
+                original(dbapi_connection)
+            except BaseException as exc:
+                self.ends(exc)
+                raise
+            self.ends(None)
+
+        return run
 
     # -- the calls' threads -------------------------------------------------------------
 
@@ -150,8 +168,11 @@ class Calls:
         _active = self
         event.listen(self.engine, "before_cursor_execute", self.before)
         event.listen(self.engine, "after_cursor_execute", self.after)
-        event.listen(self.engine, "commit", self.commit)
         event.listen(self.engine, "handle_error", self.failed)
+        dialect = self.engine.dialect
+        self._originals = ("do_commit", "do_rollback")
+        for name, word in zip(self._originals, ("COMMIT", "ROLLBACK"), strict=True):
+            setattr(dialect, name, self._ending(word, getattr(dialect, name)))
         for call in self.calls:
             thread = threading.Thread(target=self._run, args=(call,), daemon=True,
                                       name=f"redpacket-race-T{call.number}")  # fmt: skip
@@ -171,13 +192,34 @@ class Calls:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         for name, hook in (("before_cursor_execute", self.before),
-                           ("after_cursor_execute", self.after), ("commit", self.commit),
+                           ("after_cursor_execute", self.after),
                            ("handle_error", self.failed)):  # fmt: skip
             event.remove(self.engine, name, hook)
+        for name in self._originals:
+            vars(self.engine.dialect).pop(name, None)  # the class's own method again
         _active = None
 
 
 _active: Calls | None = None
+
+
+def describe(database: DatabaseEngine, failure: BaseException) -> tuple[str, str]:
+    """(code, message) of a statement's exception: the engine's reading for the lab's own
+    drivers, else what any DB-API driver carries (psycopg2's ``pgcode``, a MySQL driver's
+    error number)."""
+    found = database.error_of(failure)
+    if found is not None:
+        return found.code, found.message
+    original = getattr(failure, "orig", None) or failure
+    found = database.error_of(original)
+    if found is not None:
+        return found.code, found.message
+    code = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
+    args = getattr(original, "args", ())
+    if code is None and args and isinstance(args[0], int):
+        code, message = str(args[0]), str(args[1]) if len(args) > 1 else str(original)
+        return code, message
+    return str(code or "?"), str(original).strip().splitlines()[0] if str(original) else "?"
 
 
 def active() -> Calls | None:

@@ -41,6 +41,11 @@ def schedule_entries(schedule: str, calls: int) -> tuple[Entry, ...]:
             f" call{'s' if calls != 1 else ''} (T1..T{calls})"
         )
     parsed = parse_schedule(schedule, ANY_LENGTH)
+    if any(entry.target == 0 for entry in parsed.entries):
+        raise RaceError(
+            f"schedule {schedule!r} stops a call at 'begin', which is no statement of your code"
+            " (a transaction starts with its first statement): use T2:1"
+        )
     if parsed.sessions > calls:
         raise RaceError(
             f"schedule {schedule!r} names T{parsed.sessions}, but the race has {calls}"
@@ -89,7 +94,8 @@ class Controller:
         pids = self.database.blocked_by(observer, statement.session_id)
         if not pids:
             return None
-        by_pid = {c.current.session_id: c.number for c in calls.calls if c.current is not None}
+        ordered = sorted(calls.calls, key=lambda c: not c.finished)  # finished ones first
+        by_pid = {c.current.session_id: c.number for c in ordered if c.current is not None}
         return tuple(sorted({by_pid.get(pid, 0) for pid in pids}))
 
     def _settle_one(self, calls: Calls, call: Call, statement: Statement, observer: Any) -> None:
@@ -113,14 +119,27 @@ class Controller:
                     )
             self._record(call, statement, "error" if statement.error else "done")
 
-    def _resumed(self, calls: Calls, observer: Any) -> None:
-        """Record the waiting statements the server has let go since the last look."""
+    def _resumed(self, calls: Calls, observer: Any) -> bool:
+        """Record the waiting statements the server has let go since the last look: each
+        waiting statement is either back, or still seen waiting by the server (one that
+        was let go but is still on its way is waited for), so what can move next does
+        not depend on timing. True if any came back."""
+        back = False
+        started = time.monotonic()
         with calls.changed:
             for number, wait in list(self.waiting.items()):
+                while not wait.statement.done:
+                    if self._holders(observer, calls, wait.statement) is not None:
+                        break
+                    calls.changed.wait(POLL_S)
+                    if time.monotonic() - started > self.step_timeout:
+                        break
                 if wait.statement.done:
                     del self.waiting[number]
                     kind = "resume-error" if wait.statement.error else "resume"
                     self._record(calls.calls[number - 1], wait.statement, kind, wait.on)
+                    back = True
+        return back
 
     def _park_or_finish(self, calls: Calls, call: Call) -> None:
         """Let the call's Python run until its next statement, or its end."""
@@ -166,14 +185,15 @@ class Controller:
         targets = [0.0] * len(self.fns)
         try:
             with calls:
-                for entry in entries:
-                    targets[entry.session - 1] = max(targets[entry.session - 1], entry.target)
-                    self._settle_all(calls, targets, observer, focus=entry.session)
-                targets = [math.inf] * len(self.fns)
-                self._settle_all(calls, targets, observer, focus=None, finish=True)
-        except RaceError:
-            self._cancel_waiting(calls, observer)
-            raise
+                try:
+                    for entry in entries:
+                        targets[entry.session - 1] = max(targets[entry.session - 1], entry.target)
+                        self._settle_all(calls, targets, observer, focus=entry.session)
+                    targets = [math.inf] * len(self.fns)
+                    self._settle_all(calls, targets, observer, focus=None, finish=True)
+                except BaseException:
+                    self._cancel_waiting(calls, observer)  # before the threads are joined
+                    raise
         finally:
             observer.close()
         return RaceResult(tuple(self.events), tuple(calls.calls), self.database.label)
@@ -189,14 +209,16 @@ class Controller:
             order = calls.calls if focus is None else [calls.calls[focus - 1], *calls.calls]
             for call in order:
                 moved = self._run_to(calls, call, targets[call.number - 1], observer) or moved
-            self._resumed(calls, observer)
+            moved = self._resumed(calls, observer) or moved
             if not finish:
                 if not moved:
                     return
                 continue
             if all(call.finished for call in calls.calls):
                 return
-            if not moved:
+            if moved:
+                started = time.monotonic()  # the time limit is for standing still
+            else:
                 self._check_stuck(calls, observer, started)
 
     def run_choices(self, choices: Sequence[int]) -> tuple[RaceResult, list[int], list[set[int]]]:
@@ -211,24 +233,28 @@ class Controller:
         started = time.monotonic()
         try:
             with calls:
-                while True:
-                    movable = self._movable(calls)
-                    if not movable:
-                        if all(call.finished for call in calls.calls):
-                            break
-                        self._check_stuck(calls, observer, started)
-                        continue
-                    started = time.monotonic()
-                    index = len(executed)
-                    wanted = choices[index] if index < len(choices) else None
-                    pick = wanted if wanted in movable else min(movable)
-                    executed.append(pick)
-                    available.append(movable)
-                    self._step(calls, calls.calls[pick - 1], observer)
-                    self._resumed(calls, observer)
-        except RaceError:
-            self._cancel_waiting(calls, observer)
-            raise
+                try:
+                    while True:
+                        movable = self._movable(calls)
+                        if not movable:
+                            if all(call.finished for call in calls.calls):
+                                break
+                            if self._resumed(calls, observer):
+                                started = time.monotonic()
+                            else:
+                                self._check_stuck(calls, observer, started)
+                            continue
+                        started = time.monotonic()
+                        index = len(executed)
+                        wanted = choices[index] if index < len(choices) else None
+                        pick = wanted if wanted in movable else min(movable)
+                        executed.append(pick)
+                        available.append(movable)
+                        self._step(calls, calls.calls[pick - 1], observer)
+                        self._resumed(calls, observer)
+                except BaseException:
+                    self._cancel_waiting(calls, observer)  # before the threads are joined
+                    raise
         finally:
             observer.close()
         result = RaceResult(tuple(self.events), tuple(calls.calls), self.database.label)

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from redpacket.database.urls import engine_of
+from redpacket.race.calls import describe
 from redpacket.race.controller import RaceError
 
 
@@ -46,8 +47,11 @@ class Hammered:
 
 
 def hammer(
-    engine: Engine, fn: Callable[[], Any], *, workers: int = 16, times: int = 100
-) -> Hammered:
+    engine: Engine, fn: Callable[[], Any], *, workers: int = 16, times: int = 100,
+    timeout: float = 300.0,
+) -> Hammered:  # fmt: skip
+    """Run it; a hammer still going after ``timeout`` seconds (a call stuck on a lock held
+    outside it) is a ``RaceError``, not a hang: its threads are left to the process's end."""
     if not callable(fn):
         raise RaceError(f"{fn!r} is not callable: pass the function itself")
     if workers < 1 or times < 1:
@@ -55,33 +59,46 @@ def hammer(
     database = engine_of(engine.url)
     found = Hammered(workers, times)
     lock = threading.Lock()
-    barrier = threading.Barrier(workers)
+    barrier = threading.Barrier(workers, timeout=timeout)
 
     def work() -> None:
-        barrier.wait()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return
         for _ in range(times):
             try:
                 fn()
             except DBAPIError as exc:
+                code, message = describe(database, exc)
                 error = database.error_of(exc.orig) if exc.orig is not None else None
                 with lock:
-                    if error is None or error.lost:
+                    if error is not None and error.lost:
+                        found.unknown.append(message)
+                    elif code == "?":
                         found.unknown.append(str(exc).splitlines()[0])
                     else:
-                        found.failed[error.code] += 1
+                        found.failed[code] += 1
                 continue
-            except Exception as exc:  # the user's code failed: its outcome is unknown
+            except BaseException as exc:  # the user's code failed: its outcome is unknown
                 with lock:
                     found.unknown.append(f"{type(exc).__name__}: {exc}")
                 continue
             with lock:
                 found.returned += 1
 
-    threads = [threading.Thread(target=work, name=f"redpacket-hammer-{n}") for n in range(workers)]
+    threads = [threading.Thread(target=work, name=f"redpacket-hammer-{n}", daemon=True)
+               for n in range(workers)]  # fmt: skip
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(max(0.0, timeout - (time.perf_counter() - started)))
     found.seconds = time.perf_counter() - started
+    running = sum(thread.is_alive() for thread in threads)
+    if running:
+        raise RaceError(
+            f"the hammer did not finish in {timeout:.0f} s: {running} of {workers} workers"
+            " are still in a call (a lock held outside the race?)"
+        )
     return found

@@ -9,6 +9,7 @@ gets its connections (a factory argument, a fixture).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -25,35 +26,54 @@ def _text(query: Any, conn: psycopg.Connection[Any]) -> str:
     return str(query)
 
 
+def _timed(calls: Any, session_id: int, text: str, params: Any, run: Callable[[], object]) -> None:
+    calls.starts(session_id, text, params)
+    try:
+        run()
+    except BaseException as exc:
+        calls.ends(exc)
+        raise
+    calls.ends(None)
+
+
 class RaceCursor(psycopg.Cursor[Any]):
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> RaceCursor:
         calls = active()
         if calls is None:
             super().execute(query, params, **kwargs)
-            return self
-        calls.starts(self.connection.info.backend_pid, _text(query, self.connection), params)
-        try:
-            super().execute(query, params, **kwargs)
-        except BaseException as exc:
-            calls.ends(exc)
-            raise
-        calls.ends(None)
+        else:
+            execute = super().execute
+            pid, text = self.connection.info.backend_pid, _text(query, self.connection)
+            _timed(calls, pid, text, params, lambda: execute(query, params, **kwargs))
         return self
+
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        calls = active()
+        if calls is None:
+            super().executemany(query, params_seq, **kwargs)
+            return
+        params = list(params_seq)  # one statement boundary for the whole batch
+        _timed(calls, self.connection.info.backend_pid, _text(query, self.connection),
+               params[0] if params else None,
+               lambda: super(RaceCursor, self).executemany(query, params, **kwargs))  # fmt: skip
 
 
 class RaceConnection(psycopg.Connection[Any]):
-    def commit(self) -> None:
+    """COMMIT and ROLLBACK through ``commit()`` and ``rollback()`` are statements of the
+    race; ``with conn.transaction():`` ends its transaction inside psycopg, unseen."""
+
+    def _ending(self, word: str, run: Callable[[], None]) -> None:
         calls = active()
         if calls is None or self.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            super().commit()  # outside a race, or nothing to commit: nothing goes out
+            run()  # outside a race, or nothing to end: nothing goes out
             return
-        calls.starts(self.info.backend_pid, "COMMIT", None)
-        try:
-            super().commit()
-        except BaseException as exc:
-            calls.ends(exc)
-            raise
-        calls.ends(None)
+        _timed(calls, self.info.backend_pid, word, None, run)
+
+    def commit(self) -> None:
+        self._ending("COMMIT", super().commit)
+
+    def rollback(self) -> None:
+        self._ending("ROLLBACK", super().rollback)
 
 
 def connect(conninfo: str, **kwargs: Any) -> RaceConnection:

@@ -102,6 +102,7 @@ class Problem:
 
     text: str
     fatal: bool = False
+    newline: bool = True  # False: the client's message had none (an empty setup block's)
 
 
 Event = (

@@ -101,8 +101,8 @@ def line(event: Event) -> str:
             return f"{text}\n"
         case StepCanceled(step=step, seconds=seconds):
             return f"isolationtester: canceling step {step} after {seconds} seconds\n"
-        case Problem(text=text):
-            return text + "\n"
+        case Problem(text=text, newline=newline):
+            return text + ("\n" if newline else "")
     raise TypeError(f"not an event: {event!r}")  # pragma: no cover
 
 

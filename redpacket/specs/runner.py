@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,10 +67,10 @@ class _Conn:
 def step_timeout() -> float:
     """PGISOLATIONTIMEOUT (seconds), as isolationtester reads it."""
     value = os.environ.get("PGISOLATIONTIMEOUT")
-    try:
-        return float(int(value)) if value else DEFAULT_STEP_TIMEOUT_S
-    except ValueError:
-        return 0.0  # atoi() of garbage is 0
+    if value is None:
+        return DEFAULT_STEP_TIMEOUT_S
+    leading = re.match(r"\s*([+-]?\d+)", value)  # atoi(): the leading integer, else 0
+    return float(int(leading.group(1))) if leading else 0.0
 
 
 def all_permutations(spec: Spec) -> Iterator[Permutation]:
@@ -115,10 +116,14 @@ class Runner:
         self.max_wait = step_timeout() if max_wait is None else max_wait
         self.any_new_notice = False
         self.conns: list[_Conn] = []
-        for session in spec.sessions:
-            conn = _Conn(session.name, None)  # type: ignore[arg-type]
-            conn.session = server.open(session.name, self._on_notice(conn))
-            self.conns.append(conn)
+        try:
+            for session in spec.sessions:
+                conn = _Conn(session.name, None)  # type: ignore[arg-type]
+                conn.session = server.open(session.name, self._on_notice(conn))
+                self.conns.append(conn)
+        except BaseException:
+            self.close()  # the sessions opened so far
+            raise
         server.watch([conn.session for conn in self.conns])
 
     def _on_notice(self, conn: _Conn) -> Callable[[str], None]:
@@ -165,10 +170,12 @@ class Runner:
         if isinstance(result, Table):
             self.emit(SetupResult(result, None))
         elif isinstance(result, Failure):
-            text = f"{label}: {session.last_error().rstrip(chr(10))}"
+            message = session.last_error()  # libpq's text, with its newline if it has one
+            problem = Problem(f"{label}: {message.removesuffix(chr(10))}", fatal,
+                              message.endswith("\n"))  # fmt: skip
+            self.emit(problem)
             if fatal:
-                raise self._fail(text)
-            self.emit(Problem(text))
+                raise SpecAborted(problem.text)
 
     def run_permutation(self, permutation: Permutation) -> None:
         self.emit(PermutationStarted(tuple(p.name for p in permutation.steps)))

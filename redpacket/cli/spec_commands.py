@@ -105,17 +105,20 @@ def spec(
             raise LabError(f"cannot create {output_dir}: {exc.strerror or exc}") from None
     quiet = as_json or html_path is not None or output_dir is not None or expected_dir is not None
     runs: list[SpecRun] = []
-    with open_lab(options) as lab:
+    with open_lab(options) as lab, progress_bar() as bar:
         for one in specs:
             check_engine(one, lab.engine)
+        task = bar.add_task("specs", total=len(specs), visible=quiet)  # the output is the progress
         for one, picked in zip(specs, chosen, strict=True):
             if not quiet and len(specs) > 1:
                 click.echo(f"# {one.name}", err=True)
+            bar.update(task, description=one.name)
             run = run_spec(
                 lab, one, picked or None, None if quiet else _printer(True),
                 max_wait=step_timeout,
             )  # fmt: skip
             runs.append(run)
+            bar.advance(task)
             if output_dir is not None:
                 (output_dir / f"{one.name}.out").write_text(run.text(), encoding="utf-8",
                                                            errors="surrogateescape")  # fmt: skip

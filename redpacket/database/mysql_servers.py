@@ -87,8 +87,12 @@ def private_server() -> Iterator[Server]:
     try:
         with _exit_on_termination():
             _initialise(binary, folder / "data", user)
+            # Its own tmpdir: servers sharing /tmp lost each other's on-disk temporary
+            # tables (error 6, "Error on delete of '/tmp/#sql-temptable-...'").
+            (folder / "tmp").mkdir()
             process = subprocess.Popen(
                 [binary, "--no-defaults", f"--datadir={folder / 'data'}", f"--port={port}",
+                 f"--tmpdir={folder / 'tmp'}",
                  "--bind-address=127.0.0.1", f"--socket={folder / 'mysql.sock'}",
                  f"--pid-file={folder / 'mysqld.pid'}", f"--user={user}",
                  "--innodb-buffer-pool-size=64M", "--skip-log-bin", "--max-connections=300"],

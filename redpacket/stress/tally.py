@@ -57,14 +57,16 @@ class Tally:
     ) -> None:
         """Count one order's request and keep it in the history.
 
-        ``attempted`` marks the orders some request finished for; an order whose only
-        request was cut short is not "left without a grant": nobody finished asking.
+        ``attempted`` marks the orders some request finished for with a known outcome; an
+        order whose only request was cut short, or ended unknown (its COMMIT in flight when
+        the connection went), is not "left without a grant": nobody learned the answer.
         """
         if outcome is Outcome.INTERRUPTED:
             self.interrupted += 1
         else:
             self.attempts += 1
-            attempted[order_id] = 1
+            if outcome is not Outcome.UNKNOWN:
+                attempted[order_id] = 1
             if outcome is Outcome.GRANTED:
                 self.granted += 1
                 self.granted_orders.append(order_id)

@@ -66,8 +66,9 @@ def _cell(event: Event) -> tuple[str | None, str]:
                 None,
                 f'<span class="mark error">{escape(step)} cancelled after {seconds} s</span>',
             )
-        case SetupResult(table=table):
-            return None, "setup " + result_html(table)
+        case SetupResult(table=table, session=session):
+            where = f"{escape(session)}'s setup or teardown" if session else "setup or teardown"
+            return None, f"{where} " + result_html(table)
         case Problem(text=text, fatal=fatal):
             css = "error" if fatal else ""
             return None, f'<span class="mark {css}">{escape(text)}</span>'

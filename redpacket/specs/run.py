@@ -26,7 +26,7 @@ from redpacket.specs.events import (
     Table,
 )
 from redpacket.specs.model import BlockerKind, Permutation, Spec
-from redpacket.specs.runner import Runner, SpecAborted, count_permutations
+from redpacket.specs.runner import Runner, SpecAborted
 
 
 @dataclass
@@ -123,4 +123,4 @@ def run_spec(
         server.close()
 
 
-__all__ = ["SpecRun", "count_permutations", "run_spec"]
+__all__ = ["SpecRun", "run_spec"]

@@ -13,7 +13,6 @@ more notices. Nothing sleeps to make an order happen: every wait is the server's
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import time
@@ -165,10 +164,12 @@ class Runner:
         self.emit(Problem(text, fatal=True))
         return SpecAborted(text)
 
-    def _block(self, session: SpecSession, sql: str, label: str, *, fatal: bool) -> None:
+    def _block(
+        self, session: SpecSession, sql: str, label: str, *, fatal: bool, owner: str | None = None
+    ) -> None:
         result = session.execute(sql)
         if isinstance(result, Table):
-            self.emit(SetupResult(result, None))
+            self.emit(SetupResult(result, owner))
         elif isinstance(result, Failure):
             message = session.last_error()  # libpq's text, with its newline if it has one
             problem = Problem(f"{label}: {message.removesuffix(chr(10))}", fatal,
@@ -186,7 +187,7 @@ class Runner:
             if session.setup is not None:
                 self._block(
                     conn.session, session.setup, f"setup of session {conn.name} failed",
-                    fatal=True,
+                    fatal=True, owner=conn.name,
                 )  # fmt: skip
         waiting: list[Launch] = []
         pending = list(permutation.steps)
@@ -231,7 +232,7 @@ class Runner:
             if session.teardown is not None:
                 self._block(
                     conn.session, session.teardown, f"teardown of session {conn.name} failed",
-                    fatal=False,
+                    fatal=False, owner=conn.name,
                 )  # fmt: skip
         if self.spec.teardown is not None:
             self._block(control, self.spec.teardown, "teardown failed", fatal=False)
@@ -321,9 +322,3 @@ class Runner:
             self.emit(Notify(conn.name, note.channel, note.payload, sender))
         conn.active = None
         return False
-
-
-def count_permutations(spec: Spec) -> int:
-    if spec.permutations:
-        return len(spec.permutations)
-    return sum(1 for _ in itertools.islice(all_permutations(spec), 1_000_000))

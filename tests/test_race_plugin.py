@@ -8,6 +8,7 @@ the fix passes them. Misuse gives one clear line, never a hang.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,25 @@ from redpacket.race.explore import as_schedule
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "shop"
 
 
+_SHOPS: dict[str, Lab] = {}  # database -> the lab that owns it, dropped after the module
+
+
 def shop_url(lab: Lab) -> str:
     """A database of the lab's own for the example's tables (one per test worker)."""
     database = f"{lab.name}_shop"
     ownership.ensure_database(lab, database)
+    _SHOPS[f"{lab.engine.name}/{database}"] = lab
     return lab.server.url.set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_shop_left_behind() -> Iterator[None]:
+    """The example databases go when this module's tests are done (the lab's own drop does
+    not know them)."""
+    yield
+    for key, lab in _SHOPS.items():
+        ownership.drop_database(lab, key.split("/", 1)[1])
+    _SHOPS.clear()
 
 
 def run_example(

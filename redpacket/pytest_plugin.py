@@ -68,16 +68,13 @@ def _labs_own_engine() -> Iterator[Engine]:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    from redpacket.database import ownership
     from redpacket.database.backends import open_server
     from redpacket.database.lab import Lab
 
     backend = os.environ.get("REDPACKET_BACKEND", "auto")
     with open_server(backend, os.environ.get("REDPACKET_DATABASE_URL") or None) as server:
         lab = Lab(server, os.environ.get("REDPACKET_LAB_DATABASE") or "redpacket_lab")
-        database = lab.race_database
-        ownership.ensure_database(lab, database)
-        engine = create_engine(server.url.set(database=database), poolclass=NullPool)
+        engine = create_engine(lab.own_database_url(lab.race_database), poolclass=NullPool)
         yield engine
         engine.dispose()
 

@@ -26,9 +26,8 @@ _SHOPS: dict[str, Lab] = {}  # database -> the lab that owns it, dropped after t
 def shop_url(lab: Lab) -> str:
     """A database of the lab's own for the example's tables (one per test worker)."""
     database = f"{lab.name}_shop"
-    ownership.ensure_database(lab, database)
     _SHOPS[f"{lab.engine.name}/{database}"] = lab
-    return lab.server.url.set(database=database).render_as_string(hide_password=False)
+    return lab.own_database_url(database).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -122,6 +122,12 @@ class Lab:
         likes."""
         return f"{self.name}_specs"
 
+    def own_database_url(self, database: str) -> URL:
+        """One more database of the lab's (created and marked if missing, refused if foreign),
+        as a URL on the lab's server."""
+        ownership.ensure_database(self, database)
+        return self.server.url.set(database=database)
+
     def spec_url(self) -> URL:
         """The spec database, created and marked if missing (and set up by the engine)."""
         if ownership.ensure_database(self, self.spec_database):

@@ -16,6 +16,7 @@ from redpacket.specs.events import (
     Notify,
     PermutationStarted,
     Problem,
+    SendFailed,
     SetupResult,
     StepCanceled,
     StepCompleted,
@@ -61,6 +62,9 @@ def _cell(event: Event) -> tuple[str | None, str]:
                 f'<span class="mark">NOTIFY {escape(channel)} "{escape(payload)}"'
                 f" from {escape(sender)}</span>"
             )
+        case SendFailed(step=step, message=message):
+            text = f"{step} could not be sent: {message.strip()}"
+            return None, f'<span class="mark error">{escape(text)}</span>'
         case StepCanceled(step=step, seconds=seconds):
             return (
                 None,

@@ -89,11 +89,18 @@ class Notify:
 
 @dataclass(frozen=True)
 class StepCanceled:
-    """A step cancelled after the step timeout, or one that could not be sent (``text``)."""
+    """A step cancelled after the step timeout."""
 
     step: str
     seconds: int
-    text: str = ""
+
+
+@dataclass(frozen=True)
+class SendFailed:
+    """A step the client could not send (its session is gone); the run stops here."""
+
+    step: str
+    message: str  # the client library's, with its newline
 
 
 @dataclass(frozen=True)
@@ -107,5 +114,5 @@ class Problem:
 
 Event = (
     SpecParsed | PermutationStarted | SetupResult | StepWaiting | StepCompleted | StepResult
-    | Notice | Notify | StepCanceled | Problem
+    | Notice | Notify | StepCanceled | SendFailed | Problem
 )  # fmt: skip

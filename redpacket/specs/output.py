@@ -20,6 +20,7 @@ from redpacket.specs.events import (
     Notify,
     PermutationStarted,
     Problem,
+    SendFailed,
     SetupResult,
     SpecParsed,
     StepCanceled,
@@ -97,8 +98,8 @@ def line(event: Event) -> str:
             return f"{session}: {text}"
         case Notify(session=session, channel=channel, payload=payload, sender=sender):
             return f'{session}: NOTIFY "{channel}" with payload "{payload}" from {sender}\n'
-        case StepCanceled(text=text) if text:
-            return f"{text}\n"
+        case SendFailed(step=step, message=message):  # on stdout, as isolationtester has it
+            return f"failed to send query for step {step}: {message}\n"
         case StepCanceled(step=step, seconds=seconds):
             return f"isolationtester: canceling step {step} after {seconds} seconds\n"
         case Problem(text=text, newline=newline):

@@ -17,6 +17,7 @@ from redpacket.specs.events import (
     Notify,
     PermutationStarted,
     Problem,
+    SendFailed,
     SetupResult,
     SpecParsed,
     StepCanceled,
@@ -57,7 +58,8 @@ def event_json(event: Event) -> dict[str, Any]:
     kind = {
         SpecParsed: "parsed", PermutationStarted: "permutation", SetupResult: "setup_result",
         StepWaiting: "waiting", StepCompleted: "completed", StepResult: "result",
-        Notice: "notice", Notify: "notify", StepCanceled: "canceled", Problem: "problem",
+        Notice: "notice", Notify: "notify", StepCanceled: "canceled", SendFailed: "send_failed",
+        Problem: "problem",
     }[type(event)]  # fmt: skip
     data: dict[str, Any] = {"event": kind}
     for name, value in vars(event).items():

@@ -26,6 +26,7 @@ from redpacket.specs.events import (
     Notify,
     PermutationStarted,
     Problem,
+    SendFailed,
     SetupResult,
     SpecParsed,
     StepCanceled,
@@ -183,12 +184,7 @@ class Runner:
         control = self.server.control
         for sql in self.spec.setup:
             self._block(control, sql, "setup failed", fatal=True)
-        for conn, session in zip(self.conns, self.spec.sessions, strict=True):
-            if session.setup is not None:
-                self._block(
-                    conn.session, session.setup, f"setup of session {conn.name} failed",
-                    fatal=True, owner=conn.name,
-                )  # fmt: skip
+        self._session_blocks("setup", fatal=True)
         waiting: list[Launch] = []
         pending = list(permutation.steps)
         while pending:
@@ -213,8 +209,7 @@ class Runner:
             try:
                 conn.session.send(launch.step.sql)
             except WireError as lost:  # isolationtester prints this one to stdout
-                self.emit(StepCanceled(launch.step.name, -1, f"failed to send query for step"
-                                       f" {launch.step.name}: {lost}"))  # fmt: skip
+                self.emit(SendFailed(launch.step.name, str(lost)))
                 raise SpecAborted(f"failed to send query for step {launch.step.name}") from None
             conn.active = launch
             for j, blocker in enumerate(pstep.blockers):
@@ -228,14 +223,17 @@ class Runner:
         waiting = self.try_complete_all(waiting, nonblock=False)
         if waiting:
             raise self._fail("failed to complete permutation due to mutually-blocking steps")
-        for conn, session in zip(self.conns, self.spec.sessions, strict=True):
-            if session.teardown is not None:
-                self._block(
-                    conn.session, session.teardown, f"teardown of session {conn.name} failed",
-                    fatal=False, owner=conn.name,
-                )  # fmt: skip
+        self._session_blocks("teardown", fatal=False)
         if self.spec.teardown is not None:
             self._block(control, self.spec.teardown, "teardown failed", fatal=False)
+
+    def _session_blocks(self, kind: str, *, fatal: bool) -> None:
+        """Each session's own setup (or teardown) block, in the spec's session order."""
+        for conn, session in zip(self.conns, self.spec.sessions, strict=True):
+            sql = session.setup if kind == "setup" else session.teardown
+            if sql is not None:
+                self._block(conn.session, sql, f"{kind} of session {conn.name} failed",
+                            fatal=fatal, owner=conn.name)  # fmt: skip
 
     def _next(self, pending: list[PermutationStep]) -> PermutationStep:
         """The next step to launch: the permutation's next, as isolationtester does; with

@@ -67,17 +67,17 @@ def pgbench_script(strategy: Strategy, pipelined: bool = False) -> str:
     walk = Walk(strategy, {})
     path = iter(ALREADY_GRANTED_PATH[strategy.name])
     batches: list[list[str]] = []
-    items = ((BEGIN, -1), *compiled.batches[0])
+    items = compiled.first_batch
     while True:
         sql = [begin if kind == BEGIN else "COMMIT;" if kind == COMMIT else
-               strategy.steps[index].sql + ";" for kind, index in items]  # fmt: skip
+               strategy.steps[index].sql + ";" for kind, index, *_ in items]  # fmt: skip
         batches.append(sql)
         end = None
-        for kind, _index in items:
+        for kind, *_ in items:
             if kind == STEP:
                 end = walk.row((b"1",) if next(path) else None)
         if end is not None:
-            if all(kind != COMMIT for kind, _index in items):
+            if all(kind != COMMIT for kind, *_ in items):
                 batches.append(["COMMIT;"])
             break
         items = compiled.batches[walk.index]

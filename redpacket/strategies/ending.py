@@ -10,7 +10,7 @@ else, so the executors cannot disagree (they once did, about a lost connection).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redpacket.retry import CONNECTION_LOST, RetryPolicy
 from redpacket.strategies.steps import End
@@ -48,12 +48,35 @@ class Ending:
     ``end`` is the strategy's decision, kept only when the transaction carried it
     out (a COMMIT that failed voids it); ``sqlstate`` is the error that ended the
     attempt undecided; ``commit_in_flight`` says the connection died after COMMIT
-    was sent and before its answer came.
+    was sent and before its answer came. ``outcome`` and ``reason`` follow from
+    those three, worked out once: a stress run asks them of every request.
     """
 
     end: End | None = None
     sqlstate: str | None = None
     commit_in_flight: bool = False
+    outcome: Outcome = field(init=False, repr=False, compare=False)
+    # Why the caller got no decision: a SQLSTATE or the strategy's own end (lost_race, ...)
+    reason: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        end = self.end
+        if self.commit_in_flight:
+            outcome = Outcome.UNKNOWN
+        elif self.sqlstate is None and end is not None and end.commits:
+            outcome = Outcome.GRANTED if end is End.GRANTED else Outcome.ALREADY_GRANTED
+        else:
+            outcome = Outcome.FAILED
+        reason = None
+        if outcome is Outcome.FAILED:
+            reason = self.sqlstate or (end.value if end is not None else NO_SQLSTATE)
+        object.__setattr__(self, "outcome", outcome)
+        object.__setattr__(self, "reason", reason)
+
+    @classmethod
+    def of(cls, end: End | None) -> Ending:
+        """The ending of a transaction that carried out ``end``: one shared object per end."""
+        return _DECIDED[end]
 
     @classmethod
     def after_error(cls, handled: End | None, sqlstate: str) -> Ending:
@@ -65,21 +88,9 @@ class Ending:
         """Before COMMIT was sent the transaction certainly rolled back; during it, nobody knows."""
         return cls(sqlstate=CONNECTION_LOST, commit_in_flight=commit_in_flight)
 
-    @property
-    def outcome(self) -> Outcome:
-        if self.commit_in_flight:
-            return Outcome.UNKNOWN
-        if self.sqlstate is None and self.end is not None and self.end.commits:
-            return Outcome.GRANTED if self.end is End.GRANTED else Outcome.ALREADY_GRANTED
-        return Outcome.FAILED
-
-    @property
-    def reason(self) -> str | None:
-        """Why the caller got no decision: a SQLSTATE or the strategy's own end (lost_race, ...)."""
-        if self.outcome is not Outcome.FAILED:
-            return None
-        return self.sqlstate or (self.end.value if self.end is not None else NO_SQLSTATE)
-
     def worth_retrying(self, policy: RetryPolicy, attempt: int) -> bool:
         """After attempt number ``attempt`` (1-based): may a new transaction change the answer?"""
         return self.outcome is Outcome.FAILED and policy.should_retry(self.reason, attempt)
+
+
+_DECIDED: dict[End | None, Ending] = {end: Ending(end) for end in (*End, None)}

@@ -292,10 +292,17 @@ class Walk:
         return self.strategy.steps[self.index]
 
     def row(self, row: tuple[Any, ...] | None) -> End | None:
-        step = self.step
-        if row is not None and step.capture is not None:
-            self.context[step.capture] = row[0]
-        return self._follow(step.on_row if row is not None else step.on_no_row)
+        step = self.strategy.steps[self.index]
+        if row is None:
+            then = step.on_no_row
+        else:
+            then = step.on_row
+            if step.capture is not None:
+                self.context[step.capture] = row[0]
+        if then.__class__ is End:  # the common way a step ends it, taken without a call
+            self.ended = then
+            return then
+        return self._follow(then)
 
     def error(self, sqlstate: str | None) -> End | None:
         """The step raised ``sqlstate``: the end it means, or None if the strategy lets it fail."""

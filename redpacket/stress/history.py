@@ -82,7 +82,7 @@ class History:
         self.start_ns.append(start_ns)
         self.end_ns.append(end_ns)
         self.outcome.append(outcome)
-        self.reason.append(self._reason_code(reason))
+        self.reason.append(self._reason_code(reason) if reason else 0)
         self.attempts.append(min(attempts, 65535))
         self.red_packet.append(NO_ID if red_packet_id is None else red_packet_id)
 

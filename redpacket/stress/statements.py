@@ -16,7 +16,12 @@ BEGIN, STEP, COMMIT, ROLLBACK = 0, 1, 2, 3
 # SQLSTATE classes that mean "this SQL is wrong" (syntax, undefined names, types), not
 # "this session is in trouble": 42 syntax error or access rule violation, 22 data exception
 _SQL_ERROR_CLASSES = frozenset({"42", "22"})
-Items = tuple[tuple[int, int], ...]
+# One statement of a batch: (kind, step index or -1, prepared name, its parameters' names)
+Item = tuple[int, int, bytes, tuple[str, ...]]
+Items = tuple[Item, ...]
+BEGIN_ITEM: Item = (BEGIN, -1, b"rp_begin", ())
+COMMIT_ITEM: Item = (COMMIT, -1, b"rp_commit", ())
+ROLLBACK_ITEM: Item = (ROLLBACK, -1, b"rp_rollback", ())
 
 
 class ConnectionFailed(Exception):
@@ -47,8 +52,11 @@ class Compiled:
         # batches[start]: the items sent from step ``start`` on (strategies.batching);
         # open_batches: the same for a transaction that still has another order to grant.
         closing, open_ = batches(strategy)
-        self.batches: list[Items] = [_items(batch) for batch in closing]
-        self.open_batches: list[Items] = [_items(batch) for batch in open_]
+        self.batches: list[Items] = [self._items(batch) for batch in closing]
+        self.open_batches: list[Items] = [self._items(batch) for batch in open_]
+        # What an attempt sends first: BEGIN with the first batch (built once, not per request)
+        self.first_batch = (BEGIN_ITEM, *self.batches[0])
+        self.first_open_batch = (BEGIN_ITEM, *self.open_batches[0])
 
     def prepare(self, pgconn: PGconn) -> None:
         statements = [(b"rp_begin", self.begin_sql), (b"rp_commit", b"COMMIT")]
@@ -68,10 +76,9 @@ class Compiled:
                 )
             raise ConnectionFailed(f"cannot prepare {name.decode()}: {message}")
 
-
-def _items(batch: Batch) -> Items:
-    steps = tuple((STEP, index) for index in batch.steps)
-    return steps + (((COMMIT, -1),) if batch.commit else ())
+    def _items(self, batch: Batch) -> Items:
+        steps = tuple((STEP, i, self.names[i], self.params[i]) for i in batch.steps)
+        return steps + ((COMMIT_ITEM,) if batch.commit else ())
 
 
 def apply_settings(pgconn: PGconn, settings: tuple[tuple[str, str], ...]) -> None:

@@ -17,14 +17,20 @@ from psycopg.pq.abc import PGconn, PGresult
 
 from redpacket.retry import means_connection_lost
 from redpacket.strategies import End, Ending, Walk, closes_with_commit
-from redpacket.stress.statements import BEGIN, COMMIT, ROLLBACK, STEP, Items
+from redpacket.stress.statements import COMMIT, COMMIT_ITEM, ROLLBACK, ROLLBACK_ITEM, STEP, Items
 
 if TYPE_CHECKING:
     from redpacket.stress.loop_engine import LoopEngine
 
 _SQLSTATE = pq.DiagnosticField.SQLSTATE
 _SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
-_OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+# Plain ints, read once: an enum member looked up per result costs more than the result
+_TUPLES_OK = int(pq.ExecStatus.TUPLES_OK)
+_COMMAND_OK = int(pq.ExecStatus.COMMAND_OK)
+_PIPELINE_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
+_PIPELINE_ABORTED = int(pq.ExecStatus.PIPELINE_ABORTED)
+_BAD = int(pq.ConnStatus.BAD)
+_IDLE = int(pq.TransactionStatus.IDLE)
 
 
 class Worker:
@@ -79,6 +85,49 @@ class Worker:
         self.busy = False
         self.reconnect_tries = 0
 
+    # -- the loop's calls -------------------------------------------------------------------
+
+    def readable(self) -> None:
+        """Read what arrived and hand each whole result to ``on_result``."""
+        pgconn = self.pgconn
+        if pgconn is None:
+            return
+        try:
+            pgconn.consume_input()
+            is_busy, get_result = pgconn.is_busy, pgconn.get_result
+            empty = 0
+            while not is_busy():
+                result = get_result()
+                if result is None:  # pipeline mode: one None after each statement's results
+                    empty += 1
+                    if empty > 1:
+                        break
+                    continue
+                empty = 0
+                self.on_result(result)
+                if self.pgconn is not pgconn:
+                    return
+            if pgconn.status == _BAD:
+                self.connection_lost()
+        except OperationalError:
+            if self.pgconn is pgconn:
+                self.connection_lost()
+
+    def writable(self) -> None:
+        pgconn = self.pgconn
+        if pgconn is None:
+            return
+        try:
+            if pgconn.flush() == 0:
+                self.engine.want_write(self, False)
+        except OperationalError:
+            self.connection_lost()
+
+    def close(self) -> None:
+        if self.pgconn is not None:
+            self.pgconn.finish()
+            self.pgconn = None
+
     # -- a request -----------------------------------------------------------------------
 
     def start(self, orders: tuple[int, ...]) -> None:
@@ -100,12 +149,14 @@ class Worker:
         self.commit_sent = False
         self.aborted = False
         self._walk_next_order()
-        self._send(((BEGIN, -1), *self._batch(0)))
+        compiled = self.compiled
+        self._send(compiled.first_batch if len(self.orders) == 1 else compiled.first_open_batch)
 
     def _walk_next_order(self) -> None:
-        order_id = self.orders[self.order_index]
-        self.context = dict(self.engine.base_context, order_id=b"%d" % order_id)
-        self.walk = Walk(self.compiled.strategy, self.context)
+        context = self.engine.base_context.copy()
+        context["order_id"] = b"%d" % self.orders[self.order_index]
+        self.context = context
+        self.walk = Walk(self.compiled.strategy, context)
         self.ended = None
 
     def _batch(self, index: int) -> Items:
@@ -115,23 +166,15 @@ class Worker:
     def _send(self, items: Items) -> None:
         pgconn = self.pgconn
         assert pgconn is not None
-        compiled = self.compiled
         self.expect = items
         self.position = 0
+        if items[-1][0] == COMMIT:  # from here on, a lost connection leaves the outcome unknown
+            self.commit_sent = True
+        context = self.context
+        send = pgconn.send_query_prepared
         try:
-            for kind, index in items:
-                if kind == STEP:
-                    context = self.context
-                    pgconn.send_query_prepared(
-                        compiled.names[index], [context[name] for name in compiled.params[index]]
-                    )
-                elif kind == BEGIN:
-                    pgconn.send_query_prepared(b"rp_begin", None)
-                elif kind == COMMIT:
-                    self.commit_sent = True
-                    pgconn.send_query_prepared(b"rp_commit", None)
-                else:
-                    pgconn.send_query_prepared(b"rp_rollback", None)
+            for _kind, _index, name, params in items:
+                send(name, [context[param] for param in params] if params else None)
             pgconn.pipeline_sync()
             if pgconn.flush() == 1:
                 self.engine.want_write(self)
@@ -142,7 +185,7 @@ class Worker:
 
     def on_result(self, result: PGresult) -> None:
         status = result.status
-        if status == pq.ExecStatus.PIPELINE_SYNC:
+        if status == _PIPELINE_SYNC:
             self._batch_done()
             return
         if self.position >= len(self.expect):
@@ -160,9 +203,9 @@ class Worker:
             return
         kind = self.expect[self.position][0]
         self.position += 1
-        if status == pq.ExecStatus.PIPELINE_ABORTED:
+        if status == _PIPELINE_ABORTED:
             return
-        if status not in _OK:
+        if status != _TUPLES_OK and status != _COMMAND_OK:
             sqlstate = (result.error_field(_SQLSTATE) or b"XX000").decode()
             self.engine.tally.errors[sqlstate] += 1
             if means_connection_lost(sqlstate):
@@ -197,21 +240,21 @@ class Worker:
         assert self.pgconn is not None
         if self.committed and self.failure is None:
             self._record_order_end()
-            self.engine.finished(self, Ending(self.ended))
+            self.engine.finished(self, Ending.of(self.ended))
             return
-        in_transaction = self.pgconn.transaction_status != pq.TransactionStatus.IDLE
+        in_transaction = self.pgconn.transaction_status != _IDLE
         if not in_transaction:
             self._attempt_over()
             return
         if self.expect[-1][0] == ROLLBACK:  # the ROLLBACK itself failed (a timeout): again
-            self._send(((ROLLBACK, -1),))
+            self._send((ROLLBACK_ITEM,))
             return
         ended = self.ended
         if ended is None and self.failure is None and not self.aborted:
             assert self.walk is not None
             self._send(self._batch(self.walk.index))
         elif not closes_with_commit(ended, self.aborted or self.failure is not None):
-            self._send(((ROLLBACK, -1),))
+            self._send((ROLLBACK_ITEM,))
         else:
             self._record_order_end()
             if self.order_index + 1 < len(self.orders):
@@ -219,7 +262,7 @@ class Worker:
                 self._walk_next_order()
                 self._send(self._batch(0))
             else:
-                self._send(((COMMIT, -1),))
+                self._send((COMMIT_ITEM,))
 
     def _record_order_end(self) -> None:
         if len(self.ends) <= self.order_index and self.ended is not None:
@@ -229,20 +272,14 @@ class Worker:
 
     def _attempt_over(self) -> None:
         """The transaction is over without a successful COMMIT: ROLLBACK, or the server's."""
-        ending = self.failure or Ending(self.ended)
+        ending = self.failure or Ending.of(self.ended)
         if ending.sqlstate is None:
             self._record_order_end()  # e.g. 23505 read as "already granted"
         self._retry_or_finish(ending)
 
     def _retry_or_finish(self, ending: Ending) -> None:
-        engine = self.engine
-        if ending.worth_retrying(engine.retry, self.attempt):
+        if self.engine.retry_or_finish(self, ending):
             self.commit_sent = self.committed = False  # a cut-short run must not see them
-            self.attempt += 1
-            engine.tally.retries += 1
-            engine.later(engine.retry.delay_s(self.attempt - 1, engine.rng), self)
-            return
-        engine.finished(self, ending)
 
     def connection_lost(self) -> None:
         """The session is gone: unknown if COMMIT was in flight, else retry on a new one."""
@@ -252,7 +289,7 @@ class Worker:
             return
         if self.committed and self.failure is None:
             self._record_order_end()  # COMMIT's answer arrived before the session died
-            self.engine.finished(self, Ending(self.ended))
+            self.engine.finished(self, Ending.of(self.ended))
             return
         if commit_in_flight:
             self._record_order_end()
@@ -266,7 +303,7 @@ class Worker:
         """
         if self.committed and self.failure is None:
             self._record_order_end()
-            return Ending(self.ended)
+            return Ending.of(self.ended)
         if self.commit_sent:
             self._record_order_end()
             return Ending.connection_lost(commit_in_flight=True)

@@ -1,0 +1,250 @@
+"""One event loop per process over non-blocking connections: what every engine's loop shares.
+
+pgbench's own design, measured fastest on this machine (shared/PERF-NOTES.md): one
+thread waits on every worker's socket at once (epoll, straight: the ``selectors``
+wrapper costs a microsecond a wake-up), and each worker is a small state machine
+that sends its next statement(s) when the answer it waits for has come. What the
+wire looks like is the engine's (``loop_engine``: libpq pipelines on PostgreSQL;
+``mysql_loop``: one query at a time over mysqlclient); starting requests, timers
+for retries and reconnects, progress, deadlines and counting what ended are here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import random
+import select
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from redpacket.retry import RetryPolicy
+from redpacket.strategies import End, Ending, Outcome
+from redpacket.stress.plan import StressPlan, Workload
+from redpacket.stress.statements import ServerGone
+from redpacket.stress.tally import Tally
+
+PROGRESS_EVERY_S = 0.1
+SERVER_GONE_AFTER_S = 5.0
+RECONNECT_DELAYS_S = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)
+INITIAL_TRIES = 3  # a connection killed while it is set up is tried again at once
+_READ = select.EPOLLIN
+_WRITE = select.EPOLLOUT
+_TROUBLE = select.EPOLLERR | select.EPOLLHUP  # read: the read says what went wrong
+
+
+class LoopWorker(Protocol):
+    """What the loop needs of a worker; each engine's worker is one."""
+
+    number: int
+    fd: int
+    busy: bool
+    orders: tuple[int, ...]
+    ends: list[End]
+    ids: list[int | None]
+    attempt: int
+    started_ns: int
+    reconnect_tries: int
+
+    def start(self, orders: tuple[int, ...]) -> None: ...
+    def resume(self) -> None: ...
+    def readable(self) -> None: ...
+    def writable(self) -> None: ...
+    def ending_if_stopped_now(self) -> Ending | None: ...
+    def close(self) -> None: ...
+
+
+class EventLoop:
+    """Runs one process's share of a stress plan over workers an engine module provides."""
+
+    def __init__(self, plan: StressPlan, attempts: int | None, seed: int) -> None:
+        self.plan = plan
+        self.retry = RetryPolicy(plan.retries)
+        self.rng = random.Random(seed)
+        self._random = self.rng.random
+        self._orders = plan.orders
+        self.tally = Tally()
+        self.attempts_left = attempts
+        self.attempted = bytearray(plan.orders + 1)
+        self.epoll = select.epoll()
+        self.by_fd: dict[int, LoopWorker] = {}
+        self.timers: list[tuple[float, int, LoopWorker]] = []
+        self._timer_sequence = 0
+        self.busy = 0
+        self.stopping = False
+        self.down_since: float | None = None
+        self.last_error = ""
+        self.workers: Sequence[LoopWorker] = ()
+        self._deadline: float | None = None
+        self._progress: Callable[[Tally], bool] = lambda _tally: True
+        self._next_report = 0.0
+
+    # -- sockets and timers, for workers ----------------------------------------------------
+
+    def watch(self, worker: LoopWorker) -> None:
+        self.by_fd[worker.fd] = worker
+        self.epoll.register(worker.fd, _READ)
+
+    def unwatch(self, worker: LoopWorker) -> None:
+        """Before the socket closes: a closed one leaves epoll by itself, and its number may
+        come back with the next connection."""
+        if self.by_fd.get(worker.fd) is worker:
+            del self.by_fd[worker.fd]
+            with contextlib.suppress(OSError, ValueError):
+                self.epoll.unregister(worker.fd)
+
+    def want_write(self, worker: LoopWorker, wanted: bool = True) -> None:
+        """The socket's buffer was full: say when it drains (or stop saying so)."""
+        self.epoll.modify(worker.fd, _READ | _WRITE if wanted else _READ)
+
+    def later(self, delay_s: float, worker: LoopWorker) -> None:
+        self._timer_sequence += 1
+        heapq.heappush(self.timers, (time.monotonic() + delay_s, self._timer_sequence, worker))
+
+    def connection_failed(self, worker: LoopWorker, message: str, initial: bool) -> None:
+        """A (re)connection failed: try again later, until the server has been gone too long."""
+        self.last_error = message
+        if initial:
+            return
+        now = time.monotonic()
+        self.down_since = self.down_since or now
+        if now - self.down_since > SERVER_GONE_AFTER_S:
+            raise ServerGone(message)
+        worker.reconnect_tries += 1
+        delays = RECONNECT_DELAYS_S
+        self.later(delays[min(worker.reconnect_tries, len(delays) - 1)], worker)
+
+    def connected(self, worker: LoopWorker, initial: bool) -> None:
+        worker.reconnect_tries = 0
+        self.down_since = None
+        self.watch(worker)
+        if not initial:
+            self.tally.reconnects += 1
+
+    # -- a request ends ---------------------------------------------------------------------
+
+    def finished(self, worker: LoopWorker, ending: Ending | None) -> None:
+        """``worker``'s request is over; ``ending`` None: the run was cut short under it."""
+        end_ns = time.perf_counter_ns()
+        tally = self.tally
+        if ending is None:
+            outcome, reason = Outcome.INTERRUPTED, None
+        else:
+            outcome, reason = ending.outcome, ending.reason
+            tally.latency.record(end_ns - worker.started_ns)
+        decided = outcome is Outcome.GRANTED or outcome is Outcome.ALREADY_GRANTED
+        ends, ids = worker.ends, worker.ids
+        for index, order_id in enumerate(worker.orders):
+            if decided:  # each order of a pair has its own end
+                granted = ends[index] is End.GRANTED
+                outcome = Outcome.GRANTED if granted else Outcome.ALREADY_GRANTED
+            packet = ids[index] if index < len(ids) else None
+            tally.record(
+                worker.number, order_id, worker.started_ns, end_ns, outcome, reason,
+                worker.attempt, packet, self.attempted,
+            )  # fmt: skip
+        worker.busy = False
+        self.busy -= 1
+        if self.plan.workload is Workload.UNIFORM:
+            self._start_next(worker)
+
+    def retry_or_finish(self, worker: LoopWorker, ending: Ending) -> bool:
+        """Another attempt later if ``ending`` is worth one (True), else the request is over."""
+        if ending.worth_retrying(self.retry, worker.attempt):
+            worker.attempt += 1
+            self.tally.retries += 1
+            self.later(self.retry.delay_s(worker.attempt - 1, self.rng), worker)
+            return True
+        self.finished(worker, ending)
+        return False
+
+    # -- driving ----------------------------------------------------------------------------
+
+    def _start(self, worker: LoopWorker, orders: tuple[int, ...]) -> None:
+        self.busy += 1
+        worker.start(orders)
+
+    def _start_next(self, worker: LoopWorker) -> None:
+        if self.stopping:
+            return
+        if self.attempts_left is not None:
+            if self.attempts_left <= 0:
+                return
+            self.attempts_left -= 1
+        # random() scaled, not randint(): three Python calls fewer per request, same spread
+        self._start(worker, (int(self._random() * self._orders) + 1,))
+
+    def rounds(self) -> list[tuple[int, int] | tuple[int]]:
+        if self.plan.workload is Workload.CROSSED:
+            return [(a, a + 1) for a in range(1, self.plan.orders, 2)]
+        return [(order_id,) for order_id in range(1, self.plan.orders + 1)]
+
+    def run(
+        self,
+        deadline: float | None,
+        progress: Callable[[Tally], bool],
+        barrier: Callable[[], None] | None = None,
+    ) -> Tally:
+        """Run until done, the deadline, or ``progress`` returns False (stop asked)."""
+        self._deadline = deadline
+        self._progress = progress
+        self._next_report = time.monotonic() + PROGRESS_EVERY_S
+        if self.plan.workload.hot:
+            for orders in self.rounds():
+                if barrier is not None:
+                    barrier()
+                if self.stopping:
+                    break
+                for worker in self.workers:
+                    crossed = len(orders) == 2 and worker.number % 2 == 1
+                    self._start(worker, orders[::-1] if crossed else orders)
+                self._pump()
+        else:
+            for worker in self.workers:
+                self._start_next(worker)
+            self._pump()
+        progress(self.tally)
+        return self.tally
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def close(self) -> None:
+        """Close every connection; a request still in flight is recorded as cut short."""
+        self.stopping = True
+        for worker in self.workers:
+            if worker.busy:
+                self.finished(worker, worker.ending_if_stopped_now())
+        for worker in self.workers:
+            self.unwatch(worker)
+            worker.close()
+        self.epoll.close()
+
+    def _pump(self) -> None:
+        """Serve sockets and timers until no worker is busy."""
+        poll = self.epoll.poll
+        by_fd = self.by_fd
+        timers = self.timers
+        monotonic = time.monotonic
+        while self.busy:
+            timeout = PROGRESS_EVERY_S
+            if timers:
+                timeout = max(0.0, min(timeout, timers[0][0] - monotonic()))
+            for fd, mask in poll(timeout):
+                worker = by_fd.get(fd)
+                if worker is None:
+                    continue
+                if mask & _WRITE:
+                    worker.writable()
+                if mask & (_READ | _TROUBLE) and by_fd.get(fd) is worker:
+                    worker.readable()
+            now = monotonic()
+            while timers and timers[0][0] <= now:
+                heapq.heappop(timers)[2].resume()
+            if now >= self._next_report:
+                self._next_report = now + PROGRESS_EVERY_S
+                if not self._progress(self.tally):
+                    self.stopping = True
+                if self._deadline is not None and now >= self._deadline:
+                    self.stopping = True

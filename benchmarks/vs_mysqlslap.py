@@ -9,13 +9,15 @@ takes the "already granted" path in both tools. mysqlslap cannot pick a random
 order per transaction, and clients reading one file would march through the same
 ids in lockstep; so each client is a mysqlslap process of its own
 (``--concurrency=1``) with its own file of transactions over random orders, all
-started together. Each transaction is exactly the statements the harness sends on
-that path, one round trip each, in the order it sends them. The harness runs the
+started together, each file opening with the isolation level for its session (the
+harness sets it once per connection too). Each transaction is exactly the statements
+the harness sends on that path, one statement per round trip, in the order it sends
+them, with autocommit off and no START TRANSACTION, as the harness runs. The harness runs the
 same number of transactions (uniform workload, ``--attempts``). Rounds alternate
 which tool goes first; medians. Flags checked against ``mysqlslap --help``:
 ``--concurrency``, ``--iterations``, ``--query`` (a file), ``--delimiter``,
-``--create-schema`` (the database to run in), ``--no-drop``, ``--init-command`` (the
-session's isolation level, as the harness sets it once per connection), ``-h``/``-P``/``-u``.
+``--create-schema`` (the database to run in), ``--no-drop``, ``--init-command`` (run on
+connecting: ``SET autocommit = 0``), ``-h``/``-P``/``-u``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from redpacket.engines import engine_named
 from redpacket.isolation import Isolation
 from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
 from redpacket.strategies import STRATEGIES, Strategy, Walk
-from redpacket.strategies.batching import batches
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.runner import run_stress
 
@@ -51,33 +52,27 @@ ALREADY_GRANTED_PATH = {"lock_first": [True, True], "on_conflict": [False, True]
 
 
 def transaction(strategy: Strategy, order_id: int) -> list[str]:
-    """The queries the harness sends for one already-granted request, values inlined: one
-    per round trip, several statements where the harness batches them (START TRANSACTION
-    with the first step; strategies.batching)."""
+    """The queries the harness sends for one already-granted request, values inlined, one
+    statement per round trip (redpacket/stress/mysql_loop.py): each step the path reaches,
+    then COMMIT. No START TRANSACTION: the session runs with autocommit off."""
     steps = strategy.for_engine("mysql")
-    closing, _open = batches(steps)
     walk = Walk(steps, {})
     values = {"order_id": str(order_id), "campaign_id": f"'{DEFAULT_CAMPAIGN}'",
               "amount": str(DEFAULT_AMOUNT)}  # fmt: skip
-    _once, begin = engine_named("mysql").session_level(LEVEL)  # the level is set per session
-    leading, sent = list(begin), []
+    sent = []
     path = iter(ALREADY_GRANTED_PATH[strategy.name])
-    end, committed = None, False
+    end = None
     while end is None:
-        batch = closing[walk.index]
-        query = leading
-        leading = []
-        for _ in batch.steps:
-            query.append(re.sub(r":(\w+)", lambda m: values[m.group(1)], walk.step.sql))
-            end = walk.row(("1",) if next(path) else None)
-        if batch.commit:
-            query.append("COMMIT")
-            committed = True
-        sent.append("; ".join(query))
-    if not committed:
-        sent.append("COMMIT")
+        sent.append(re.sub(r":(\w+)", lambda m: values[m.group(1)], walk.step.sql))
+        end = walk.row(("1",) if next(path) else None)
+    sent.append("COMMIT")
     assert all(DELIMITER not in query for query in sent)
     return sent
+
+
+def _once_per_session() -> tuple[str, ...]:
+    once, _begin = engine_named("mysql").session_level(LEVEL)
+    return once
 
 
 def run_mysqlslap(
@@ -89,7 +84,7 @@ def run_mysqlslap(
     rng = random.Random(clients)
     for client in range(clients):
         path = folder / f"{strategy.name}-{clients}-{client}.sql"
-        lines = []
+        lines = list(_once_per_session())  # as the harness: the level once per connection
         for _ in range(per_client):
             lines += transaction(strategy, rng.randint(1, ORDERS))
         path.write_text(f"{DELIMITER}\n".join(lines) + f"{DELIMITER}\n")
@@ -98,7 +93,7 @@ def run_mysqlslap(
     base = [binary, "-h", url.host or "127.0.0.1", "-P", str(url.port or 3306),
             "-u", url.username or "root", f"--create-schema={url.database}", "--no-drop",
             "--concurrency=1", "--iterations=1", f"--delimiter={DELIMITER}",
-            f"--init-command=SET SESSION TRANSACTION ISOLATION LEVEL {LEVEL.sql}"]  # fmt: skip
+            "--init-command=SET autocommit = 0"]  # fmt: skip
     env = dict(os.environ)
     if url.password:
         env["MYSQL_PWD"] = str(url.password)

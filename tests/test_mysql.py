@@ -272,35 +272,12 @@ def test_every_declared_fix_holds_under_hot_load_on_innodb(
     assert result.history_check.ok
 
 
-def test_a_batch_goes_in_one_query_and_stops_at_the_statement_that_fails(
-    fresh_mysql_lab: Lab,
-) -> None:
-    MySQLdb = pytest.importorskip("MySQLdb")
-    engine = fresh_mysql_lab.engine
-    insert = "INSERT INTO red_packets (order_id, campaign_id, amount) VALUES (%(o)s, 'c', 1)"
-    with fresh_mysql_lab.connect(Schema.CONSTRAINED) as conn:
-        results = engine.run_batch(
-            conn, [("START TRANSACTION", None), (insert, {"o": 1}), (insert, {"o": 1}),
-                   (insert, {"o": 2})],
-        )  # fmt: skip
-        assert next(results) == ()
-        assert next(results)[0][0] > 0  # the new row's id
-        with pytest.raises(MySQLdb.IntegrityError) as refused:
-            next(results)
-        error = engine.error_of(refused.value)
-        assert error is not None
-        assert error.code == "1062"
-        engine.run(conn, "COMMIT")
-        counts = engine.run(conn, "SELECT order_id, count(*) FROM red_packets GROUP BY order_id")
-    assert counts == ((1, 1),)  # the statement after the failing one never ran
-
-
 @pytest.mark.stress
 def test_a_strategy_whose_steps_batch_with_commit_holds_under_hot_load_on_innodb(
     mysql_lab: Lab,
 ) -> None:
-    """START TRANSACTION, a lock that decides nothing, an insert that commits either way,
-    and COMMIT: one multi-statement query per grant."""
+    """A lock that decides nothing, then an insert that commits either way: the batches a
+    pipeline would send together go one statement at a time on InnoDB (mysql_loop)."""
     strategy = Strategy(
         name="batched",
         summary="lock, INSERT IGNORE, commit: one round trip",

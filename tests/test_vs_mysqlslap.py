@@ -1,4 +1,4 @@
-"""The mysqlslap anchor runs what the harness runs: its batched queries execute whole.
+"""The mysqlslap anchor runs what the harness runs: one statement per query, autocommit off.
 
 These run the real mysqlslap (the MariaDB client ships it) for a moment each.
 """
@@ -21,12 +21,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_a_batched_query_runs_every_statement_in_it(mysql_lab: Lab, tmp_path: Path) -> None:
-    """on_conflict on orders not granted yet: START TRANSACTION and INSERT IGNORE go as one
-    query; if mysqlslap ran only the first statement of it, nothing would be inserted."""
+def test_every_insert_is_committed_by_the_commit_after_it(mysql_lab: Lab, tmp_path: Path) -> None:
+    """on_conflict on orders not granted yet, with autocommit off: an INSERT IGNORE that
+    the COMMIT after it did not commit would vanish when mysqlslap disconnects."""
     mysql_lab.reset(10_000)
     strategy = STRATEGIES["on_conflict"]
-    assert transaction(strategy, 7)[0].startswith("START TRANSACTION; INSERT IGNORE")
+    sent = transaction(strategy, 7)
+    assert [query.split()[0] for query in sent] == ["INSERT", "SELECT", "COMMIT"]
+    assert sent[0].startswith("INSERT IGNORE INTO red_packets")
     tps, cpu = run_mysqlslap(mysql_lab, strategy, clients=2, per_client=30, folder=tmp_path)
     assert tps > 0
     assert cpu > 0

@@ -11,7 +11,7 @@ lab's ownership and the explanations all go through these answers.
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,9 +101,6 @@ class Engine(Protocol):
     def run(
         self, conn: Any, statement: str, params: dict[str, Any] | None = None
     ) -> tuple[tuple[Any, ...], ...]: ...
-    def run_batch(
-        self, conn: Any, statements: Sequence[tuple[str, dict[str, Any] | None]]
-    ) -> Generator[tuple[tuple[Any, ...], ...], None, None]: ...
     def session_id(self, conn: Any) -> int: ...
     def is_closed(self, conn: Any) -> bool: ...
     def error_of(self, exc: BaseException) -> ServerError | None: ...

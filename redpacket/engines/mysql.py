@@ -18,12 +18,11 @@ PyMySQL's throughput at half its client CPU per transaction.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import re
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -96,7 +95,7 @@ class MySQL:
             raise LabError(MYSQL_EXTRA) from None
         options = connect_options(url)
         options["autocommit"] = autocommit
-        # run_batch's multi-statement queries; every value the lab sends is escaped
+        # a spec file's step may hold several statements; every value the lab sends is escaped
         options["client_flag"] = CLIENT.MULTI_STATEMENTS
         return MySQLdb.connect(**options)
 
@@ -200,30 +199,9 @@ class MySQL:
     def run(
         self, conn: Any, statement: str, params: dict[str, Any] | None = None
     ) -> tuple[tuple[Any, ...], ...]:
-        """One statement on mysqlclient's own connection API, without a cursor: the stress
-        engine's hot path."""
+        """One statement on mysqlclient's own connection API, without a cursor."""
         conn.query(_bound(conn, statement, params))
-        return _rows(conn)
-
-    def run_batch(
-        self, conn: Any, statements: Sequence[tuple[str, dict[str, Any] | None]]
-    ) -> Generator[tuple[tuple[Any, ...], ...], None, None]:
-        """The statements as one multi-statement query (one round trip); each one's rows in
-        turn. The server stops at the first statement that fails: its error is raised in
-        its turn, and nothing after it ran."""
-        conn.query(b";".join(_bound(conn, sql, params) for sql, params in statements))
-        done = False
-        try:
-            for index in range(len(statements)):
-                if index:
-                    conn.next_result()
-                yield _rows(conn)
-            done = True
-        finally:
-            if not done:  # the caller stopped early: read what is left, or the session jams
-                with contextlib.suppress(Exception):
-                    while conn.next_result() == 0:
-                        conn.store_result()
+        return read_rows(conn)
 
     def session_id(self, conn: Any) -> int:
         return int(conn.thread_id())
@@ -484,7 +462,9 @@ def _bound(conn: Any, statement: str, params: dict[str, Any] | None) -> bytes:
     }
 
 
-def _rows(conn: Any) -> tuple[tuple[Any, ...], ...]:
+def read_rows(conn: Any) -> tuple[tuple[Any, ...], ...]:
+    """The rows of the statement just answered; for a write, (the new id or the count,) when
+    it changed a row (INSERT IGNORE's "did it insert?"), else none."""
     result = conn.store_result()
     if result is not None:
         return tuple(result.fetch_row(maxrows=0))

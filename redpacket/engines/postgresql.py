@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -160,13 +160,6 @@ class PostgreSQL:
     ) -> tuple[tuple[Any, ...], ...]:
         cursor = conn.execute(statement, params)
         return rows_of(cursor)
-
-    def run_batch(
-        self, conn: Any, statements: Sequence[tuple[str, dict[str, Any] | None]]
-    ) -> Generator[tuple[tuple[Any, ...], ...], None, None]:
-        """One by one: PostgreSQL's batches go through libpq's pipeline (loop_engine)."""
-        for statement, params in statements:
-            yield self.run(conn, statement, params)
 
     def session_id(self, conn: Any) -> int:
         return int(conn.info.backend_pid)

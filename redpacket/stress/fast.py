@@ -1,10 +1,11 @@
 """The fast stress engine for each database engine, one registry entry each.
 
-PostgreSQL has libpq's non-blocking, pipelined connections: one event loop per
-process (``loop_engine``), pgbench's own design. MySQL's drivers have no such
-thing: a thread per worker (``thread_engine``). Both run the strategy's steps
-through ``Walk`` and end transactions through ``Ending``; both take plain values
-(engine name, URL), so worker processes can build them again.
+Both are one event loop per process (``event_loop``), pgbench's own design, over
+the engine's own wire: libpq's non-blocking, pipelined connections on PostgreSQL
+(``loop_engine``), mysqlclient's send-then-read, one statement in flight, on MySQL
+(``mysql_loop``). Both run the strategy's steps through ``Walk`` and end
+transactions through ``Ending``; both take plain values (engine name, URL), so
+worker processes can build them again.
 """
 
 from __future__ import annotations
@@ -50,15 +51,15 @@ def _libpq_loop(
     return LoopEngine(plan, target, workers, attempts, seed, first)
 
 
-def _threads(
+def _mysql_loop(
     plan: StressPlan, url: str, workers: int, attempts: int | None, seed: int, first: int
 ) -> FastEngine:
-    from redpacket.stress.thread_engine import ThreadEngine
+    from redpacket.stress.mysql_loop import MySQLLoop
 
-    return ThreadEngine(plan, "mysql", url, workers, attempts, seed, first)
+    return MySQLLoop(plan, url, workers, attempts, seed, first)
 
 
-BUILDERS: dict[str, Builder] = {"postgresql": _libpq_loop, "mysql": _threads}
+BUILDERS: dict[str, Builder] = {"postgresql": _libpq_loop, "mysql": _mysql_loop}
 
 
 def build(

@@ -4,8 +4,8 @@ A step the client need not see before sending the next one (it goes on whatever 
 returns: an advisory lock) travels with its successor; a batch ends at the first
 step that decides. COMMIT joins the batch of a step that commits whatever it
 returns, unless the transaction has another order to grant. Same statements, same
-order: batching changes only the round trips (libpq's pipeline on PostgreSQL, a
-multi-statement query on MySQL).
+order: batching changes only the round trips (libpq's pipeline on PostgreSQL; MySQL
+has no pipeline, and its loop sends one statement at a time).
 """
 
 from __future__ import annotations

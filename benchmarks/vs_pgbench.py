@@ -169,14 +169,16 @@ def run_pgbench(lab: Lab, schema: Schema, script: Path, clients: int, seconds: f
     return Measured(tps, _cpu_s(before, after) / (tps * seconds))
 
 
-def run_harness(lab: Lab, strategy: Strategy, clients: int, seconds: float) -> Measured:
+def run_harness(
+    lab: Lab, strategy: Strategy, clients: int, seconds: float, processes: int = 2
+) -> Measured:
     plan = StressPlan(
         strategy=strategy,
         isolation=Isolation.READ_COMMITTED,
         workers=clients,
         orders=ORDERS,
         workload=Workload.UNIFORM,
-        processes=min(2, clients),
+        processes=min(processes, clients),
         duration_s=seconds,
     )
     result = run_stress(lab, plan, reset=False)
@@ -219,6 +221,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--strategies", default="lock_first,on_conflict")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="the harness's processes (pgbench: -j 2)"
+    )
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be at least 3: a median of fewer is not a figure")
@@ -244,7 +249,9 @@ def main() -> None:
                         rotation = round_number % len(TOOLS)  # each tool goes first in turn
                         for tool in TOOLS[rotation:] + TOOLS[:rotation]:
                             if tool == "harness":
-                                measured = run_harness(lab, strategy, count, args.seconds)
+                                measured = run_harness(
+                                    lab, strategy, count, args.seconds, args.processes
+                                )
                             else:
                                 script = scripts[name, tool == "pgbench-pipeline"]
                                 measured = run_pgbench(lab, schema, script, count, args.seconds)

@@ -225,11 +225,11 @@ class Worker:
             return
         if kind == STEP:
             assert self.walk is not None
-            row = (
-                tuple(result.get_value(0, c) for c in range(result.nfields))
-                if result.ntuples
-                else None
-            )
+            row = None
+            if result.ntuples:
+                nfields = result.nfields
+                get = result.get_value
+                row = (get(0, 0),) if nfields == 1 else tuple([get(0, c) for c in range(nfields)])
             end = self.walk.row(row)
             if end is not None:
                 self.ended = end

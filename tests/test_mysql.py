@@ -487,3 +487,15 @@ def test_every_command_takes_a_mysql_url(
     compared = json.loads(run(*compare, "--workers", "4", "-n", "10", "--json"))
     assert [r["verdict"] for r in compared["results"]] == ["duplicate", "correct"]
     assert "dropped" in run("drop")
+
+
+@pytest.mark.stress
+def test_a_worker_waiting_on_a_lock_never_stops_the_loop_on_innodb(mysql_lab: Lab) -> None:
+    """Eight workers of one event loop queue on each order's row lock, each holder a
+    worker of the same loop. Were a wait read blocking, the holder's COMMIT could not
+    go out and every waiter would hit the 1 s lock wait timeout (1205)."""
+    result = stress(mysql_lab, "lock_first", RR, workers=8, orders=30, lock_timeout_ms=1000)
+    assert per_order(mysql_lab, "lock_first") == dict.fromkeys(range(1, 31), 1)
+    assert (result.tally.granted, result.tally.already_granted) == (30, 210)
+    assert not result.tally.failed
+    assert "1205" not in result.tally.errors

@@ -1,10 +1,11 @@
 """Client CPU per transaction of the loop engine, in this process, on the already-granted path.
 
 Usage: python benchmarks/loop_cpu.py [--strategy on_conflict] [--workers 8]
-           [--attempts 20000] [--prepare] [--profile FILE]
+           [--attempts 20000] [--prepare] [--profile FILE] [--mysql]
 
 The same setup as vs_pgbench.py (10,000 orders, every one already granted, uniform
-workload, read committed), but one loop engine in this very process and a fixed
+workload, read committed; ``--mysql``: vs_mysqlslap.py's, on REDPACKET_MYSQL_URL or
+the local MariaDB), but one loop engine in this very process and a fixed
 number of requests, so that the figure is this process's own CPU (user + system)
 and can be profiled (``--profile``: cProfile stats) or counted in instructions:
 
@@ -23,13 +24,12 @@ import cProfile
 import os
 import time
 
-from benchmarks.vs_pgbench import ORDERS, prepare
+from benchmarks import vs_mysqlslap, vs_pgbench
 from redpacket.database.backends import open_server
 from redpacket.database.lab import Lab, Schema
-from redpacket.engines.postgresql import conninfo
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
-from redpacket.stress.loop_engine import LoopEngine
+from redpacket.stress.fast import build
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.tally import Tally
 
@@ -47,22 +47,31 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=20_000)
     parser.add_argument("--prepare", action="store_true")
     parser.add_argument("--profile", metavar="FILE")
+    parser.add_argument("--mysql", action="store_true")
     args = parser.parse_args()
     strategy = STRATEGIES[args.strategy]
-    with open_server("auto", os.environ.get("REDPACKET_DATABASE_URL")) as server:
+    bench = vs_mysqlslap if args.mysql else vs_pgbench
+    if args.mysql:
+        backend: tuple[str, str | None] = (
+            "url",
+            os.environ.get("REDPACKET_MYSQL_URL", "mysql://root@127.0.0.1:3306/"),
+        )
+    else:
+        backend = "auto", os.environ.get("REDPACKET_DATABASE_URL")
+    with open_server(*backend) as server:
         lab = Lab(server, LAB)
         if args.prepare or not lab.exists():
-            prepare(lab)
+            bench.prepare(lab)
         plan = StressPlan(
             strategy=strategy,
             isolation=Isolation.READ_COMMITTED,
             workers=args.workers,
-            orders=ORDERS,
+            orders=bench.ORDERS,
             workload=Workload.UNIFORM,
         )
         schema = Schema.for_revision(strategy.requires_revision)
-        target = conninfo(lab.url_of(schema), "redpacket-loop-cpu")
-        engine = LoopEngine(plan, target, args.workers, args.attempts, seed=1)
+        url = lab.url_of(schema).render_as_string(hide_password=False)
+        engine = build(plan, lab.engine.name, url, args.workers, args.attempts, seed=1)
         profiler = cProfile.Profile() if args.profile else None
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler:

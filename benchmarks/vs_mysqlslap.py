@@ -41,6 +41,7 @@ from redpacket.engines import engine_named
 from redpacket.isolation import Isolation
 from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
 from redpacket.strategies import STRATEGIES, Strategy, Walk
+from redpacket.stress.fast import loop_build
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.runner import run_stress
 
@@ -177,7 +178,8 @@ def main() -> None:
                             )
         lab.drop()
     print(f"{server.engine.label} at {server.masked_url}; {ORDERS} orders, all already granted;"
-          f" {LEVEL.value}; medians of {args.rounds} interleaved rounds")  # fmt: skip
+          f" {LEVEL.value}; medians of {args.rounds} interleaved rounds;"
+          f" harness loop {loop_build()}")  # fmt: skip
     print("mysqlslap: one process per client (--concurrency=1), each its own file of"
           " transactions over random orders; cpu: client CPU us per transaction")  # fmt: skip
     print(f"{'strategy':<12} {'clients':>7} {'mysqlslap':>10} {'harness':>9} {'ratio':>6}"

@@ -38,6 +38,7 @@ from redpacket.engines.postgresql import conninfo
 from redpacket.isolation import Isolation
 from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
 from redpacket.strategies import STRATEGIES, Strategy, Walk
+from redpacket.stress.fast import loop_build
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.runner import run_stress
 from redpacket.stress.statements import BEGIN, COMMIT, STEP, Compiled
@@ -258,7 +259,8 @@ def main() -> None:
                             cell[tool].append(measured)
         lab.drop()
     print(f"backend {server.backend}; {ORDERS} orders, all already granted; uniform workload;"
-          f" {args.seconds:g} s per run; medians of {args.rounds} interleaved rounds")  # fmt: skip
+          f" {args.seconds:g} s per run; medians of {args.rounds} interleaved rounds;"
+          f" harness loop {loop_build()}, {args.processes} processes")  # fmt: skip
     print(
         "pgbench: -M prepared, one statement per round trip; pipeline: the same statements"
         " batched as the harness batches them (same round trips). cpu: client CPU µs per"

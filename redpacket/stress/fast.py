@@ -76,3 +76,12 @@ def build(
     if builder is None:
         raise LabError(f"no fast stress engine for {database}; use --engine service")
     return builder(plan, url, workers, attempts, seed, first_worker)
+
+
+def loop_build() -> str:
+    """How this installation runs the event loop: compiled by mypyc (a wheel built with a C
+    compiler at hand) or as Python (an editable install, or no compiler); figures differ."""
+    from redpacket.stress import event_loop
+
+    compiled = not str(event_loop.__file__).endswith(".py")
+    return "compiled (mypyc)" if compiled else "pure Python"

@@ -17,13 +17,13 @@ import random
 import select
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from redpacket.retry import RetryPolicy
-from redpacket.strategies import End, Ending, Outcome
+from redpacket.strategies import End, Ending
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.statements import ServerGone
-from redpacket.stress.tally import Tally
+from redpacket.stress.tally import ALREADY_GRANTED, GRANTED, INTERRUPTED, Tally
 
 PROGRESS_EVERY_S = 0.1
 SERVER_GONE_AFTER_S = 5.0
@@ -32,6 +32,7 @@ INITIAL_TRIES = 3  # a connection killed while it is set up is tried again at on
 _READ = select.EPOLLIN
 _WRITE = select.EPOLLOUT
 _TROUBLE = select.EPOLLERR | select.EPOLLHUP  # read: the read says what went wrong
+END_GRANTED: Final = End.GRANTED
 
 
 class LoopWorker(Protocol):
@@ -129,16 +130,16 @@ class EventLoop:
         end_ns = time.perf_counter_ns()
         tally = self.tally
         if ending is None:
-            outcome, reason = Outcome.INTERRUPTED, None
+            outcome, reason = INTERRUPTED, None
         else:
             outcome, reason = ending.outcome, ending.reason
             tally.latency.record(end_ns - worker.started_ns)
-        decided = outcome is Outcome.GRANTED or outcome is Outcome.ALREADY_GRANTED
+        decided = outcome is GRANTED or outcome is ALREADY_GRANTED
         ends, ids = worker.ends, worker.ids
         for index, order_id in enumerate(worker.orders):
             if decided:  # each order of a pair has its own end
-                granted = ends[index] is End.GRANTED
-                outcome = Outcome.GRANTED if granted else Outcome.ALREADY_GRANTED
+                granted = ends[index] is END_GRANTED
+                outcome = GRANTED if granted else ALREADY_GRANTED
             packet = ids[index] if index < len(ids) else None
             tally.record(
                 worker.number, order_id, worker.started_ns, end_ns, outcome, reason,

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Final
 
 from redpacket.strategies.ending import NO_SQLSTATE, Outcome
 from redpacket.stress.histogram import Histogram
 from redpacket.stress.history import History
+
+# Outcomes as module constants: read once, not looked up on the enum for every request
+GRANTED: Final = Outcome.GRANTED
+ALREADY_GRANTED: Final = Outcome.ALREADY_GRANTED
+FAILED: Final = Outcome.FAILED
+UNKNOWN: Final = Outcome.UNKNOWN
+INTERRUPTED: Final = Outcome.INTERRUPTED
 
 
 @dataclass
@@ -61,22 +69,22 @@ class Tally:
         order whose only request was cut short, or ended unknown (its COMMIT in flight when
         the connection went), is not "left without a grant": nobody learned the answer.
         """
-        if outcome is Outcome.INTERRUPTED:
+        if outcome is INTERRUPTED:
             self.interrupted += 1
         else:
             self.attempts += 1
-            if outcome is not Outcome.UNKNOWN:
+            if outcome is not UNKNOWN:
                 attempted[order_id] = 1
-            if outcome is Outcome.GRANTED:
+            if outcome is GRANTED:
                 self.granted += 1
                 self.granted_orders.append(order_id)
-            elif outcome is Outcome.ALREADY_GRANTED:
+            elif outcome is ALREADY_GRANTED:
                 self.already_granted += 1
-            elif outcome is Outcome.FAILED:
+            elif outcome is FAILED:
                 self.failed[reason or NO_SQLSTATE] += 1
             else:
                 self.unknown += 1
-        if outcome is not Outcome.GRANTED and outcome is not Outcome.UNKNOWN:
+        if outcome is not GRANTED and outcome is not UNKNOWN:
             red_packet_id = None
         self.history.record(
             worker, order_id, start_ns, end_ns, outcome, reason, attempts, red_packet_id

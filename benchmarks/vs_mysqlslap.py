@@ -116,14 +116,16 @@ def run_mysqlslap(
     return transactions / elapsed, cpu / transactions
 
 
-def run_harness(lab: Lab, strategy: Strategy, clients: int, per_client: int) -> tuple[float, float]:
+def run_harness(
+    lab: Lab, strategy: Strategy, clients: int, per_client: int, processes: int = 1
+) -> tuple[float, float]:
     plan = StressPlan(
         strategy=strategy,
         isolation=LEVEL,
         workers=clients,
         orders=ORDERS,
         workload=Workload.UNIFORM,
-        processes=min(2, clients),
+        processes=min(processes, clients),
         attempts=clients * per_client,
     )
     result = run_stress(lab, plan, reset=False)
@@ -154,6 +156,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-client", type=int, default=0, help="default: 24000 / clients")
     parser.add_argument("--strategies", default="lock_first,on_conflict")
+    parser.add_argument("--processes", type=int, default=1, help="the harness's processes")
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be at least 3: a median of fewer is not a figure")
@@ -171,7 +174,9 @@ def main() -> None:
                     tools = ["mysqlslap", "harness"]
                     for tool in tools if round_number % 2 == 0 else tools[::-1]:
                         if tool == "harness":
-                            cell[tool].append(run_harness(lab, strategy, count, per_client))
+                            cell[tool].append(
+                                run_harness(lab, strategy, count, per_client, args.processes)
+                            )
                         else:
                             cell[tool].append(
                                 run_mysqlslap(lab, strategy, count, per_client, Path(folder))
@@ -179,7 +184,7 @@ def main() -> None:
         lab.drop()
     print(f"{server.engine.label} at {server.masked_url}; {ORDERS} orders, all already granted;"
           f" {LEVEL.value}; medians of {args.rounds} interleaved rounds;"
-          f" harness loop {loop_build()}")  # fmt: skip
+          f" harness loop {loop_build()}, {args.processes} process(es)")  # fmt: skip
     print("mysqlslap: one process per client (--concurrency=1), each its own file of"
           " transactions over random orders; cpu: client CPU us per transaction")  # fmt: skip
     print(f"{'strategy':<12} {'clients':>7} {'mysqlslap':>10} {'harness':>9} {'ratio':>6}"

@@ -4,8 +4,9 @@ The rest of the suite runs the loop as Python (an editable install never compile
 an edit must take effect at once). Here the loop's modules are compiled exactly as
 setup.py compiles them, into a copy of the package, and a subprocess with that copy
 first on its path runs the runs that matter: the seed bug reproduced, a fix holding
-under hot load with retries, and a uniform run across two processes (its tallies and
-histories pickled between them), on each engine reachable.
+under hot load with retries, a uniform run across two processes (its tallies and
+histories pickled between them), and sessions killed mid-transaction, on each engine
+reachable.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ with open_server("url", url) as server:
         "uniform": StressPlan(STRATEGIES["on_conflict"], Isolation.READ_COMMITTED, workers=8,
                               orders=200, workload=Workload.UNIFORM, attempts=2000,
                               processes=2),
+        "kills": StressPlan(STRATEGIES["on_conflict"], Isolation.READ_COMMITTED, workers=8,
+                            orders=100, retries=10, kill_rate=40.0),
     }
     for label, plan in plans.items():
         result = run_stress(lab, plan)
@@ -63,6 +66,8 @@ with open_server("url", url) as server:
             "history_ok": bool(result.history_check and result.history_check.ok),
             "history": len(result.tally.history),
             "latencies": result.tally.latency.total,
+            "killed": result.backends_killed,
+            "lost": result.tally.connections_lost,
         }
 print(json.dumps(found))
 """
@@ -110,6 +115,11 @@ def hold_to_the_pure_loop(found: dict[str, object], orders: int = 40) -> None:
     assert (uniform["attempts"], uniform["failed"], uniform["duplicates"]) == (2000, 0, 0)
     assert uniform["history"] == uniform["latencies"] == 2000
     assert uniform["history_ok"]
+    kills = runs["kills"]  # sessions killed mid-transaction: nothing lost, nothing doubled
+    assert (kills["error"], kills["duplicates"], kills["failed"]) == (None, 0, 0)
+    assert kills["killed"] > 0
+    assert kills["lost"] > 0
+    assert kills["history_ok"]
 
 
 def test_the_compiled_loop_on_postgresql(compiled_package: Path, lab: Lab) -> None:

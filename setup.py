@@ -22,6 +22,7 @@ HOT_LOOP = [
     "redpacket/stress/loop_engine.py",
     "redpacket/stress/worker.py",
     "redpacket/stress/mysql_loop.py",
+    "redpacket/stress/mysql_worker.py",
     "redpacket/stress/tally.py",
     "redpacket/stress/history.py",
     "redpacket/stress/histogram.py",

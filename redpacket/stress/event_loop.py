@@ -48,12 +48,11 @@ class LoopWorker(Protocol):
     started_ns: int
     reconnect_tries: int
 
-    def start(self, orders: tuple[int, ...]) -> None: ...
     def resume(self) -> None: ...
     def readable(self) -> None: ...
     def writable(self) -> None: ...
     def ending_if_stopped_now(self) -> Ending | None: ...
-    def close(self) -> None: ...
+    def close(self) -> bool: ...  # False: no connection was open
 
 
 class EventLoop:
@@ -116,6 +115,12 @@ class EventLoop:
         delays = RECONNECT_DELAYS_S
         self.later(delays[min(worker.reconnect_tries, len(delays) - 1)], worker)
 
+    def disconnect(self, worker: LoopWorker) -> None:
+        """``worker``'s session is gone (or must go): stop watching it, close our end."""
+        self.unwatch(worker)
+        if worker.close():
+            self.tally.connections_lost += 1
+
     def connected(self, worker: LoopWorker, initial: bool) -> None:
         worker.reconnect_tries = 0
         self.down_since = None
@@ -164,7 +169,11 @@ class EventLoop:
 
     def _start(self, worker: LoopWorker, orders: tuple[int, ...]) -> None:
         self.busy += 1
-        worker.start(orders)
+        worker.orders = orders
+        worker.attempt = 1
+        worker.busy = True
+        worker.started_ns = time.perf_counter_ns()
+        worker.resume()
 
     def _start_next(self, worker: LoopWorker) -> None:
         if self.stopping:

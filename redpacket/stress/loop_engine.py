@@ -14,8 +14,6 @@ it; otherwise the transaction certainly rolled back and the request is retried.
 
 from __future__ import annotations
 
-import contextlib
-
 from psycopg import OperationalError, pq
 
 from redpacket.stress.event_loop import INITIAL_TRIES, EventLoop
@@ -83,13 +81,3 @@ class LoopEngine(EventLoop):
         worker.fd = pgconn.socket
         self.connected(worker, initial)
         return True
-
-    def disconnect(self, worker: Worker) -> None:
-        pgconn = worker.pgconn
-        if pgconn is None:
-            return
-        worker.pgconn = None
-        self.tally.connections_lost += 1
-        self.unwatch(worker)
-        with contextlib.suppress(OSError):
-            pgconn.finish()

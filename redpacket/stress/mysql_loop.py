@@ -86,13 +86,3 @@ class MySQLLoop(EventLoop):
         }  # values escaped as this connection's character set wants, once
         self.connected(worker, initial)
         return True
-
-    def disconnect(self, worker: MySQLWorker) -> None:
-        conn = worker.conn
-        if conn is None:
-            return
-        worker.conn = None
-        self.tally.connections_lost += 1
-        self.unwatch(worker)
-        with contextlib.suppress(Exception):
-            conn.close()

@@ -11,7 +11,6 @@ locks with it: the request is *unknown* if COMMIT was in flight, else retried.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import TYPE_CHECKING, Any
 
 from redpacket.engines.mysql import read_rows
@@ -52,13 +51,6 @@ class MySQLWorker:
         self.afterwards: list[bytes] = []
 
     # -- the loop's calls -------------------------------------------------------------------
-
-    def start(self, orders: tuple[int, ...]) -> None:
-        self.orders = orders
-        self.attempt = 1
-        self.busy = True
-        self.started_ns = time.perf_counter_ns()
-        self.resume()
 
     def resume(self) -> None:
         """Begin the current attempt, reconnecting first if the connection was lost."""
@@ -104,11 +96,13 @@ class MySQLWorker:
     def writable(self) -> None:
         """Never asked for: ``send_query`` writes a whole (small) query before it returns."""
 
-    def close(self) -> None:
-        if self.conn is not None:
-            with contextlib.suppress(Exception):
-                self.conn.close()
-            self.conn = None
+    def close(self) -> bool:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return False
+        with contextlib.suppress(Exception):
+            conn.close()
+        return True
 
     def ending_if_stopped_now(self) -> Ending | None:
         """Cut short now: committed, unknown (COMMIT in flight), or rolled back (None)."""

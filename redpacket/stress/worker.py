@@ -9,7 +9,7 @@ certainly rolled back, and the request is retried on a new connection.
 
 from __future__ import annotations
 
-import time
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from psycopg import OperationalError, pq
@@ -123,19 +123,15 @@ class Worker:
         except OperationalError:
             self.connection_lost()
 
-    def close(self) -> None:
-        if self.pgconn is not None:
-            self.pgconn.finish()
-            self.pgconn = None
+    def close(self) -> bool:
+        pgconn, self.pgconn = self.pgconn, None
+        if pgconn is None:
+            return False
+        with contextlib.suppress(OSError):
+            pgconn.finish()
+        return True
 
     # -- a request -----------------------------------------------------------------------
-
-    def start(self, orders: tuple[int, ...]) -> None:
-        self.orders = orders
-        self.attempt = 1
-        self.busy = True
-        self.started_ns = time.perf_counter_ns()
-        self.resume()
 
     def resume(self) -> None:
         """Begin the current attempt, reconnecting first if the connection was lost."""

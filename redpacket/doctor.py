@@ -29,6 +29,7 @@ class DoctorReport:
     lab_database: str
     lab_database_exists: bool
     schemas: tuple[SchemaStatus, ...]
+    stress_loop: str  # compiled (mypyc) or pure Python: stress figures depend on it
 
     @property
     def migrated(self) -> bool:
@@ -36,6 +37,8 @@ class DoctorReport:
 
 
 def diagnose(lab: Lab) -> DoctorReport:
+    from redpacket.stress.fast import loop_build  # the stress modules load only when asked
+
     with connect(lab.maintenance_url, autocommit=True) as conn:
         version, default_isolation = lab.engine.describe_server(conn)
     exists = lab.exists()
@@ -54,4 +57,5 @@ def diagnose(lab: Lab) -> DoctorReport:
         lab_database=lab.name,
         lab_database_exists=exists,
         schemas=schemas,
+        stress_loop=loop_build(),
     )

@@ -31,6 +31,7 @@ def test_doctor_migrate_reset_drop(cli_lab: list[str], capsys: pytest.CaptureFix
     assert report["lab_database_exists"] is False
     assert report["migrated"] is False
     assert report["default_isolation"] == "read committed"
+    assert report["stress_loop"] == "pure Python"  # an editable install never compiles
 
     assert run(capsys, *cli_lab, "migrate")[0] == 0
     status, out, _ = run(capsys, *cli_lab, "doctor", "--json")

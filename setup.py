@@ -7,6 +7,7 @@ not get. Compiling is optional and never the only way: without mypyc, a C compil
 or Python's headers, with REDPACKET_PURE_PYTHON=1, or for an editable install
 (where an edit to a module must take effect at once), the same modules run as
 Python, and behave the same (tests/test_compiled.py holds the two to each other).
+mypy is a build requirement: an offline build needs it at hand, as setuptools.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from typing import Any
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HOT_LOOP = [
     "redpacket/stress/event_loop.py",
@@ -37,9 +39,29 @@ MYPY_OPTIONS = [
 ]
 
 
+class AllOrNothing(build_ext):
+    """The compiled loop whole, or not at all.
+
+    mypyc makes one shared library and a small module per source file; a module
+    whose library failed to build would still shadow its source and fail to import.
+    So any failure removes every compiled module, and the wheel is pure Python.
+    """
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # CompileError, LinkError, a missing compiler
+            print(f"redpacket: the stress loop stays pure Python ({exc})", file=sys.stderr)
+            for extension in self.extensions:
+                built = self.get_ext_fullpath(extension.name)
+                if os.path.exists(built):
+                    os.remove(built)
+            self.extensions = []
+
+
 def compiled_loop() -> list[Any]:
     commands = sys.argv[1:]
-    editable = any(command.startswith("editable") for command in commands)
+    editable = any(c.startswith("editable") or c == "develop" for c in commands)
     metadata_only = bool(commands) and all(c in ("egg_info", "dist_info") for c in commands[:1])
     if os.environ.get("REDPACKET_PURE_PYTHON") or editable or metadata_only:
         return []
@@ -50,10 +72,8 @@ def compiled_loop() -> list[Any]:
     except (Exception, SystemExit) as exc:  # mypycify exits on a type error
         print(f"redpacket: the stress loop stays pure Python ({exc})", file=sys.stderr)
         return []
-    for extension in extensions:
-        extension.optional = True  # no C compiler here: a pure-Python install, not a failure
     return list(extensions)
 
 
 if __name__ == "__main__":  # setuptools runs this file as __main__; tests read HOT_LOOP
-    setup(ext_modules=compiled_loop())
+    setup(ext_modules=compiled_loop(), cmdclass={"build_ext": AllOrNothing})

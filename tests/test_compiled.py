@@ -17,6 +17,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,35 @@ def test_an_editable_install_leaves_no_compiled_module_beside_the_sources() -> N
 
     assert not sorted((ROOT / "redpacket").rglob("*.so"))
     assert loop_build() == "pure Python"
+
+
+def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -> None:
+    """A compiler that fails on mypyc's shared library alone: the small per-module
+    extensions would build, then shadow their sources and fail to import. None may
+    ship; the wheel must be the pure-Python package."""
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.so", "build", "*.egg-info")
+    for name in ("redpacket", "migrations"):
+        shutil.copytree(ROOT / name, source / name, ignore=ignore)
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    broken = tmp_path / "bin"
+    broken.mkdir()
+    for name in ("gcc", "cc", "x86_64-linux-gnu-gcc", "aarch64-linux-gnu-gcc"):
+        script = broken / name
+        script.write_text('#!/bin/sh\ncase "$*" in *__native*) exit 1;; esac\nexec gcc-real "$@"\n')
+        script.chmod(0o755)
+    real = shutil.which("gcc")
+    if real is None:
+        pytest.skip("no gcc to break")
+    (broken / "gcc-real").symlink_to(real)
+    env = dict(os.environ, PATH=f"{broken}:{os.environ['PATH']}")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(tmp_path / "wheel")],
+        cwd=source, env=env, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheel").glob("redpacket-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "redpacket/stress/worker.py" in names
+    assert not [name for name in names if name.endswith(".so")]

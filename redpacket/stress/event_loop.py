@@ -167,7 +167,7 @@ class EventLoop:
 
     # -- driving ----------------------------------------------------------------------------
 
-    def _start(self, worker: LoopWorker, orders: tuple[int, ...]) -> None:
+    def start_request(self, worker: LoopWorker, orders: tuple[int, ...]) -> None:
         self.busy += 1
         worker.orders = orders
         worker.attempt = 1
@@ -183,7 +183,7 @@ class EventLoop:
                 return
             self.attempts_left -= 1
         # random() scaled, not randint(): three Python calls fewer per request, same spread
-        self._start(worker, (int(self._random() * self._orders) + 1,))
+        self.start_request(worker, (int(self._random() * self._orders) + 1,))
 
     def rounds(self) -> list[tuple[int, int] | tuple[int]]:
         if self.plan.workload is Workload.CROSSED:
@@ -208,7 +208,7 @@ class EventLoop:
                     break
                 for worker in self.workers:
                     crossed = len(orders) == 2 and worker.number % 2 == 1
-                    self._start(worker, orders[::-1] if crossed else orders)
+                    self.start_request(worker, orders[::-1] if crossed else orders)
                 self._pump()
         else:
             for worker in self.workers:

@@ -53,15 +53,19 @@ class MySQLWorker:
     # -- the loop's calls -------------------------------------------------------------------
 
     def resume(self) -> None:
-        """Begin the current attempt, reconnecting first if the connection was lost."""
-        if self.conn is None and not self.engine.reconnect(self):
-            return
+        """Begin the current attempt, reconnecting first if the connection was lost.
+
+        The last attempt's state goes first, reconnected or not: a run cut short while
+        the reconnect waits must not report the previous request's COMMIT as this one's.
+        """
         self.order_index = 0
         self.ends = []
         self.ids = []
         self.reached = {}
         self.commit_sent = self.committed = False
         self.pending = None
+        if self.conn is None and not self.engine.reconnect(self):
+            return
         self._walk_next_order()
         self._send_step()
 
@@ -105,9 +109,12 @@ class MySQLWorker:
         return True
 
     def ending_if_stopped_now(self) -> Ending | None:
-        """Cut short now: committed, unknown (COMMIT in flight), or rolled back (None)."""
+        """Cut short now: committed; decided already, ROLLBACK or a release in flight; unknown
+        (COMMIT in flight); or rolled back with nothing decided (None)."""
         if self.committed:
             return Ending.of(self.ends[-1])
+        if self.pending is not None:
+            return self.pending
         if self.commit_sent:
             return Ending.connection_lost(commit_in_flight=True)
         return None
@@ -179,12 +186,12 @@ class MySQLWorker:
             self._connection_lost(kind)
             return
         if kind == STEP:
-            if self.database.statement_is_wrong(code):
+            walk = self.walk
+            handled = walk.error(code) if walk is not None and len(self.orders) == 1 else None
+            if handled is None and self.database.statement_is_wrong(code):
                 raise StatementRefused(
                     f"strategy {self.strategy.name!r}: the server refuses a statement ({code})"
                 )
-            walk = self.walk
-            handled = walk.error(code) if walk is not None and len(self.orders) == 1 else None
             if handled is not None:
                 self.ends, self.ids = [handled], [None]
             self._roll_back(Ending.after_error(handled, code))

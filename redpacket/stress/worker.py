@@ -134,9 +134,11 @@ class Worker:
     # -- a request -----------------------------------------------------------------------
 
     def resume(self) -> None:
-        """Begin the current attempt, reconnecting first if the connection was lost."""
-        if self.pgconn is None and not self.engine.reconnect(self):
-            return
+        """Begin the current attempt, reconnecting first if the connection was lost.
+
+        The last attempt's state goes first, reconnected or not: a run cut short while
+        the reconnect waits must not report the previous request's COMMIT as this one's.
+        """
         self.order_index = 0
         self.ends = []
         self.ids = []
@@ -144,6 +146,8 @@ class Worker:
         self.committed = False
         self.commit_sent = False
         self.aborted = False
+        if self.pgconn is None and not self.engine.reconnect(self):
+            return
         self._walk_next_order()
         compiled = self.compiled
         self._send(compiled.first_batch if len(self.orders) == 1 else compiled.first_open_batch)
@@ -295,11 +299,14 @@ class Worker:
         """The run is being cut short with this request in flight: what can be said of it.
 
         Its connection is about to close, so a transaction whose COMMIT was not sent
-        rolls back (None: interrupted); one whose COMMIT was sent is unknown.
+        rolls back (None: interrupted); one whose COMMIT was sent is unknown, unless a
+        statement failed first: then it is known not to have committed.
         """
         if self.committed and self.failure is None:
             self._record_order_end()
             return Ending.of(self.ended)
+        if self.failure is not None:
+            return self.failure
         if self.commit_sent:
             self._record_order_end()
             return Ending.connection_lost(commit_in_flight=True)

@@ -20,7 +20,6 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HOT_LOOP = [
-    "redpacket/strategies/walk.py",
     "redpacket/stress/event_loop.py",
     "redpacket/stress/loop_engine.py",
     "redpacket/stress/worker.py",

@@ -49,17 +49,18 @@ def cut_short_while_reconnecting(lab: Lab) -> Tally:
     return loop.tally
 
 
+def assert_interrupted_not_granted(tally: Tally) -> None:
+    assert (tally.granted, tally.interrupted, tally.unknown) == (2, 1, 0)
+    assert tally.history.outcome[-1] == Outcome.INTERRUPTED
+
+
 def test_a_request_cut_short_before_it_reconnects_is_interrupted_on_postgresql(
     lab: Lab,
 ) -> None:
-    tally = cut_short_while_reconnecting(lab)
-    assert (tally.granted, tally.interrupted, tally.unknown) == (2, 1, 0)
-    assert tally.history.outcome[-1] == Outcome.INTERRUPTED
+    assert_interrupted_not_granted(cut_short_while_reconnecting(lab))
 
 
 def test_a_request_cut_short_before_it_reconnects_is_interrupted_on_innodb(
     mysql_lab: Lab,
 ) -> None:
-    tally = cut_short_while_reconnecting(mysql_lab)
-    assert (tally.granted, tally.interrupted, tally.unknown) == (2, 1, 0)
-    assert tally.history.outcome[-1] == Outcome.INTERRUPTED
+    assert_interrupted_not_granted(cut_short_while_reconnecting(mysql_lab))

@@ -200,7 +200,7 @@ class MySQL:
         self, conn: Any, statement: str, params: dict[str, Any] | None = None
     ) -> tuple[tuple[Any, ...], ...]:
         """One statement on mysqlclient's own connection API, without a cursor."""
-        conn.query(_bound(conn, statement, params))
+        conn.query(bind(conn, statement, params))
         return read_rows(conn)
 
     def session_id(self, conn: Any) -> int:
@@ -450,14 +450,22 @@ def _column(conn: Any, statement: str, params: Any = None) -> list[Any]:
     return [row[0] for row in rows]
 
 
-def _bound(conn: Any, statement: str, params: dict[str, Any] | None) -> bytes:
+def bind(
+    conn: Any,
+    statement: str,
+    params: dict[str, Any] | None,
+    escaped: dict[str, bytes] | None = None,
+) -> bytes:
     """The statement with its values escaped by the driver, as a cursor would do it
-    (integers, the common case, need no escaping)."""
+    (integers, the common case, need no escaping; ``escaped``: values escaped once
+    already, for a connection that sends them with every statement)."""
     query = statement.encode()
     if not params:
         return query
+    known = escaped or {}
     return query % {
-        name.encode(): b"%d" % value if type(value) is int else conn.literal(value)
+        name.encode(): known.get(name)
+        or (b"%d" % value if type(value) is int else conn.literal(value))
         for name, value in params.items()
     }
 

@@ -17,12 +17,12 @@ import random
 import select
 import time
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import End, Ending
 from redpacket.stress.plan import StressPlan, Workload
-from redpacket.stress.statements import ServerGone
+from redpacket.stress.statements import ConnectionFailed, ServerGone
 from redpacket.stress.tally import ALREADY_GRANTED, GRANTED, INTERRUPTED, Tally
 
 PROGRESS_EVERY_S = 0.1
@@ -53,6 +53,9 @@ class LoopWorker(Protocol):
     def writable(self) -> None: ...
     def ending_if_stopped_now(self) -> Ending | None: ...
     def close(self) -> bool: ...  # False: no connection was open
+
+
+W = TypeVar("W", bound=LoopWorker)
 
 
 class EventLoop:
@@ -120,6 +123,17 @@ class EventLoop:
         self.unwatch(worker)
         if worker.close():
             self.tally.connections_lost += 1
+
+    def connect_all(self, workers: Sequence[W], reconnect: Callable[[W, bool], bool]) -> None:
+        """Connect every worker before the run starts (a few tries each), or none stays."""
+        self.workers = workers
+        try:
+            for worker in workers:
+                if not any(reconnect(worker, True) for _ in range(INITIAL_TRIES)):
+                    raise ConnectionFailed(self.last_error)
+        except BaseException:  # Ctrl-C included: leave no connection behind
+            self.close()
+            raise
 
     def connected(self, worker: LoopWorker, initial: bool) -> None:
         worker.reconnect_tries = 0

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 from psycopg import OperationalError, pq
 
-from redpacket.stress.event_loop import INITIAL_TRIES, EventLoop
+from redpacket.stress.event_loop import EventLoop
 from redpacket.stress.plan import StressPlan
 from redpacket.stress.statements import (
     Compiled,
     ConnectionFailed,
-    ServerGone,
     StatementRefused,
     apply_settings,
 )
 from redpacket.stress.worker import Worker
-
-__all__ = ["ConnectionFailed", "LoopEngine", "ServerGone", "StatementRefused"]
 
 
 class LoopEngine(EventLoop):
@@ -51,15 +48,7 @@ class LoopEngine(EventLoop):
             "campaign_id": plan.campaign_id.encode(),
             "amount": plan.amount.encode(),
         }
-        self.pg_workers = [Worker(self, first_worker + i) for i in range(workers)]
-        self.workers = self.pg_workers
-        try:
-            for worker in self.pg_workers:
-                if not any(self.reconnect(worker, initial=True) for _ in range(INITIAL_TRIES)):
-                    raise ConnectionFailed(self.last_error)
-        except BaseException:  # Ctrl-C included: leave no connection behind
-            self.close()
-            raise
+        self.connect_all([Worker(self, first_worker + i) for i in range(workers)], self.reconnect)
 
     def reconnect(self, worker: Worker, initial: bool = False) -> bool:
         """Give ``worker`` a fresh, prepared connection; on failure try again later."""

@@ -23,10 +23,9 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from redpacket.engines import engine_named
-from redpacket.stress.event_loop import INITIAL_TRIES, EventLoop
+from redpacket.stress.event_loop import EventLoop
 from redpacket.stress.mysql_worker import MySQLWorker
 from redpacket.stress.plan import StressPlan
-from redpacket.stress.statements import ConnectionFailed
 
 
 class MySQLLoop(EventLoop):
@@ -49,15 +48,9 @@ class MySQLLoop(EventLoop):
         self.base_context: dict[str, Any] = {
             "campaign_id": plan.campaign_id, "amount": plan.amount,
         }  # fmt: skip
-        self.my_workers = [MySQLWorker(self, first_worker + i) for i in range(workers)]
-        self.workers = self.my_workers
-        try:
-            for worker in self.my_workers:
-                if not any(self.reconnect(worker, initial=True) for _ in range(INITIAL_TRIES)):
-                    raise ConnectionFailed(self.last_error)
-        except BaseException:
-            self.close()
-            raise
+        self.connect_all(
+            [MySQLWorker(self, first_worker + i) for i in range(workers)], self.reconnect
+        )
 
     def reconnect(self, worker: MySQLWorker, initial: bool = False) -> bool:
         conn = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from redpacket.engines.mysql import read_rows
+from redpacket.engines.mysql import bind, read_rows
 from redpacket.strategies import End, Ending, Step, Walk
 from redpacket.stress.statements import StatementRefused
 
@@ -145,15 +145,7 @@ class MySQLWorker:
         self._send(STEP, self._bound(step.pyformat_sql, step.param_names, walk.context))
 
     def _bound(self, sql: str, names: tuple[str, ...], context: dict[str, Any]) -> bytes:
-        """``sql`` with its values: integers as digits, the rest escaped by the driver."""
-        values = {}
-        for name in names:
-            value = self.literals.get(name)
-            if value is None:
-                raw = context[name]
-                value = b"%d" % raw if type(raw) is int else self.conn.literal(raw)
-            values[name.encode()] = value
-        return sql.encode() % values if values else sql.encode()
+        return bind(self.conn, sql, {name: context[name] for name in names}, self.literals)
 
     def _step_done(self, rows: tuple[tuple[Any, ...], ...]) -> None:
         walk = self.walk

@@ -15,7 +15,7 @@ from typing import Any
 
 from redpacket.errors import LabError
 from redpacket.specs.events import Failure, Result, Table
-from redpacket.specs.wire import Notification, SpecSession
+from redpacket.specs.wire import Notification, SpecSession, WireError
 
 
 def _text(value: bytes | str | None) -> str:
@@ -50,10 +50,18 @@ class MySQLSession:
         self._error = ""
         self._pending: Failure | None = None
         self._received = True
+        self._lost = False
+        self._changed = (0, 0)
         self.killer: Callable[[], None] | None = None
 
     def send(self, sql: str) -> None:
-        self.conn.send_query(sql.encode("utf-8", "surrogateescape"))
+        from MySQLdb import _mysql
+
+        try:
+            self.conn.send_query(sql.encode("utf-8", "surrogateescape"))
+        except _mysql.MySQLError as exc:
+            self._lost = True
+            raise WireError(_failure(exc).message) from None
         self._received = False
 
     def busy(self) -> bool:
@@ -72,12 +80,13 @@ class MySQLSession:
         try:
             self.conn.read_query_result()
         except _mysql.MySQLError as exc:
-            self._pending = _failure(exc)
+            self._pending = self._noted(_failure(exc))
         self._received = True
 
     def _table(self) -> Table | None:
         stored = self.conn.store_result()
         if stored is None:
+            self._changed = (max(int(self.conn.affected_rows()), 0), int(self.conn.insert_id()))
             return None
         columns = tuple(_text(field[0]) for field in stored.describe())
         rows = tuple(
@@ -97,15 +106,32 @@ class MySQLSession:
             yield failure
             return
         while True:
-            table = self._table()
+            try:  # rows are read here: an error can come after the columns (a deadlock)
+                table = self._table()
+            except _mysql.MySQLError as exc:
+                yield self._noted(_failure(exc))
+                return
             if table is not None:
                 yield table
             try:
                 if self.conn.next_result() != 0:
                     return
             except _mysql.MySQLError as exc:
-                yield _failure(exc)
+                yield self._noted(_failure(exc))
                 return
+
+    def _noted(self, failure: Failure) -> Failure:
+        from redpacket.engines.mysql import LOST
+
+        if failure.code is None or int(failure.code) in LOST:
+            self._lost = True
+        return failure
+
+    def changed(self) -> tuple[int, int]:
+        return self._changed
+
+    def lost(self) -> bool:
+        return self._lost or not self.conn.open
 
     def notifications(self) -> list[Notification]:
         return []

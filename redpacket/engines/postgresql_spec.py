@@ -68,6 +68,7 @@ class PQSession:
             (lambda res: on_notice(_text(res.error_message))) if on_notice else (lambda res: None)
         )
         self.pid = self.conn.backend_pid
+        self._changed = 0
 
     def set_name(self, name: str) -> None:
         """Append the session's name to application_name, as isolationtester does."""
@@ -98,9 +99,18 @@ class PQSession:
 
     def results(self) -> Iterator[Result]:
         while (res := self.conn.get_result()) is not None:
+            if res.status == _STATUS.COMMAND_OK:
+                tuples = res.command_tuples
+                self._changed = 0 if tuples is None else tuples
             result = result_of(res)
             if result is not None:
                 yield result
+
+    def changed(self) -> tuple[int, int]:
+        return self._changed, 0
+
+    def lost(self) -> bool:
+        return self.conn.status != pq.ConnStatus.OK
 
     def notifications(self) -> list[Notification]:
         found = []

@@ -1,12 +1,13 @@
-"""Run the steps of several sessions in an exact order, like PostgreSQL's isolation tester.
+"""Run a strategy's steps in several sessions in an exact order, on the spec runner.
 
-Each session runs on its own connection; one statement is in flight at a time,
-except statements that are blocked. Whether a statement is blocked is asked of the
-server (the engine knows how: ``pg_blocking_pids``, InnoDB's lock-wait tables)
-from a separate observer connection, polled every few milliseconds — no sleep
-decides anything. A blocked session is marked as waiting and the schedule goes
-on; after every action the scheduler collects the statements that were released,
-so each completion is recorded where it happened.
+A red-packet strategy at a schedule is a spec generated as it runs: the steps are
+the strategy's statements with their values written in, launched by the same
+runner as ``redpacket spec`` (isolationtester's algorithm: send a step, give it
+10 ms, else ask the server whether it waits for a lock; poll the waiting ones
+after every step). ``interleave.stepping`` chooses each next step from the
+schedule and the strategy's decisions and keeps the timeline. Whether a
+statement waits is asked of the server (``pg_blocking_pids``, InnoDB's lock-wait
+tables) from an observer connection: no sleep decides anything.
 """
 
 from __future__ import annotations
@@ -14,18 +15,28 @@ from __future__ import annotations
 from typing import Any
 
 from redpacket.database.lab import Lab, Schema
-from redpacket.interleave.schedule import END, Schedule
-from redpacket.interleave.sessions import Session
-from redpacket.interleave.stepping import SessionState, Stepper, Stuck
+from redpacket.errors import LabError
+from redpacket.interleave.schedule import Schedule
+from redpacket.interleave.stepping import Stepper, Stuck
 from redpacket.interleave.timeline import Run, SessionSummary
 from redpacket.isolation import Isolation, Levels
 from redpacket.retry import NO_RETRIES, RetryPolicy
 from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
-from redpacket.strategies import Outcome, Strategy, Walk
+from redpacket.specs.events import Event as SpecEvent
+from redpacket.specs.events import Failure
+from redpacket.specs.literal import bound_positional
+from redpacket.specs.model import Session as SpecSessionModel
+from redpacket.specs.model import Spec
+from redpacket.specs.runner import Runner, SpecAborted, Stalled
+from redpacket.strategies import Outcome, Strategy
 
 DEFAULT_TIMEOUT_S = 10.0
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Scheduler", "Stuck"]
+
+
+def _ignore(event: SpecEvent) -> None:
+    """The runner's own events (isolationtester's lines): the timeline is the stepper's."""
 
 
 class Scheduler:
@@ -43,8 +54,9 @@ class Scheduler:
         self.engine = lab.engine
         self.timeout_s = timeout_s
         self.size = sessions
+        self.dialect = lab.sqlalchemy(Schema.UNCONSTRAINED).dialect
         self._observers: dict[Schema, Any] = {}
-        self._sessions: dict[Schema, list[Session]] = {}
+        self._runners: dict[Schema, Runner] = {}
         self.observer = self._observer(Schema.UNCONSTRAINED)  # fails fast if unreachable
         version, _ = self.engine.describe_server(self.observer)
         self.server = self.engine.server_label(version)
@@ -55,18 +67,33 @@ class Scheduler:
             self._observers[schema] = self.engine.connect(url, autocommit=True)
         return self._observers[schema]
 
-    def sessions_for(self, schema: Schema) -> list[Session]:
-        if schema not in self._sessions:
-            url = self.lab.url_of(schema)
-            self._sessions[schema] = [
-                Session(n, self.engine, url, self.settings) for n in range(1, self.size + 1)
-            ]
-        return self._sessions[schema]
+    def runner_for(self, schema: Schema) -> Runner:
+        """Sessions T1..Tn in the schema, opened once: a spec with no steps of its own."""
+        if schema not in self._runners:
+            server = self.engine.spec_server(self.lab.url_of(schema))
+            names = tuple(SpecSessionModel(f"T{n}", ()) for n in range(1, self.size + 1))
+            try:
+                runner = Runner(Spec("redpacket", names), server, _ignore, stall_s=self.timeout_s)
+            except BaseException:
+                server.close()
+                raise
+            self._runners[schema] = runner
+            for index in range(self.size):
+                self._apply_settings(runner, index)
+        return self._runners[schema]
+
+    def _apply_settings(self, runner: Runner, index: int) -> None:
+        session = runner.conns[index].session
+        for name, value in self.settings:
+            statement, values = self.engine.setting(name, value)
+            result = session.execute(bound_positional(statement, values, self.dialect))
+            if isinstance(result, Failure):
+                raise LabError(f"the server refuses the setting {name}={value}: {result.message}")
 
     def close(self) -> None:
-        for sessions in self._sessions.values():
-            for session in sessions:
-                session.close()
+        for runner in self._runners.values():
+            runner.close()
+            runner.server.close()
         for observer in self._observers.values():
             observer.close()
 
@@ -94,32 +121,38 @@ class Scheduler:
         schema = Schema.for_revision(strategy.requires_revision)
         observer = self._observer(schema)
         self.observer = observer
-        sessions = self.sessions_for(schema)[: schedule.sessions]
+        runner = self.runner_for(schema)
         order_id = self._new_order(observer)
         context = {"order_id": order_id, "campaign_id": campaign_id, "amount": DEFAULT_AMOUNT}
-        states = [SessionState(session, Walk(strategy, dict(context))) for session in sessions]
-        run = Stepper(self, strategy, levels, states, retry, context)
+        stepper = Stepper(
+            runner, observer, self.engine, self.dialect, strategy, levels, schedule, retry,
+            context, reconnected=lambda index: self._apply_settings(runner, index),
+        )  # fmt: skip
+        runner.blocked = stepper.blocked
         stuck = None
         try:
-            for entry in schedule.entries:
-                state = states[entry.session - 1]
-                state.target = max(state.target, entry.target)
-                run.settle(preferred=state)
-            for state in states:
-                state.target = END
-            run.settle(preferred=None, final=True)
-        except Stuck as exc:
-            stuck = str(exc)
-            run.abandon()
+            runner.drive(stepper)
+        except Stalled as stall:
+            if stall.launch is None:
+                stuck = f"no progress in {self.timeout_s:g} s: {stepper.describe_waits()}"
+            else:
+                state = stepper.states[stall.launch.step.session]
+                action = state.in_flight.action if state.in_flight else "statement"
+                stuck = (
+                    f"T{state.number}'s {action} ran {self.timeout_s:g} s"
+                    " without finishing or blocking"
+                )
+        except SpecAborted as stop:
+            stuck = str(stop)
         finally:
-            for session in sessions:
-                session.clean()
+            runner.abandon()
+            self._clean(runner)
         return Run(
             strategy=strategy.name,
             levels=levels,
             schedule=schedule.name,
             order_id=order_id,
-            events=tuple(run.events),
+            events=tuple(stepper.events),
             sessions=tuple(
                 SessionSummary(
                     s.number,
@@ -128,7 +161,7 @@ class Scheduler:
                     s.reason,
                     tuple(s.errors),
                 )
-                for s in states
+                for s in stepper.states
             ),
             red_packets=self._count(observer, order_id, campaign_id),
             retries=retry.retries,
@@ -137,6 +170,16 @@ class Scheduler:
             server=self.server,
             settings=tuple(f"{name}={value}" for name, value in self.settings),
         )
+
+    def _clean(self, runner: Runner) -> None:
+        """Leave no transaction open between runs, and a live session for the next."""
+        reset = "; ".join(self.engine.session_reset)
+        for index, conn in enumerate(runner.conns):
+            if conn.session.lost():
+                runner.reopen(index)
+                self._apply_settings(runner, index)
+            else:
+                conn.session.execute(reset)
 
     @staticmethod
     def _new_order(observer: Any) -> int:

@@ -1,41 +1,70 @@
-"""One scheduled run in progress: where each session stands, and what happened so far.
+"""A red-packet strategy at a schedule, as the steps of a spec the runner launches.
 
-The scheduler owns the connections; this owns a run's state. ``settle`` lets every
-session go as far as its target allows, recording each statement when it
-completes — or, when the observer sees it blocked, as a wait, and later as a
-resume right where the releasing action left it.
+The spec runner (``redpacket.specs.runner``, isolationtester's algorithm) sends
+each step, sees from the server whether it waits, and polls the waiting ones
+after every step. This is its step source for a strategy: which session goes
+next is the schedule's (``Ti:X`` targets, the current entry's session first);
+what it sends is the strategy's (``Walk``: the next step follows from the rows
+of the last, values written in as literals, so each step is plain spec SQL);
+and each wait and completion becomes an event of the timeline, with what the
+explanation needs: who waited on whom, which statement fixed the snapshot, how
+the strategy decided, retries as new attempts.
 """
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from redpacket.database.observe import POLL_INTERVAL_S
-from redpacket.engines import Read
-from redpacket.interleave.schedule import BEGIN, END
-from redpacket.interleave.sessions import Session, StatementResult
+from sqlalchemy.engine import Dialect
+
+from redpacket.engines import Engine, Read
+from redpacket.interleave.schedule import BEGIN, END, Schedule
 from redpacket.interleave.timeline import Event, Kind
 from redpacket.isolation import Isolation
-from redpacket.retry import RetryPolicy, means_connection_lost
+from redpacket.retry import CONNECTION_LOST, RetryPolicy, means_connection_lost
+from redpacket.specs.events import Failure, Result, Table
+from redpacket.specs.literal import bound
+from redpacket.specs.model import PermutationStep
+from redpacket.specs.model import Step as SpecStep
+from redpacket.specs.runner import Launch, Runner
+from redpacket.specs.wire import SpecSession
 from redpacket.strategies import End, Ending, Outcome, Strategy, Walk, closes_with_commit
-
-if TYPE_CHECKING:
-    from redpacket.interleave.scheduler import Scheduler
 
 
 class Stuck(Exception):
     """No session can make progress within the timeout."""
 
 
+@dataclass(frozen=True)
+class StatementResult:
+    """A step's answer as the strategy reads it: rows (None when it raised), or the
+    engine's code (a SQLSTATE, MySQL's error number; 08006 when the session is gone)."""
+
+    rows: tuple[tuple[Any, ...], ...] | None
+    code: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def of(cls, results: Sequence[Result], session: SpecSession) -> StatementResult:
+        for result in results:
+            if isinstance(result, Failure):
+                lost = session.lost()
+                code = CONNECTION_LOST if lost else result.code or result.sqlstate or "?"
+                return cls(None, code, result.message.splitlines()[0] if result.message else "")
+        tables = [result for result in results if isinstance(result, Table)]
+        if tables:
+            return cls(tables[-1].rows)
+        changed, inserted = session.changed()  # a write without RETURNING (MySQL)
+        return cls(((inserted or changed,),) if changed > 0 else ())
+
+
 @dataclass
 class SessionState:
     """Where one session stands in the run."""
 
-    session: Session
+    index: int  # the runner's session
     walk: Walk
     target: float = -1
     next_action: float = BEGIN  # 0 begin, k step k, steps + 1 the transaction's end
@@ -43,8 +72,7 @@ class SessionState:
     snapshot_taken: bool = False  # a statement of this attempt fixed the snapshot
     reached: set[int] = field(default_factory=set)  # steps issued in this attempt
     ending: Ending | None = None  # the attempt's end, kept while releasing what outlives it
-    pending: Future[StatementResult] | None = None
-    pending_event: Event | None = None
+    in_flight: Event | None = None  # the statement sent, as the timeline will record it
     waiting_on: tuple[int, ...] = ()
     decided: End | None = None  # what the strategy decided in this attempt
     failure: Ending | None = None  # a statement failed: the transaction can only roll back
@@ -58,80 +86,95 @@ class SessionState:
 
     @property
     def number(self) -> int:
-        return self.session.number
+        return self.index + 1
 
 
 class Stepper:
-    """The mutable part of one run: session states and the events recorded so far."""
+    """One run's step source: session states, the schedule's progress, the events so far."""
+
+    dynamic = True
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        runner: Runner,
+        observer: Any,
+        engine: Engine,
+        dialect: Dialect,
         strategy: Strategy,
         levels: tuple[Isolation, ...],
-        states: list[SessionState],
+        schedule: Schedule,
         retry: RetryPolicy,
         context: dict[str, Any],
+        reconnected: Callable[[int], None],
     ) -> None:
-        self.scheduler = scheduler
-        self.strategy = strategy
-        self.levels = levels
-        self.states = states
-        self.retry = retry
-        self.context = context
+        self.runner, self.observer, self.engine, self.dialect = runner, observer, engine, dialect
+        self.strategy, self.levels, self.retry, self.context = strategy, levels, retry, context
+        self.reconnected = reconnected
+        self.states = [
+            SessionState(index, Walk(strategy, dict(context))) for index in range(schedule.sessions)
+        ]
+        self.entries = list(schedule.entries)
+        self.preferred: SessionState | None = None
+        self.final = False
         self.events: list[Event] = []
         self.finish_number = len(strategy.steps) + 1
         self.release_number = len(strategy.steps) + 2  # after COMMIT/ROLLBACK: ``afterwards``
-        self.engine = scheduler.engine
-        self.pids = {state.session.pid: state.number for state in states}
+        self.blockers: dict[int, list[int]] = {}  # pid -> the backends it waits for
 
-    def settle(self, preferred: SessionState | None, final: bool = False) -> None:
-        """Run until every session is blocked, finished, or at its target."""
+    # -- the runner's questions -------------------------------------------------------------
+
+    def blocked(self, session: SpecSession) -> bool:
+        """Waiting for any backend, not only the run's own (an outsider's lock is a wait
+        the timeline shows, and one the run reports stuck on)."""
+        waits_for = self.engine.blocked_by(self.observer, session.pid)
+        self.blockers[session.pid] = waits_for
+        return bool(waits_for)
+
+    def next(self, busy: Sequence[bool]) -> Launch | None:
+        """The next statement: the current entry's session first, until every session
+        is waiting, finished or at its target; then the schedule's next entry."""
         while True:
-            self._collect()
             runnable = [
                 s
                 for s in self.states
-                if s.pending is None and not s.finished and s.next_action <= s.target
+                if not busy[s.index] and not s.finished and s.next_action <= s.target
             ]
-            if not runnable:
-                break
-            state = preferred if preferred in runnable else runnable[0]
-            self._issue(state)
-            self._await(state)
-        if final:
-            self._wait_for_the_blocked()
+            if runnable:
+                return self._launch(self.preferred if self.preferred in runnable else runnable[0])
+            if self.entries:
+                entry = self.entries.pop(0)
+                self.preferred = self.states[entry.session - 1]
+                self.preferred.target = max(self.preferred.target, entry.target)
+            elif not self.final:  # after the last entry every session runs to its end
+                self.final, self.preferred = True, None
+                for state in self.states:
+                    state.target = END
+            else:
+                return None
 
-    def _wait_for_the_blocked(self) -> None:
-        """At the end: sessions still blocked wait for each other (a deadlock the server
-        will break) or for a backend outside the run; give up after the timeout."""
-        deadline = time.monotonic() + self.scheduler.timeout_s
-        while pending := [s.pending for s in self.states if s.pending is not None]:
-            wait(pending, timeout=POLL_INTERVAL_S, return_when=FIRST_COMPLETED)
-            for state in self.states:
-                if state.pending is not None and state.pending.done():
-                    self._await(state)
-                    self.settle(preferred=None)
-            if time.monotonic() > deadline and any(s.pending is not None for s in self.states):
-                raise Stuck(f"no progress in {self.scheduler.timeout_s:g} s: {self._waits()}")
+    def waiting(self, launch: Launch) -> None:
+        state = self.states[launch.step.session]
+        pids = {self.runner.conns[s.index].session.pid: s.number for s in self.states}
+        session = self.runner.conns[state.index].session
+        state.waiting_on = tuple(pids.get(pid, 0) for pid in self.blockers.get(session.pid, ()))
+        self._record(state, Kind.WAIT, None)
 
-    def _waits(self) -> str:
+    def completed(self, launch: Launch, results: Sequence[Result]) -> None:
+        state = self.states[launch.step.session]
+        self._complete(state, StatementResult.of(results, self.runner.conns[state.index].session))
+
+    def describe_waits(self) -> str:
         return ", ".join(
             f"T{s.number} waits for "
             + (", ".join(f"T{w}" if w else "another backend" for w in s.waiting_on) or "?")
             for s in self.states
-            if s.pending is not None
+            if s.waiting_on
         )
 
-    def _collect(self) -> None:
-        for state in self.states:
-            if state.pending is not None:
-                self._await(state)
+    # -- sending --------------------------------------------------------------------------
 
-    # -- issuing and completing actions ----------------------------------------------
-
-    def _issue(self, state: SessionState) -> None:
-        level = self.levels[state.number - 1]
+    def _launch(self, state: SessionState) -> Launch:
+        level = self.levels[state.index]
         params: dict[str, Any] | None = None
         read: Read | None = None
         role: str | None = None
@@ -149,7 +192,7 @@ class Stepper:
         else:
             step = state.walk.step
             name, number = step.name, state.walk.index + 1
-            statements = (step.pyformat_sql,)
+            statements = (step.sql,)
             params = step.params(state.walk.context)
             role = self.strategy.roles[state.walk.index].value
             read = self.engine.read_of(level, step.sql, state.snapshot_taken)
@@ -157,7 +200,7 @@ class Stepper:
                 state.snapshot_taken = True
             state.reached.add(state.walk.index)
         shown = "; ".join(statements) if number is None else self.strategy.steps[number - 1].sql
-        state.pending_event = Event(
+        state.in_flight = Event(
             session=state.number,
             attempt=state.attempt,
             action=name,
@@ -169,38 +212,18 @@ class Stepper:
             read=read.value if read is not None else None,
             params=tuple(sorted((params or {}).items())) if number is not None else (),
         )
-        state.pending = state.session.submit(statements, params)
+        sql = "; ".join(bound(s, params or {}, self.dialect) for s in statements)
+        label = f"T{state.number}_{name}"
+        if state.attempt > 1:
+            label += f"_attempt{state.attempt}"
+        return Launch(PermutationStep(label), SpecStep(label, sql, state.index))
 
     def _afterwards(self, state: SessionState) -> tuple[str, ...]:
         """What outlives the transaction (a session-level lock), for the steps it reached."""
         steps = self.strategy.steps
-        return tuple(
-            sql for i in sorted(state.reached) if (sql := steps[i].pyformat_afterwards) is not None
-        )
+        return tuple(sql for i in sorted(state.reached) if (sql := steps[i].afterwards) is not None)
 
-    def _await(self, state: SessionState) -> bool:
-        """Wait until the pending statement completes (True) or is seen blocked (False)."""
-        assert state.pending is not None
-        deadline = time.monotonic() + self.scheduler.timeout_s
-        while True:
-            try:
-                result = state.pending.result(timeout=POLL_INTERVAL_S)
-            except FutureTimeout:
-                blockers = self.engine.blocked_by(self.scheduler.observer, state.session.pid)
-                if blockers:
-                    if not state.waiting_on:
-                        state.waiting_on = tuple(self.pids.get(pid, 0) for pid in blockers)
-                        self._record(state, Kind.WAIT, None)
-                    return False
-                if time.monotonic() > deadline:
-                    action = state.pending_event.action if state.pending_event else "statement"
-                    raise Stuck(
-                        f"T{state.number}'s {action} ran {self.scheduler.timeout_s:g} s"
-                        " without finishing or blocking"
-                    ) from None
-                continue
-            self._complete(state, result)
-            return True
+    # -- what came back ---------------------------------------------------------------------
 
     def _record(
         self,
@@ -209,8 +232,8 @@ class Stepper:
         result: StatementResult | None,
         decision: str | None = None,
     ) -> None:
-        assert state.pending_event is not None
-        event = state.pending_event
+        assert state.in_flight is not None
+        event = state.in_flight
         self.events.append(
             Event(
                 session=event.session,
@@ -222,7 +245,7 @@ class Stepper:
                 rows=None if result is None else result.rows,
                 waited_on=state.waiting_on,
                 takes_snapshot=event.takes_snapshot and kind is not Kind.RESUME,
-                sqlstate=None if result is None else result.sqlstate,
+                sqlstate=None if result is None else result.code,
                 message=None if result is None else result.message,
                 decision=decision,
                 role=event.role,
@@ -233,13 +256,12 @@ class Stepper:
 
     def _complete(self, state: SessionState, result: StatementResult) -> None:
         kind = Kind.RESUME if state.waiting_on else Kind.DONE
-        state.pending = None
         action = state.next_action
         decision: End | None = None
-        sqlstate = result.sqlstate
-        if sqlstate is not None:
-            state.errors.append(sqlstate)
-        if means_connection_lost(sqlstate):  # the session is gone: nothing more can be sent
+        code = result.code
+        if code is not None:
+            state.errors.append(code)
+        if means_connection_lost(code):  # the session is gone: nothing more can be sent
             self._end_attempt(state, Ending.connection_lost(action == self.finish_number))
         elif action == BEGIN:
             state.next_action = 1
@@ -248,15 +270,15 @@ class Stepper:
             self._end_attempt(state, state.ending)
         elif action == self.finish_number:
             failure = state.failure or Ending(state.decided)
-            ending = Ending(sqlstate=sqlstate) if sqlstate else failure
+            ending = Ending(sqlstate=code) if code else failure
             if self._afterwards(state):
                 state.ending, state.next_action = ending, self.release_number
             else:
                 self._end_attempt(state, ending)
-        elif sqlstate is not None:
-            decision = state.walk.error(sqlstate)
+        elif code is not None:
+            decision = state.walk.error(code)
             state.decided = decision
-            state.failure = Ending.after_error(decision, sqlstate)
+            state.failure = Ending.after_error(decision, code)
             state.next_action = self.finish_number
         else:
             decision = state.walk.row(result.rows[0] if result.rows else None)
@@ -267,13 +289,14 @@ class Stepper:
                 state.next_action = self.finish_number
         self._record(state, kind, result, decision.value if decision else None)
         state.waiting_on = ()
-        state.pending_event = None
+        state.in_flight = None
 
     def _end_attempt(self, state: SessionState, ending: Ending) -> None:
         """The transaction is over: ``Ending`` says what the caller is told, or to try again."""
         if ending.worth_retrying(self.retry, state.attempt):
             if means_connection_lost(ending.sqlstate):
-                self._reconnect(state)
+                self.runner.reopen(state.index)
+                self.reconnected(state.index)
             state.attempt += 1
             state.walk = Walk(self.strategy, dict(self.context))
             state.next_action = BEGIN
@@ -283,16 +306,3 @@ class Stepper:
             return
         state.outcome, state.reason = ending.outcome, ending.reason
         state.next_action = END
-
-    def _reconnect(self, state: SessionState) -> None:
-        del self.pids[state.session.pid]
-        state.session.reconnect()
-        self.pids[state.session.pid] = state.number
-
-    def abandon(self) -> None:
-        """After a stuck run: cancel what still waits, so every session can roll back."""
-        for state in self.states:
-            if state.pending is not None:
-                self.engine.cancel(self.scheduler.observer, state.session.pid)
-                state.pending.result(timeout=self.scheduler.timeout_s)
-                state.pending = None

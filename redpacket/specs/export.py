@@ -11,9 +11,6 @@ tester's marks where the server made a statement wait, and ends with the same co
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -27,7 +24,6 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     false,
-    literal,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -36,20 +32,7 @@ from sqlalchemy.schema import CreateTable
 from redpacket.database.lab import Schema
 from redpacket.interleave.timeline import Kind, Run
 from redpacket.model import UNIQUE_GRANT
-
-_NAME = re.compile(r"(?<!:):([A-Za-z_]\w*)")
-
-
-def _literal(value: Any, dialect: Dialect) -> str:
-    return str(literal(value).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-
-
-def bound(sql: str, params: dict[str, Any], dialect: Dialect) -> str:
-    """``sql`` with each ``:name`` replaced by its value as an SQL literal."""
-    return _NAME.sub(
-        lambda m: _literal(params[m.group(1)], dialect) if m.group(1) in params else m.group(0),
-        sql,
-    )
+from redpacket.specs.literal import bound
 
 
 def tables_sql(schema: Schema, dialect: Dialect) -> list[str]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from redpacket.specs.events import (
     Event,
@@ -26,6 +27,7 @@ from redpacket.specs.events import (
     Notify,
     PermutationStarted,
     Problem,
+    Result,
     SendFailed,
     SetupResult,
     SpecParsed,
@@ -47,6 +49,15 @@ class SpecAborted(Exception):
     """The run stopped where isolationtester exits (the reason is the last event)."""
 
 
+class Stalled(Exception):
+    """Nothing moved for the runner's ``stall_s``: ``launch`` ran that long without
+    finishing or being seen waiting, or (None) no waiting step was released."""
+
+    def __init__(self, launch: Launch | None) -> None:
+        super().__init__(launch.step.name if launch is not None else "waiting steps")
+        self.launch = launch
+
+
 @dataclass(eq=False)
 class Launch:
     """One step of a permutation, as launched (identity matters: a step can repeat)."""
@@ -54,6 +65,57 @@ class Launch:
     pstep: PermutationStep
     step: Step
     notice_targets: dict[int, int] = field(default_factory=dict)  # blocker index -> count
+
+
+class StepSource(Protocol):
+    """Where a run's steps come from, one at a time.
+
+    A spec's permutation is fixed in advance (``PermutationSource``); a red-packet
+    strategy walked at a schedule (``interleave.stepping``) chooses each session's next
+    step from the results of its last, so it is told of every wait and completion.
+    """
+
+    dynamic: bool  # whether a completion can bring steps when ``next`` had none
+
+    def next(self, busy: Sequence[bool]) -> Launch | None:
+        """The next step to launch (``busy``: which sessions have a step in flight)."""
+        ...
+
+    def waiting(self, launch: Launch) -> None:
+        """The server reported ``launch`` waiting for a lock."""
+        ...
+
+    def completed(self, launch: Launch, results: Sequence[Result]) -> None: ...
+
+
+class PermutationSource:
+    """A permutation's steps in its order; with ``defer_waiting``, the first whose
+    session is not waiting for a lock, so the others go on as a person at two terminals
+    would (Hermitage's way)."""
+
+    dynamic = False
+
+    def __init__(self, spec: Spec, permutation: Permutation, *, defer_waiting: bool) -> None:
+        self.spec, self.defer_waiting = spec, defer_waiting
+        self.pending = list(permutation.steps)
+
+    def next(self, busy: Sequence[bool]) -> Launch | None:
+        if not self.pending:
+            return None
+        chosen = 0
+        if self.defer_waiting:
+            chosen = next(
+                (i for i, p in enumerate(self.pending) if not busy[self.spec.step(p.name).session]),
+                0,
+            )
+        pstep = self.pending.pop(chosen)
+        return Launch(pstep, self.spec.step(pstep.name))
+
+    def waiting(self, launch: Launch) -> None:
+        pass
+
+    def completed(self, launch: Launch, results: Sequence[Result]) -> None:
+        pass
 
 
 @dataclass(eq=False)
@@ -110,9 +172,18 @@ class Runner:
         max_wait: float | None = None,
         defer_waiting: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        blocked: Callable[[SpecSession], bool] | None = None,
+        stall_s: float | None = None,
     ) -> None:
+        """``blocked`` replaces the server's own wait test (a strategy's run counts waits
+        for any backend); with ``stall_s``, a step that neither finishes nor waits, or
+        waits that nothing releases, raise ``Stalled`` after that long instead of being
+        cancelled and failed as isolationtester does."""
         self.spec, self.server, self.emit, self.clock = spec, server, emit, clock
         self.defer_waiting = defer_waiting
+        self.blocked = blocked if blocked is not None else server.is_blocked
+        self.stall_s = stall_s
+        self._source: StepSource = PermutationSource(spec, Permutation(()), defer_waiting=False)
         self.max_wait = step_timeout() if max_wait is None else max_wait
         self.any_new_notice = False
         self.conns: list[_Conn] = []
@@ -185,11 +256,23 @@ class Runner:
         for sql in self.spec.setup:
             self._block(control, sql, "setup failed", fatal=True)
         self._session_blocks("setup", fatal=True)
+        self.drive(PermutationSource(self.spec, permutation, defer_waiting=self.defer_waiting))
+        self._session_blocks("teardown", fatal=False)
+        if self.spec.teardown is not None:
+            self._block(control, self.spec.teardown, "teardown failed", fatal=False)
+
+    def drive(self, source: StepSource) -> None:
+        """Launch the source's steps in turn, as isolationtester's ``run_permutation``."""
+        self._source = source
         waiting: list[Launch] = []
-        pending = list(permutation.steps)
-        while pending:
-            pstep = self._next(pending)
-            launch = Launch(pstep, self.spec.step(pstep.name))
+        while True:
+            launch = source.next([conn.active is not None for conn in self.conns])
+            if launch is None:
+                if source.dynamic and waiting:  # a completion may bring the next steps
+                    waiting = self._progress(waiting)
+                    continue
+                break
+            pstep = launch.pstep
             conn = self.conns[launch.step.session]
             if conn.active is not None:
                 started = self.clock()
@@ -223,9 +306,36 @@ class Runner:
         waiting = self.try_complete_all(waiting, nonblock=False)
         if waiting:
             raise self._fail("failed to complete permutation due to mutually-blocking steps")
-        self._session_blocks("teardown", fatal=False)
-        if self.spec.teardown is not None:
-            self._block(control, self.spec.teardown, "teardown failed", fatal=False)
+
+    def _progress(self, waiting: list[Launch]) -> list[Launch]:
+        """Poll the waiting steps until one completes (a dynamic source has nothing else
+        to launch until then)."""
+        started = self.clock()
+        while True:
+            before = len(waiting)
+            waiting = self.try_complete_all(waiting, nonblock=True)
+            if len(waiting) < before:
+                return waiting
+            if self.stall_s is not None and self.clock() - started > self.stall_s:
+                raise Stalled(None)
+
+    def abandon(self) -> None:
+        """Cancel the steps still in flight (a stalled run) and read their answers, so
+        every session is idle again."""
+        for conn in self.conns:
+            if conn.active is not None:
+                conn.session.cancel()
+                for _ in conn.session.results():
+                    pass
+                conn.active = None
+
+    def reopen(self, index: int) -> None:
+        """A new session in place of one the server ended (a retry goes on in it)."""
+        conn = self.conns[index]
+        conn.session.close()
+        conn.session = self.server.open(conn.name, self._on_notice(conn))
+        conn.active = None
+        self.server.watch([c.session for c in self.conns])
 
     def _session_blocks(self, kind: str, *, fatal: bool) -> None:
         """Each session's own setup (or teardown) block, in the spec's session order."""
@@ -234,16 +344,6 @@ class Runner:
             if sql is not None:
                 self._block(conn.session, sql, f"{kind} of session {conn.name} failed",
                             fatal=fatal, owner=conn.name)  # fmt: skip
-
-    def _next(self, pending: list[PermutationStep]) -> PermutationStep:
-        """The next step to launch: the permutation's next, as isolationtester does; with
-        ``defer_waiting``, the first whose session is not waiting for a lock, so that the
-        others go on as a person at two terminals would (Hermitage's way)."""
-        if self.defer_waiting:
-            for index, pstep in enumerate(pending):
-                if self.conns[self.spec.step(pstep.name).session].active is None:
-                    return pending.pop(index)
-        return pending.pop(0)
 
     # -- isolationtester's try_complete_steps and try_complete_step ---------------------------
 
@@ -292,14 +392,19 @@ class Runner:
             if session.readable(POLL_S):
                 self._consume(session)
                 continue
-            if nonblock and self.server.is_blocked(session):
+            if nonblock and self.blocked(session):
                 self._consume(session)
                 if not session.busy():
                     break
                 if not retry:
                     self.emit(StepWaiting(step.name, conn.name, step.sql, forced=False))
+                    self._source.waiting(launch)
                 return True
             elapsed = self.clock() - started
+            if self.stall_s is not None:
+                if elapsed > self.stall_s:
+                    raise Stalled(launch)
+                continue
             if elapsed > self.max_wait and not canceled and session.cancel():
                 self.emit(StepCanceled(step.name, int(elapsed)))
                 canceled = True
@@ -310,8 +415,10 @@ class Runner:
                 self.emit(StepWaiting(step.name, conn.name, step.sql, forced=True))
             return True
         self.emit(StepCompleted(step.name, conn.name, step.sql, after_wait=retry))
+        results = []
         for result in session.results():
             self.emit(StepResult(step.name, conn.name, result))
+            results.append(result)
         for note in session.notifications():
             sender = next(
                 (c.name for c in self.conns if c.session.pid == note.sender_pid),
@@ -319,4 +426,5 @@ class Runner:
             )
             self.emit(Notify(conn.name, note.channel, note.payload, sender))
         conn.active = None
+        self._source.completed(launch, results)
         return False

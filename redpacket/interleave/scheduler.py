@@ -129,6 +129,8 @@ class Scheduler:
             context, reconnected=lambda index: self._apply_settings(runner, index),
         )  # fmt: skip
         runner.blocked = stepper.blocked
+        spec_events: list[SpecEvent] = []
+        runner.emit = spec_events.append
         stuck = None
         try:
             runner.drive(stepper)
@@ -169,6 +171,7 @@ class Scheduler:
             engine=self.engine.name,
             server=self.server,
             settings=tuple(f"{name}={value}" for name, value in self.settings),
+            spec_events=tuple(spec_events),
         )
 
     def _clean(self, runner: Runner) -> None:

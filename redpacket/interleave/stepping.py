@@ -73,6 +73,7 @@ class SessionState:
     reached: set[int] = field(default_factory=set)  # steps issued in this attempt
     ending: Ending | None = None  # the attempt's end, kept while releasing what outlives it
     in_flight: Event | None = None  # the statement sent, as the timeline will record it
+    launched: int = 0  # statements sent in the whole run (names the spec's steps)
     waiting_on: tuple[int, ...] = ()
     decided: End | None = None  # what the strategy decided in this attempt
     failure: Ending | None = None  # a statement failed: the transaction can only roll back
@@ -213,7 +214,8 @@ class Stepper:
             params=tuple(sorted((params or {}).items())) if number is not None else (),
         )
         sql = "; ".join(bound(s, params or {}, self.dialect) for s in statements)
-        label = f"T{state.number}_{name}"
+        state.launched += 1
+        label = f"t{state.number}_{state.launched}_{name}"  # a spec step's name, unique
         if state.attempt > 1:
             label += f"_attempt{state.attempt}"
         return Launch(PermutationStep(label), SpecStep(label, sql, state.index))

@@ -78,6 +78,9 @@ class Run:
     engine: str = "postgresql"  # the engine it ran on (redpacket.engines)
     server: str = ""  # the server it ran on, as people name it: "MariaDB 10.11.19"
     settings: tuple[str, ...] = ()  # session settings asked for: "innodb_snapshot_isolation=ON"
+    # The run as the spec runner saw it (redpacket.specs.events): the steps it launched,
+    # values written in, its waits and results, as ``redpacket spec`` records a spec's
+    spec_events: tuple[Any, ...] = field(default=(), compare=False, repr=False)
     errors: tuple[str, ...] = field(init=False)
     verdict: Verdict = field(init=False)
 

@@ -7,7 +7,7 @@ deadlock), else a step the server reported waiting ("blocked"), else nothing at 
 happened to the reader: it simply did not see the other's write ("not seen").
 
 The red-packet race is one more row: the seed strategy at the t2-waits schedule,
-run by the scheduler of ``explain``; a duplicate grant is the anomaly (G2, a write
+run as ``explain`` runs it (on the same spec runner); a duplicate grant is the anomaly (G2, a write
 skew by predicate: both checks find no grant, both insert).
 """
 
@@ -82,11 +82,16 @@ def error_kind(faults: Any, failure: Failure) -> str:
 def judge(
     anomaly: Anomaly, events: Sequence[Event], faults: Any
 ) -> tuple[Outcome, str, str | None]:
-    """(outcome, how, the server's message): how lists, in the order they happened, the
-    waits and errors of the run; a run with neither prevented it by not seeing."""
+    """(outcome, how, the server's message): the witness decides; ``prevention`` says how."""
     results = [e for e in events if isinstance(e, StepResult)]
     if anomaly.witness(Observed.of(results)):
         return Outcome.POSSIBLE, "", None
+    return Outcome.PREVENTED, *prevention(events, faults)
+
+
+def prevention(events: Sequence[Event], faults: Any) -> tuple[str, str | None]:
+    """(how, the server's message) for a run in which the anomaly did not happen: the
+    waits and errors of the run in the order they happened; with neither, by not seeing."""
     happened: list[str] = []
     message = None
     for event in events:
@@ -99,7 +104,7 @@ def judge(
             continue
         if mechanism not in happened and not mechanism.startswith("error"):
             happened.append(mechanism)
-    return Outcome.PREVENTED, ", then ".join(happened) or "not seen", message
+    return ", then ".join(happened) or "not seen", message
 
 
 def run_anomaly(lab: Lab, anomaly: Anomaly, level: Isolation) -> tuple[Cell, SpecRun]:
@@ -113,22 +118,20 @@ def run_anomaly(lab: Lab, anomaly: Anomaly, level: Isolation) -> tuple[Cell, Spe
 
 
 def red_packet_cell(lab: Lab, level: Isolation) -> Cell:
-    """The seed strategy at t2-waits, through the scheduler (the same as ``explain``)."""
+    """The seed strategy at t2-waits, as ``explain`` runs it: a spec the runner generates
+    as it goes; a duplicate grant is the witness, and the run's spec events say how it
+    was prevented, as for every other row."""
     from redpacket.interleave.run import run_one
-    from redpacket.interleave.timeline import Kind, Verdict
+    from redpacket.interleave.timeline import Verdict
     from redpacket.strategies import get_strategy
 
     run = run_one(lab, get_strategy("seed"), level, "t2-waits", 0)
     if run.verdict is Verdict.DUPLICATE:
         return Cell(RED_PACKET, level, run.engine, run.server, Outcome.POSSIBLE, "")
-    failed = [e for e in run.events if e.sqlstate]
-    if failed:
-        failure = Failure("ERROR", failed[0].message or "", failed[0].sqlstate, failed[0].sqlstate)
-        return Cell(RED_PACKET, level, run.engine, run.server, Outcome.PREVENTED,
-                    error_kind(lab.engine.faults, failure), failed[0].message)  # fmt: skip
-    waited = any(e.kind is Kind.WAIT for e in run.events)
-    return Cell(RED_PACKET, level, run.engine, run.server, Outcome.PREVENTED,
-                "blocked" if waited else "not seen")  # fmt: skip
+    how, error = prevention(run.spec_events, lab.engine.faults)
+    if run.stuck:
+        how, error = "stuck", run.stuck
+    return Cell(RED_PACKET, level, run.engine, run.server, Outcome.PREVENTED, how, error)
 
 
 def anomaly_table(

@@ -1,10 +1,10 @@
 """A red-packet run as a spec file: the race the lab showed, for any isolationtester.
 
-``explain --spec FILE`` writes the run it just explained as the statements each
-session issued, values bound, in the order they were issued: the tables of the
-strategy's schema and the run's order as setup, one session per transaction
-(``T1``, ``T2``), one step per statement, and a ``check`` session that counts the
-red packets at the end. Run with ``redpacket spec`` (either engine) or with
+``explain --spec FILE`` writes the run it just explained as the spec it was: the
+steps the spec runner launched, values written in, in the order it launched them,
+one session per request (``T1``, ``T2``; a retry goes on in its session), with the
+tables of the strategy's schema and the run's order as setup, and a ``check``
+session that counts the red packets at the end. Run with ``redpacket spec`` (either engine) or with
 PostgreSQL's own isolationtester, it replays the same interleaving, with the
 tester's marks where the server made a statement wait, and ends with the same count.
 """
@@ -30,8 +30,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateTable
 
 from redpacket.database.lab import Schema
-from redpacket.interleave.timeline import Kind, Run
+from redpacket.interleave.timeline import Run
 from redpacket.model import UNIQUE_GRANT
+from redpacket.specs.events import StepCompleted, StepWaiting
 from redpacket.specs.literal import bound
 
 
@@ -62,17 +63,16 @@ def tables_sql(schema: Schema, dialect: Dialect) -> list[str]:
 
 
 def spec_of_run(run: Run, requires_revision: str, campaign_id: str, dialect: Dialect) -> str:
+    """The steps the spec runner launched for ``run``, as a spec file of their own."""
     schema = Schema.for_revision(requires_revision)
-    issued = [e for e in run.events if e.kind in (Kind.DONE, Kind.WAIT)]
-    steps: dict[int, list[tuple[str, str]]] = {}
+    steps: dict[str, list[tuple[str, str]]] = {}
     order: list[str] = []
-    for event in issued:
-        mine = steps.setdefault(event.session, [])
-        name = f"t{event.session}_{len(mine) + 1}_{event.action}"
-        if event.attempt > 1:
-            name += f"_attempt{event.attempt}"
-        mine.append((name, bound(event.sql, dict(event.params), dialect)))
-        order.append(name)
+    for event in run.spec_events:  # launched: seen waiting, or completed without waiting
+        if isinstance(event, StepWaiting | StepCompleted) and not (
+            event.after_wait if isinstance(event, StepCompleted) else event.forced
+        ):
+            steps.setdefault(event.session, []).append((event.step, event.sql))
+            order.append(event.step)
     setup = ";\n  ".join(
         [*tables_sql(schema, dialect),
          bound("INSERT INTO orders (id, user_id, amount) VALUES (:id, 0, 10)",
@@ -94,7 +94,7 @@ def spec_of_run(run: Run, requires_revision: str, campaign_id: str, dialect: Dia
         "teardown { DROP TABLE red_packets; DROP TABLE orders; }",
     ]
     for session, session_steps in sorted(steps.items()):
-        lines += ["", f"session T{session}"]
+        lines += ["", f"session {session}"]
         lines += [f"step {name} {{ {sql}; }}" for name, sql in session_steps]
     lines += ["", "session check", f"step check {{ {count}; }}", "",
               "permutation " + " ".join([*order, "check"]), ""]  # fmt: skip

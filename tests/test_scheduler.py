@@ -17,6 +17,8 @@ from redpacket.interleave.scheduler import Scheduler
 from redpacket.interleave.timeline import Kind, Run, Verdict
 from redpacket.isolation import Isolation, Levels
 from redpacket.retry import RetryPolicy
+from redpacket.specs import output
+from redpacket.specs.events import StepWaiting
 from redpacket.strategies import STRATEGIES, Race
 
 RC, RR, SER = Isolation.READ_COMMITTED, Isolation.REPEATABLE_READ, Isolation.SERIALIZABLE
@@ -254,6 +256,22 @@ def test_a_schedule_blocked_from_outside_is_reported_stuck(lab: Lab) -> None:
     assert result.stuck is not None
     assert "another backend" in result.stuck
     assert result.red_packets == 0
+
+
+def test_a_strategy_run_is_the_spec_the_runner_launched(scheduler: Scheduler) -> None:
+    """One engine underneath: the run's statements went out as spec steps, values written
+    in, and the runner's own events say what the timeline says."""
+    result = run(scheduler, "lock_first", RR, "t2-waits")
+    waits = [e for e in result.spec_events if isinstance(e, StepWaiting)]
+    assert [(w.session, w.step) for w in waits] == [("T2", "t2_2_lock_order")]
+    assert f"WHERE id = {result.order_id} FOR UPDATE" in waits[0].sql
+    text = output.text(result.spec_events)
+    assert "step t2_2_lock_order: SELECT id FROM orders" in text
+    assert text.index("step t1_5_commit: COMMIT\n") < text.index(
+        "step t2_2_lock_order: <... completed>"
+    )
+    timeline = [e for e in result.events if e.session == 2 and e.action == "lock_order"]
+    assert [e.kind for e in timeline] == [Kind.WAIT, Kind.RESUME]
 
 
 # -- determinism --------------------------------------------------------------------------

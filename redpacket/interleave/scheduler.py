@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from redpacket.database.lab import Lab, Schema
+from redpacket.database.observe import POLL_INTERVAL_S
 from redpacket.errors import LabError
 from redpacket.interleave.schedule import Schedule
 from redpacket.interleave.stepping import Stepper, Stuck
@@ -73,7 +74,10 @@ class Scheduler:
             server = self.engine.spec_server(self.lab.url_of(schema))
             names = tuple(SpecSessionModel(f"T{n}", ()) for n in range(1, self.size + 1))
             try:
-                runner = Runner(Spec("redpacket", names), server, _ignore, stall_s=self.timeout_s)
+                runner = Runner(
+                    Spec("redpacket", names), server, _ignore,
+                    stall_s=self.timeout_s, poll_s=POLL_INTERVAL_S,
+                )  # fmt: skip
             except BaseException:
                 server.close()
                 raise

@@ -174,6 +174,7 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         blocked: Callable[[SpecSession], bool] | None = None,
         stall_s: float | None = None,
+        poll_s: float = POLL_S,
     ) -> None:
         """``blocked`` replaces the server's own wait test (a strategy's run counts waits
         for any backend); with ``stall_s``, a step that neither finishes nor waits, or
@@ -183,6 +184,7 @@ class Runner:
         self.defer_waiting = defer_waiting
         self.blocked = blocked if blocked is not None else server.is_blocked
         self.stall_s = stall_s
+        self.poll_s = poll_s  # how long a reply may take before the server is asked
         self._source: StepSource = PermutationSource(spec, Permutation(()), defer_waiting=False)
         self.max_wait = step_timeout() if max_wait is None else max_wait
         self.any_new_notice = False
@@ -389,7 +391,7 @@ class Runner:
         started = self.clock()
         canceled = False
         while session.busy():
-            if session.readable(POLL_S):
+            if session.readable(self.poll_s):
                 self._consume(session)
                 continue
             if nonblock and self.blocked(session):

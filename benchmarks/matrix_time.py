@@ -1,4 +1,4 @@
-"""How long the full isolation matrix takes: every strategy x level x named schedule (8 x 3 x 5).
+"""How long the full isolation matrix takes: every strategy x level x named schedule (9 x 3 x 5).
 
 Usage: python benchmarks/matrix_time.py [ROUNDS] [--retries N]
 Uses REDPACKET_DATABASE_URL when set, else the lab's default backend. Goal: < 10 s.

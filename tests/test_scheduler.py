@@ -274,6 +274,16 @@ def test_a_strategy_run_is_the_spec_the_runner_launched(scheduler: Scheduler) ->
     assert [e.kind for e in timeline] == [Kind.WAIT, Kind.RESUME]
 
 
+def test_a_session_gone_before_its_next_statement_is_retried_on_a_new_one(lab: Lab) -> None:
+    with Scheduler(lab, sessions=1) as one:
+        one.runner_for(Schema.UNCONSTRAINED).conns[0].session.close()  # gone while idle
+        chosen = STRATEGIES["seed"]
+        result = one.run(chosen, RC, parse_schedule("T1:end", len(chosen.steps)), RetryPolicy(1))
+    (session,) = result.sessions
+    assert (session.outcome.label, session.attempts, session.errors) == ("granted", 2, ("08006",))
+    assert (result.verdict, result.red_packets, result.stuck) == (Verdict.CORRECT, 1, None)
+
+
 # -- determinism --------------------------------------------------------------------------
 
 

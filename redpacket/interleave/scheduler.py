@@ -18,7 +18,7 @@ from redpacket.database.lab import Lab, Schema
 from redpacket.database.observe import POLL_INTERVAL_S
 from redpacket.errors import LabError
 from redpacket.interleave.schedule import Schedule
-from redpacket.interleave.stepping import Stepper, Stuck
+from redpacket.interleave.stepping import Stepper
 from redpacket.interleave.timeline import Run, SessionSummary
 from redpacket.isolation import Isolation, Levels
 from redpacket.retry import NO_RETRIES, RetryPolicy
@@ -33,7 +33,7 @@ from redpacket.strategies import Outcome, Strategy
 
 DEFAULT_TIMEOUT_S = 10.0
 
-__all__ = ["DEFAULT_TIMEOUT_S", "Scheduler", "Stuck"]
+__all__ = ["DEFAULT_TIMEOUT_S", "Scheduler"]
 
 
 def _ignore(event: SpecEvent) -> None:

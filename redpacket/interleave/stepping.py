@@ -33,10 +33,6 @@ from redpacket.specs.wire import SpecSession
 from redpacket.strategies import End, Ending, Outcome, Strategy, Walk, closes_with_commit
 
 
-class Stuck(Exception):
-    """No session can make progress within the timeout."""
-
-
 @dataclass(frozen=True)
 class StatementResult:
     """A step's answer as the strategy reads it: rows (None when it raised), or the

@@ -295,7 +295,10 @@ class Runner:
                 conn.session.send(launch.step.sql)
             except WireError as lost:  # isolationtester prints this one to stdout
                 self.emit(SendFailed(launch.step.name, str(lost)))
-                raise SpecAborted(f"failed to send query for step {launch.step.name}") from None
+                if not source.dynamic:
+                    raise SpecAborted(f"failed to send query for step {launch.step.name}") from None
+                source.completed(launch, [Failure(None, str(lost))])  # the step's answer
+                continue
             conn.active = launch
             for j, blocker in enumerate(pstep.blockers):
                 if blocker.kind is BlockerKind.NOTICES:

@@ -1,6 +1,7 @@
 """pgbench against the lab's stress harness, on the same database and the same SQL.
 
 Usage: python benchmarks/vs_pgbench.py [--seconds 10] [--clients 1,8,32] [--rounds 3]
+           [--strategies lock_first,on_conflict] [--processes 1,2]
 
 Loads 10,000 orders into a lab database of its own, grants each one once (so every
 measured transaction takes the same "already granted" path in both tools), then
@@ -8,7 +9,9 @@ runs, interleaved, pgbench (-M prepared, a custom script made of the strategy's 
 step SQL), pgbench again with those statements in \\startpipeline batches exactly as
 the harness batches them (the same round trips: the fair comparison for a harness
 that pipelines), and the harness (uniform workload), for lock_first and on_conflict
-at each client count, each tool going first in turn, and prints the medians of
+at each client count (the harness in one process, as ``redpacket stress`` runs by
+default, and in two, as pgbench's ``-j 2``: ``--processes``), each tool going first
+in turn, and prints the medians of
 TPS and client CPU per transaction for all three, and the harness's ratios. A
 pgbench run whose output is not a clean run's (debug lines, failed or aborted
 transactions, no tps line) ends the benchmark instead of giving a ratio.
@@ -171,7 +174,7 @@ def run_pgbench(lab: Lab, schema: Schema, script: Path, clients: int, seconds: f
 
 
 def run_harness(
-    lab: Lab, strategy: Strategy, clients: int, seconds: float, processes: int = 2
+    lab: Lab, strategy: Strategy, clients: int, seconds: float, processes: int
 ) -> Measured:
     plan = StressPlan(
         strategy=strategy,
@@ -212,7 +215,7 @@ def _cpu_s(before: resource.struct_rusage, after: resource.struct_rusage) -> flo
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-TOOLS = ("pgbench", "pgbench-pipeline", "harness")
+ANCHORS = ("pgbench", "pgbench-pipeline")
 SUSPICIOUS_RATIO = 1.5  # beyond the anchor that far, a figure is a bug until explained
 
 
@@ -223,12 +226,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--strategies", default="lock_first,on_conflict")
     parser.add_argument(
-        "--processes", type=int, default=2, help="the harness's processes (pgbench: -j 2)"
+        "--processes",
+        default="1,2",
+        help="the harness's processes; several (1,2) are run side by side in every round"
+        " (pgbench runs -j min(2, clients) threads)",
     )
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error("--rounds must be at least 3: a median of fewer is not a figure")
     clients = [int(c) for c in args.clients.split(",")]
+    processes = [int(p) for p in args.processes.split(",")]
+    tools = (*ANCHORS, *(f"harness-{p}" for p in processes))
     names = args.strategies.split(",")
     results: dict[tuple[str, int], dict[str, list[Measured]]] = {}
     with open_server("auto", os.environ.get("REDPACKET_DATABASE_URL")) as server:
@@ -246,12 +254,12 @@ def main() -> None:
                     for name in names:
                         strategy = STRATEGIES[name]
                         schema = Schema.for_revision(strategy.requires_revision)
-                        cell = results.setdefault((name, count), {tool: [] for tool in TOOLS})
-                        rotation = round_number % len(TOOLS)  # each tool goes first in turn
-                        for tool in TOOLS[rotation:] + TOOLS[:rotation]:
-                            if tool == "harness":
+                        cell = results.setdefault((name, count), {tool: [] for tool in tools})
+                        rotation = round_number % len(tools)  # each tool goes first in turn
+                        for tool in tools[rotation:] + tools[:rotation]:
+                            if tool.startswith("harness-"):
                                 measured = run_harness(
-                                    lab, strategy, count, args.seconds, args.processes
+                                    lab, strategy, count, args.seconds, int(tool.split("-")[1])
                                 )
                             else:
                                 script = scripts[name, tool == "pgbench-pipeline"]
@@ -260,24 +268,33 @@ def main() -> None:
         lab.drop()
     print(f"backend {server.backend}; {ORDERS} orders, all already granted; uniform workload;"
           f" {args.seconds:g} s per run; medians of {args.rounds} interleaved rounds;"
-          f" harness loop {loop_build()}, {args.processes} processes")  # fmt: skip
+          f" harness loop {loop_build()}")  # fmt: skip
     print(
         "pgbench: -M prepared, one statement per round trip; pipeline: the same statements"
         " batched as the harness batches them (same round trips). cpu: client CPU µs per"
         " transaction (pgbench's process; the harness's engine processes while they ran)"
     )
-    header = f"{'strategy':<12} {'clients':>7} {'pgbench':>9} {'pipeline':>9} {'harness':>9}"
-    header += f" {'ratio':>6} {'to pipeline':>11}"
+    header = f"{'strategy':<12} {'clients':>7} {'procs':>5} {'pgbench':>9} {'pipeline':>9}"
+    header += f" {'harness':>9} {'ratio':>6} {'to pipeline':>11}"
     print(header + f" {'cpu pgb':>8} {'cpu pipe':>8} {'cpu ours':>8}")
     suspicious = []
     for (name, count), cell in results.items():
-        pg, piped, ours = (statistics.median(m.tps for m in cell[tool]) for tool in TOOLS)
-        cpu = [statistics.median(m.cpu_s_per_txn for m in cell[tool]) * 1e6 for tool in TOOLS]
-        print(f"{name:<12} {count:>7} {pg:>9,.0f} {piped:>9,.0f} {ours:>9,.0f}"
-              f" {ours / pg:>6.2f} {ours / piped:>11.2f}"
-              f" {cpu[0]:>8.1f} {cpu[1]:>8.1f} {cpu[2]:>8.1f}")  # fmt: skip
-        if ours / piped > SUSPICIOUS_RATIO:
-            suspicious.append(f"{name} at {count} clients: {ours / piped:.2f}x pgbench-pipeline")
+        pg, piped = (statistics.median(m.tps for m in cell[tool]) for tool in ANCHORS)
+        cpu_pg, cpu_piped = (
+            statistics.median(m.cpu_s_per_txn for m in cell[tool]) * 1e6 for tool in ANCHORS
+        )
+        for count_of in processes:
+            runs = cell[f"harness-{count_of}"]
+            ours = statistics.median(m.tps for m in runs)
+            cpu = statistics.median(m.cpu_s_per_txn for m in runs) * 1e6
+            print(f"{name:<12} {count:>7} {min(count_of, count):>5} {pg:>9,.0f} {piped:>9,.0f}"
+                  f" {ours:>9,.0f} {ours / pg:>6.2f} {ours / piped:>11.2f}"
+                  f" {cpu_pg:>8.1f} {cpu_piped:>8.1f} {cpu:>8.1f}")  # fmt: skip
+            if ours / piped > SUSPICIOUS_RATIO:
+                suspicious.append(
+                    f"{name} at {count} clients, {count_of} processes:"
+                    f" {ours / piped:.2f}x pgbench-pipeline"
+                )
     for line in suspicious:
         print(f"CHECK: {line}; a figure this far beyond the anchor is a bug until explained")
 

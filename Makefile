@@ -8,7 +8,7 @@ PYTEST_ARGS ?= -n auto
 
 .PHONY: demo test lint fmt clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py redpacket/stress/_libpq_pipe.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'

@@ -1,4 +1,4 @@
-"""Compiles the stress engine's hot loop with mypyc where it can; everything else is pyproject.
+"""Compiles the stress engine's hot loop where it can; everything else is pyproject.
 
 The loop's modules are plain, strictly typed Python. Compiled, they take about a
 third fewer client instructions per transaction (README: the harness against
@@ -8,21 +8,30 @@ or Python's headers, with REDPACKET_PURE_PYTHON=1, or for an editable install
 (where an edit to a module must take effect at once), the same modules run as
 Python, and behave the same (tests/test_compiled.py holds the two to each other).
 mypy is a build requirement: an offline build needs it at hand, as setuptools.
+
+The libpq C wire (redpacket/stress/_libpq_pipe.c, what a worker's connection sends
+and reads, one call a batch) is built wherever libpq's headers are found, editable
+installs included: it has no Python source an edit could go stale against. Without
+it the workers use the same wire over psycopg (redpacket/stress/pipes.py), with the
+same results (tests/test_pipes.py holds the two to each other).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HOT_LOOP = [
     "redpacket/stress/event_loop.py",
     "redpacket/stress/loop_engine.py",
     "redpacket/stress/worker.py",
+    "redpacket/stress/pipes.py",
     "redpacket/stress/mysql_loop.py",
     "redpacket/stress/mysql_worker.py",
     "redpacket/stress/tally.py",
@@ -39,13 +48,29 @@ MYPY_OPTIONS = [
 ]
 
 
+WIRE = "redpacket.stress._libpq_pipe"
+
+
 class AllOrNothing(build_ext):
-    """The compiled loop whole, or not at all.
+    """The compiled loop whole, or not at all; the C wire on its own.
 
     mypyc makes one shared library and a small module per source file; a module
     whose library failed to build would still shadow its source and fail to import.
-    So any failure removes every compiled module, and the wheel is pure Python.
+    So any failure removes every compiled module, and the loop is pure Python. The C
+    wire is one module with a fallback of its own: if it fails, only it is left out.
     """
+
+    def build_extension(self, ext: Any) -> None:
+        if ext.name != WIRE:
+            super().build_extension(ext)
+            return
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # CompileError, LinkError, a missing compiler
+            print(f"redpacket: no libpq C wire, the loop uses psycopg's ({exc})", file=sys.stderr)
+            built = self.get_ext_fullpath(ext.name)
+            if os.path.exists(built):
+                os.remove(built)
 
     def run(self) -> None:
         try:
@@ -54,9 +79,54 @@ class AllOrNothing(build_ext):
             print(f"redpacket: the stress loop stays pure Python ({exc})", file=sys.stderr)
             for extension in self.extensions:
                 built = self.get_ext_fullpath(extension.name)
-                if os.path.exists(built):
+                if extension.name != WIRE and os.path.exists(built):
                     os.remove(built)
-            self.extensions = []
+            self.extensions = [e for e in self.extensions if e.name == WIRE]
+
+
+def _libpq_paths() -> tuple[str, str] | None:
+    """libpq's header and library directories, from pg_config or pkg-config; None: not here."""
+    if shutil.which("pg_config"):
+        found = [
+            subprocess.run(["pg_config", flag], capture_output=True, text=True).stdout.strip()
+            for flag in ("--includedir", "--libdir")
+        ]
+        if os.path.exists(os.path.join(found[0], "libpq-fe.h")):
+            return found[0], found[1]
+    if shutil.which("pkg-config"):
+        done = subprocess.run(
+            ["pkg-config", "--cflags-only-I", "--libs-only-L", "libpq"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode == 0:
+            flags = done.stdout.split()
+            include = next((f[2:] for f in flags if f.startswith("-I")), "/usr/include")
+            libdir = next((f[2:] for f in flags if f.startswith("-L")), "")
+            if os.path.exists(os.path.join(include, "libpq-fe.h")):
+                return include, libdir
+    return None
+
+
+def libpq_wire() -> list[Any]:
+    if os.environ.get("REDPACKET_PURE_PYTHON") or not sys.argv[1:]:
+        return []
+    if all(c in ("egg_info", "dist_info") for c in sys.argv[1:2]):
+        return []
+    paths = _libpq_paths()
+    if paths is None:
+        print("redpacket: no libpq headers, the loop uses psycopg's wire", file=sys.stderr)
+        return []
+    include, libdir = paths
+    return [
+        Extension(
+            WIRE,
+            sources=["redpacket/stress/_libpq_pipe.c"],
+            include_dirs=[include],
+            library_dirs=[libdir] if libdir else [],
+            runtime_library_dirs=[libdir] if libdir else [],
+            libraries=["pq"],
+        )
+    ]
 
 
 def compiled_loop() -> list[Any]:
@@ -76,4 +146,4 @@ def compiled_loop() -> list[Any]:
 
 
 if __name__ == "__main__":  # setuptools runs this file as __main__; tests read HOT_LOOP
-    setup(ext_modules=compiled_loop(), cmdclass={"build_ext": AllOrNothing})
+    setup(ext_modules=libpq_wire() + compiled_loop(), cmdclass={"build_ext": AllOrNothing})

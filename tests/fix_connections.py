@@ -116,3 +116,15 @@ def _share_connections(request: pytest.FixtureRequest) -> Iterator[None]:
         )
     with slots.hold(count):
         yield
+
+
+@pytest.fixture(params=["c", "psycopg"])
+def pipe_wire(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test on each wire of the loop engine (``stress.pipes``) that is built here."""
+    from redpacket.stress import pipes
+
+    wire = str(request.param)
+    if wire == "c" and pipes._c_pipe() is None:
+        pytest.skip("the C wire is not built here")
+    monkeypatch.setenv(pipes.ENV, wire)
+    return wire

@@ -42,8 +42,9 @@ from redpacket.stress.runner import run_stress
 modules = (redpacket.stress.worker, redpacket.stress.event_loop, redpacket.stress.mysql_loop)
 url, name = sys.argv[1], sys.argv[2]
 from redpacket.stress.fast import loop_build
+from redpacket.stress.pipes import pipe_build
 found = {"compiled": [m.__file__.endswith(".so") for m in modules], "build": loop_build(),
-         "runs": {}}
+         "wire": pipe_build(), "runs": {}}
 with open_server("url", url) as server:
     lab = Lab(server, name)
     plans = {
@@ -89,6 +90,8 @@ def compiled_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=folder, capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for wire in (ROOT / "redpacket" / "stress").glob("_libpq_pipe*.so"):  # as a wheel has it
+        shutil.copy(wire, folder / "redpacket" / "stress" / wire.name)
     return folder
 
 
@@ -107,6 +110,8 @@ def run_compiled(folder: Path, lab: Lab) -> dict[str, object]:
 def hold_to_the_pure_loop(found: dict[str, object], orders: int = 40) -> None:
     assert found["compiled"] == [True, True, True]
     assert found["build"] == "compiled (mypyc)"
+    c_wire_here = bool(list((ROOT / "redpacket" / "stress").glob("_libpq_pipe*.so")))
+    assert found["wire"] == ("libpq C wire" if c_wire_here else "psycopg wire")
     runs = found["runs"]
     assert isinstance(runs, dict)
     seed, fix, uniform = runs["seed"], runs["fix"], runs["uniform"]
@@ -134,17 +139,25 @@ def test_the_compiled_loop_on_innodb(compiled_package: Path, mysql_lab: Lab) -> 
 
 
 def test_an_editable_install_leaves_no_compiled_module_beside_the_sources() -> None:
-    """A compiled module beside its source would shadow every later edit of it."""
+    """A compiled module beside its Python source would shadow every later edit of it.
+
+    (The C wire is built in place: its source is C, there is nothing for it to shadow.)
+    """
     from redpacket.stress.fast import loop_build
 
-    assert not sorted((ROOT / "redpacket").rglob("*.so"))
+    shadowing = [
+        built for built in (ROOT / "redpacket").rglob("*.so")
+        if built.with_name(built.name.split(".")[0] + ".py").exists()
+    ]  # fmt: skip
+    assert not shadowing
     assert loop_build() == "pure Python"
 
 
 def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -> None:
-    """A compiler that fails on mypyc's shared library alone: the small per-module
-    extensions would build, then shadow their sources and fail to import. None may
-    ship; the wheel must be the pure-Python package."""
+    """A compiler that fails on mypyc's shared library and on the C wire alone: the
+    small per-module extensions would build, then shadow their sources and fail to
+    import. None may ship; the wheel must be the pure-Python package, which runs on
+    psycopg's wire."""
     source = tmp_path / "source"
     ignore = shutil.ignore_patterns("__pycache__", "*.so", "build", "*.egg-info")
     for name in ("redpacket", "migrations"):
@@ -155,7 +168,8 @@ def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -
     broken.mkdir()
     for name in ("gcc", "cc", "x86_64-linux-gnu-gcc", "aarch64-linux-gnu-gcc"):
         script = broken / name
-        script.write_text('#!/bin/sh\ncase "$*" in *__native*) exit 1;; esac\nexec gcc-real "$@"\n')
+        fail = 'case "$*" in *__native*|*_libpq_pipe.c*) exit 1;; esac'
+        script.write_text(f'#!/bin/sh\n{fail}\nexec gcc-real "$@"\n')
         script.chmod(0o755)
     real = shutil.which("gcc")
     if real is None:
@@ -163,11 +177,15 @@ def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -
     (broken / "gcc-real").symlink_to(real)
     env = dict(os.environ, PATH=f"{broken}:{os.environ['PATH']}")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(tmp_path / "wheel")],
+        [sys.executable, "-m", "pip", "wheel", "-v", ".", "--no-deps", "-w", str(tmp_path / "w")],
         cwd=source, env=env, capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    (wheel,) = (tmp_path / "wheel").glob("redpacket-*.whl")
+    (wheel,) = (tmp_path / "w").glob("redpacket-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "redpacket/stress/worker.py" in names
     assert not [name for name in names if name.endswith(".so")]
+    said = done.stderr + done.stdout
+    assert "the stress loop stays pure Python" in said, said[-3000:]
+    if shutil.which("pg_config"):
+        assert "no libpq C wire, the loop uses psycopg's" in said, said[-3000:]

@@ -174,3 +174,14 @@ def test_without_retries_a_lost_connection_fails_as_08006_everywhere(
     told = execute(fresh_lab, dies_once, 0)  # type: ignore[operator]
     assert told == (Outcome.FAILED, 1, CONNECTION_LOST)
     assert not packets(fresh_lab, dies_once)
+
+
+def test_the_loop_engine_runs_a_hot_race_alike_on_both_wires(lab: Lab, pipe_wire: str) -> None:
+    """A fix under a hot race, and the seed's duplicates, on the C wire and on psycopg's."""
+    fix, seed = STRATEGIES["lock_first"], STRATEGIES["seed"]
+    fixed = hot(lab, fix, Isolation.SERIALIZABLE, Engine.LOOP)
+    assert packets(lab, fix) == dict.fromkeys(range(1, 21), 1)
+    assert (fixed.tally.granted, fixed.tally.already_granted) == (20, 140)
+    assert fixed.tally.retries > 0  # serialization failures met and retried
+    hot(lab, seed, Isolation.REPEATABLE_READ, Engine.LOOP)
+    assert max(packets(lab, seed).values()) >= 2

@@ -29,7 +29,9 @@ def stress(
 
 
 @pytest.mark.parametrize("strategy", ["on_conflict", "conditional_update", "lock_first"])
-def test_killed_backends_lose_and_duplicate_nothing(lab: Lab, strategy: str) -> None:
+def test_killed_backends_lose_and_duplicate_nothing(
+    lab: Lab, strategy: str, pipe_wire: str
+) -> None:
     result = stress(lab, strategy, RC, workers=16, orders=200, retries=20, kill_rate=50.0, seed=7)
     faults = result.faults
     assert faults["backends_killed"] > 0

@@ -14,13 +14,13 @@ it; otherwise the transaction certainly rolled back and the request is retried.
 
 from __future__ import annotations
 
-from psycopg import OperationalError, pq
-
 from redpacket.stress.event_loop import EventLoop
+from redpacket.stress.pipes import pipe_class
 from redpacket.stress.plan import StressPlan
 from redpacket.stress.statements import (
     Compiled,
     ConnectionFailed,
+    PipeError,
     StatementRefused,
     apply_settings,
 )
@@ -44,6 +44,7 @@ class LoopEngine(EventLoop):
                 " service"
             )
         self.compiled = Compiled(strategy, plan.isolation.begin_sql)
+        self.pipe_class = pipe_class()
         self.base_context = {
             "campaign_id": plan.campaign_id.encode(),
             "amount": plan.amount.encode(),
@@ -53,20 +54,24 @@ class LoopEngine(EventLoop):
     def reconnect(self, worker: Worker, initial: bool = False) -> bool:
         """Give ``worker`` a fresh, prepared connection; on failure try again later."""
         try:
-            pgconn = pq.PGconn.connect(self.conninfo)
-            if pgconn.status != pq.ConnStatus.OK:
-                message = (pgconn.error_message or b"").decode(errors="replace").strip()
-                pgconn.finish()
-                raise ConnectionFailed(message.splitlines()[0] if message else "connection failed")
-            self.compiled.prepare(pgconn)
-            apply_settings(pgconn, self.plan.session_settings)
-            pgconn.nonblocking = 1
-            pgconn.enter_pipeline_mode()
-        except (ConnectionFailed, OperationalError) as exc:
+            pipe = self.pipe_class(self.conninfo)
+        except PipeError as exc:
             text = str(exc).strip()
             self.connection_failed(worker, text.splitlines()[0] if text else "failed", initial)
             return False
-        worker.pgconn = pgconn
-        worker.fd = pgconn.socket
+        try:
+            self.compiled.prepare(pipe)
+            apply_settings(pipe, self.plan.session_settings)
+            pipe.start_pipeline()
+        except (ConnectionFailed, PipeError) as exc:
+            pipe.close()
+            text = str(exc).strip()
+            self.connection_failed(worker, text.splitlines()[0] if text else "failed", initial)
+            return False
+        except BaseException:  # StatementRefused ends the run: leave no connection open
+            pipe.close()
+            raise
+        worker.pipe = pipe
+        worker.fd = pipe.socket
         self.connected(worker, initial)
         return True

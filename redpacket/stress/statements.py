@@ -6,11 +6,13 @@ in front of the first.
 
 from __future__ import annotations
 
-from psycopg import pq
-from psycopg.pq.abc import PGconn
+from typing import TYPE_CHECKING
 
 from redpacket.strategies import Strategy
 from redpacket.strategies.batching import Batch, batches
+
+if TYPE_CHECKING:
+    from redpacket.stress.pipes import Pipe
 
 BEGIN, STEP, COMMIT, ROLLBACK = 0, 1, 2, 3
 # SQLSTATE classes that mean "this SQL is wrong" (syntax, undefined names, types), not
@@ -26,6 +28,10 @@ ROLLBACK_ITEM: Item = (ROLLBACK, -1, b"rp_rollback", ())
 
 class ConnectionFailed(Exception):
     pass
+
+
+class PipeError(Exception):
+    """The connection failed or is gone (raised by both wires of ``pipes``)."""
 
 
 class ServerGone(Exception):
@@ -58,35 +64,29 @@ class Compiled:
         self.first_batch = (BEGIN_ITEM, *self.batches[0])
         self.first_open_batch = (BEGIN_ITEM, *self.open_batches[0])
 
-    def prepare(self, pgconn: PGconn) -> None:
+    def prepare(self, pipe: Pipe) -> None:
         statements = [(b"rp_begin", self.begin_sql), (b"rp_commit", b"COMMIT")]
         statements += [(b"rp_rollback", b"ROLLBACK"), *zip(self.names, self.sql, strict=True)]
         for index, (name, sql) in enumerate(statements):
-            result = pgconn.prepare(name, sql)
-            if result.status == pq.ExecStatus.COMMAND_OK:
+            ok, sqlstate, primary, message = pipe.prepare(name, sql)
+            if ok:
                 continue
-            message = (result.error_message or b"").decode(errors="replace").strip()
-            sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
             if index >= 3 and sqlstate[:2] in _SQL_ERROR_CLASSES:
                 step = self.strategy.steps[index - 3].name
-                primary = (result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode()
                 raise StatementRefused(
                     f"strategy {self.strategy.name!r}, step {step}: the server refuses its SQL"
-                    f" ({sqlstate}): {primary or message}"
+                    f" ({sqlstate}): {primary or message.strip()}"
                 )
-            raise ConnectionFailed(f"cannot prepare {name.decode()}: {message}")
+            raise ConnectionFailed(f"cannot prepare {name.decode()}: {message.strip()}")
 
     def _items(self, batch: Batch) -> Items:
         steps = tuple((STEP, i, self.names[i], self.params[i]) for i in batch.steps)
         return steps + ((COMMIT_ITEM,) if batch.commit else ())
 
 
-def apply_settings(pgconn: PGconn, settings: tuple[tuple[str, str], ...]) -> None:
+def apply_settings(pipe: Pipe, settings: tuple[tuple[str, str], ...]) -> None:
     """Set session ``settings`` (name, value) through ``set_config``: values go as parameters."""
     for name, value in settings:
-        result = pgconn.exec_params(
-            b"SELECT set_config($1, $2, false)", [name.encode(), value.encode()]
-        )
-        if result.status != pq.ExecStatus.TUPLES_OK:
-            message = (result.error_message or b"").decode(errors="replace").strip()
-            raise ConnectionFailed(f"cannot set {name}: {message}")
+        refused = pipe.set_config(name.encode(), value.encode())
+        if refused is not None:
+            raise ConnectionFailed(f"cannot set {name}: {refused.strip()}")

@@ -12,24 +12,29 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from psycopg import OperationalError, pq
-from psycopg.pq.abc import PGconn, PGresult
+from psycopg import pq
 
 from redpacket.retry import means_connection_lost
 from redpacket.strategies import End, Ending, Walk, closes_with_commit
-from redpacket.stress.statements import COMMIT, COMMIT_ITEM, ROLLBACK, ROLLBACK_ITEM, STEP, Items
+from redpacket.stress.pipes import Pipe, Row
+from redpacket.stress.statements import (
+    COMMIT,
+    COMMIT_ITEM,
+    ROLLBACK,
+    ROLLBACK_ITEM,
+    STEP,
+    Items,
+    PipeError,
+)
 
 if TYPE_CHECKING:
     from redpacket.stress.loop_engine import LoopEngine
 
-_SQLSTATE = pq.DiagnosticField.SQLSTATE
-_SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
 # Plain ints, read once: an enum member looked up per result costs more than the result
 _TUPLES_OK = int(pq.ExecStatus.TUPLES_OK)
 _COMMAND_OK = int(pq.ExecStatus.COMMAND_OK)
 _PIPELINE_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
 _PIPELINE_ABORTED = int(pq.ExecStatus.PIPELINE_ABORTED)
-_BAD = int(pq.ConnStatus.BAD)
 _IDLE = int(pq.TransactionStatus.IDLE)
 
 
@@ -54,7 +59,7 @@ class Worker:
         "number",
         "order_index",
         "orders",
-        "pgconn",
+        "pipe",
         "position",
         "reconnect_tries",
         "started_ns",
@@ -64,7 +69,7 @@ class Worker:
     def __init__(self, engine: LoopEngine, number: int) -> None:
         self.engine = engine
         self.number = number
-        self.pgconn: PGconn | None = None
+        self.pipe: Pipe | None = None
         self.fd = -1  # the socket, kept: a lost connection can no longer tell it
         self.compiled = engine.compiled
         self.expect: Items = ()
@@ -89,46 +94,36 @@ class Worker:
 
     def readable(self) -> None:
         """Read what arrived and hand each whole result to ``on_result``."""
-        pgconn = self.pgconn
-        if pgconn is None:
+        pipe = self.pipe
+        if pipe is None:
             return
         try:
-            pgconn.consume_input()
-            is_busy, get_result = pgconn.is_busy, pgconn.get_result
-            empty = 0
-            while not is_busy():
-                result = get_result()
-                if result is None:  # pipeline mode: one None after each statement's results
-                    empty += 1
-                    if empty > 1:
-                        break
-                    continue
-                empty = 0
-                self.on_result(result)
-                if self.pgconn is not pgconn:
+            for status, row, sqlstate, fatal in pipe.read():
+                self.on_result(status, row, sqlstate, fatal)
+                if self.pipe is not pipe:
                     return
-            if pgconn.status == _BAD:
+            if pipe.bad():
                 self.connection_lost()
-        except OperationalError:
-            if self.pgconn is pgconn:
+        except PipeError:
+            if self.pipe is pipe:
                 self.connection_lost()
 
     def writable(self) -> None:
-        pgconn = self.pgconn
-        if pgconn is None:
+        pipe = self.pipe
+        if pipe is None:
             return
         try:
-            if pgconn.flush() == 0:
+            if pipe.flush() == 0:
                 self.engine.want_write(self, False)
-        except OperationalError:
+        except PipeError:
             self.connection_lost()
 
     def close(self) -> bool:
-        pgconn, self.pgconn = self.pgconn, None
-        if pgconn is None:
+        pipe, self.pipe = self.pipe, None
+        if pipe is None:
             return False
         with contextlib.suppress(OSError):
-            pgconn.finish()
+            pipe.close()
         return True
 
     # -- a request -----------------------------------------------------------------------
@@ -146,7 +141,7 @@ class Worker:
         self.committed = False
         self.commit_sent = False
         self.aborted = False
-        if self.pgconn is None and not self.engine.reconnect(self):
+        if self.pipe is None and not self.engine.reconnect(self):
             return
         self._walk_next_order()
         compiled = self.compiled
@@ -164,36 +159,30 @@ class Worker:
         return (self.compiled.batches if last else self.compiled.open_batches)[index]
 
     def _send(self, items: Items) -> None:
-        pgconn = self.pgconn
-        assert pgconn is not None
+        pipe = self.pipe
+        assert pipe is not None
         self.expect = items
         self.position = 0
         if items[-1][0] == COMMIT:  # from here on, a lost connection leaves the outcome unknown
             self.commit_sent = True
-        context = self.context
-        send = pgconn.send_query_prepared
         try:
-            for _kind, _index, name, params in items:
-                send(name, [context[param] for param in params] if params else None)
-            pgconn.pipeline_sync()
-            if pgconn.flush() == 1:
+            if pipe.send(items, self.context) == 1:
                 self.engine.want_write(self)
-        except OperationalError:
+        except PipeError:
             self.connection_lost()
 
     # -- results ---------------------------------------------------------------------------
 
-    def on_result(self, result: PGresult) -> None:
-        status = result.status
+    def on_result(self, status: int, row: Row | None, code: str | None, fatal: bool) -> None:
+        """One whole result: ``row`` its first row, ``code`` its SQLSTATE (``pipes.Summary``)."""
         if status == _PIPELINE_SYNC:
             self._batch_done()
             return
         if self.position >= len(self.expect):
             # Nothing we sent is waiting for this: the server speaking on its own.
-            sqlstate = (result.error_field(_SQLSTATE) or b"08006").decode()
+            sqlstate = code or "08006"
             self.engine.tally.errors[sqlstate] += 1
-            severity = result.error_field(_SEVERITY)
-            if severity in (b"FATAL", b"PANIC") or means_connection_lost(sqlstate):
+            if fatal or means_connection_lost(sqlstate):
                 self.connection_lost()  # as before a terminated session closes
             elif not self.committed:
                 # An ERROR after the batch's last statement, before its Sync: a statement
@@ -206,7 +195,7 @@ class Worker:
         if status == _PIPELINE_ABORTED:
             return
         if status != _TUPLES_OK and status != _COMMAND_OK:
-            sqlstate = (result.error_field(_SQLSTATE) or b"XX000").decode()
+            sqlstate = code or "XX000"
             self.engine.tally.errors[sqlstate] += 1
             if means_connection_lost(sqlstate):
                 self.position -= 1  # this statement did not complete
@@ -225,11 +214,6 @@ class Worker:
             return
         if kind == STEP:
             assert self.walk is not None
-            row = None
-            if result.ntuples:
-                nfields = result.nfields
-                get = result.get_value
-                row = (get(0, 0),) if nfields == 1 else tuple([get(0, c) for c in range(nfields)])
             end = self.walk.row(row)
             if end is not None:
                 self.ended = end
@@ -237,12 +221,12 @@ class Worker:
             self.committed = True
 
     def _batch_done(self) -> None:
-        assert self.pgconn is not None
+        assert self.pipe is not None
         if self.committed and self.failure is None:
             self._record_order_end()
             self.engine.finished(self, Ending.of(self.ended))
             return
-        in_transaction = self.pgconn.transaction_status != _IDLE
+        in_transaction = self.pipe.transaction_status() != _IDLE
         if not in_transaction:
             self._attempt_over()
             return

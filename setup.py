@@ -37,6 +37,7 @@ HOT_LOOP = [
     "redpacket/stress/tally.py",
     "redpacket/stress/history.py",
     "redpacket/stress/histogram.py",
+    "redpacket/strategies/walk.py",
 ]
 # The build environment has mypy but not the run-time dependencies: their types are Any
 # there, which costs the compiled loop nothing (its hot calls are its own).

@@ -29,9 +29,9 @@ from redpacket.strategies.steps import (
     Role,
     Step,
     Strategy,
-    Walk,
     infer_role,
 )
+from redpacket.strategies.walk import Walk
 
 _MODULES = (advisory, conditional_update, lock_check, lock_first, naive, on_conflict, optimistic,
             seed, unique_catch)  # fmt: skip

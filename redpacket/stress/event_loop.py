@@ -17,7 +17,7 @@ import random
 import select
 import time
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol, TypeVar
+from typing import Final, TypeVar
 
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import End, Ending
@@ -25,34 +25,54 @@ from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.statements import ConnectionFailed, ServerGone
 from redpacket.stress.tally import ALREADY_GRANTED, GRANTED, INTERRUPTED, Tally
 
-PROGRESS_EVERY_S = 0.1
-SERVER_GONE_AFTER_S = 5.0
-RECONNECT_DELAYS_S = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)
-INITIAL_TRIES = 3  # a connection killed while it is set up is tried again at once
-_READ = select.EPOLLIN
-_WRITE = select.EPOLLOUT
-_TROUBLE = select.EPOLLERR | select.EPOLLHUP  # read: the read says what went wrong
+PROGRESS_EVERY_S: Final = 0.1
+SERVER_GONE_AFTER_S: Final = 5.0
+RECONNECT_DELAYS_S: Final = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)
+INITIAL_TRIES: Final = 3  # a connection killed while it is set up is tried again at once
+_READ: Final = select.EPOLLIN
+_WRITE: Final = select.EPOLLOUT
+_TROUBLE: Final = select.EPOLLERR | select.EPOLLHUP  # read: the read says what went wrong
 END_GRANTED: Final = End.GRANTED
 
 
-class LoopWorker(Protocol):
-    """What the loop needs of a worker; each engine's worker is one."""
+class LoopWorker:
+    """What the loop needs of a worker; each engine's worker is one.
 
-    number: int
-    fd: int
-    busy: bool
-    orders: tuple[int, ...]
-    ends: list[End]
-    ids: list[int | None]
-    attempt: int
-    started_ns: int
-    reconnect_tries: int
+    A base class, not a protocol: compiled, the loop reads these fields and calls
+    these methods (several times a request) straight from the object's layout
+    instead of looking each one up by name.
+    """
 
-    def resume(self) -> None: ...
-    def readable(self) -> None: ...
-    def writable(self) -> None: ...
-    def ending_if_stopped_now(self) -> Ending | None: ...
-    def close(self) -> bool: ...  # False: no connection was open
+    __slots__ = (
+        "attempt", "busy", "ends", "fd", "ids", "number", "orders", "reconnect_tries",
+        "started_ns",
+    )  # fmt: skip
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.fd = -1  # the socket, kept: a lost connection can no longer tell it
+        self.busy = False
+        self.orders: tuple[int, ...] = ()
+        self.ends: list[End] = []
+        self.ids: list[int | None] = []
+        self.attempt = 0
+        self.started_ns = 0
+        self.reconnect_tries = 0
+
+    def resume(self) -> None:
+        raise NotImplementedError
+
+    def readable(self) -> None:
+        raise NotImplementedError
+
+    def writable(self) -> None:
+        raise NotImplementedError
+
+    def ending_if_stopped_now(self) -> Ending | None:
+        raise NotImplementedError
+
+    def close(self) -> bool:  # False: no connection was open
+        raise NotImplementedError
 
 
 W = TypeVar("W", bound=LoopWorker)
@@ -82,6 +102,7 @@ class EventLoop:
         self._deadline: float | None = None
         self._progress: Callable[[Tally], bool] = lambda _tally: True
         self._next_report = 0.0
+        self._uniform = plan.workload is Workload.UNIFORM  # read per request: once, here
 
     # -- sockets and timers, for workers ----------------------------------------------------
 
@@ -166,7 +187,7 @@ class EventLoop:
             )  # fmt: skip
         worker.busy = False
         self.busy -= 1
-        if self.plan.workload is Workload.UNIFORM:
+        if self._uniform:
             self._start_next(worker)
 
     def retry_or_finish(self, worker: LoopWorker, ending: Ending) -> bool:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
+from typing import Final
 
-GROWTH = 1.02
-_LOG_GROWTH = math.log(GROWTH)
-MIN_NS = 1_000  # 1 µs: anything faster lands in bucket 0
-BUCKETS = int(math.log(600e9 / MIN_NS) / _LOG_GROWTH) + 2  # up to 10 minutes
+GROWTH: Final = 1.02
+_LOG_GROWTH: Final = math.log(GROWTH)
+MIN_NS: Final = 1_000  # 1 µs: anything faster lands in bucket 0
+BUCKETS: Final = int(math.log(600e9 / MIN_NS) / _LOG_GROWTH) + 2  # up to 10 minutes
 
 
 def _bucket(ns: int) -> int:

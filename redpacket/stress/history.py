@@ -16,10 +16,11 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from redpacket.strategies.ending import Outcome
 
-NO_ID = -1
+NO_ID: Final = -1
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,9 @@ class Request:
         )
 
 
-_CODES = "HIqqBHHq"  # worker, order, start, end, outcome, reason, attempts, red packet
-_FIELDS = len(_CODES)
-_FLUSH_AT = 8 * 1024  # pending values (1,024 requests) moved to the columns at once
+_CODES: Final = "HIqqBHHq"  # worker, order, start, end, outcome, reason, attempts, red packet
+_FIELDS: Final = len(_CODES)
+_FLUSH_AT: Final = 8 * 1024  # pending values (1,024 requests) moved to the columns at once
 
 
 class History:

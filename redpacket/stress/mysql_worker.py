@@ -11,38 +11,34 @@ locks with it: the request is *unknown* if COMMIT was in flight, else retried.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from redpacket.engines.mysql import bind, read_rows
-from redpacket.strategies import End, Ending, Step, Walk
+from redpacket.strategies import Ending, Step, Walk
+from redpacket.stress.event_loop import LoopWorker
 from redpacket.stress.statements import StatementRefused
 
 if TYPE_CHECKING:
     from redpacket.stress.mysql_loop import MySQLLoop
 
-STEP, COMMIT, ROLLBACK, AFTERWARDS = 0, 1, 2, 3
+STEP: Final = 0
+COMMIT: Final = 1
+ROLLBACK: Final = 2
+AFTERWARDS: Final = 3
 
 
-class MySQLWorker:
+class MySQLWorker(LoopWorker):
     """One connection and the grant request it is making, one statement in flight."""
 
     def __init__(self, engine: MySQLLoop, number: int) -> None:
+        super().__init__(number)
         self.engine = engine
         self.database = engine.database
         self.strategy = engine.strategy
-        self.number = number
         self.conn: Any = None
-        self.fd = -1
         self.literals: dict[str, bytes] = {}
-        self.busy = False
-        self.reconnect_tries = 0
-        self.orders: tuple[int, ...] = ()
         self.order_index = 0
-        self.attempt = 0
-        self.started_ns = 0
         self.walk: Walk | None = None
-        self.ends: list[End] = []
-        self.ids: list[int | None] = []
         self.reached: dict[int, Step] = {}  # steps run, for what they release afterwards
         self.in_flight = -1  # the kind of statement sent and not yet answered; -1: none
         self.commit_sent = False

@@ -6,7 +6,7 @@ in front of the first.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from redpacket.strategies import Strategy
 from redpacket.strategies.batching import Batch, batches
@@ -14,7 +14,10 @@ from redpacket.strategies.batching import Batch, batches
 if TYPE_CHECKING:
     from redpacket.stress.pipes import Pipe
 
-BEGIN, STEP, COMMIT, ROLLBACK = 0, 1, 2, 3
+BEGIN: Final = 0
+STEP: Final = 1
+COMMIT: Final = 2
+ROLLBACK: Final = 3
 # SQLSTATE classes that mean "this SQL is wrong" (syntax, undefined names, types), not
 # "this session is in trouble": 42 syntax error or access rule violation, 22 data exception
 _SQL_ERROR_CLASSES = frozenset({"42", "22"})

@@ -10,12 +10,13 @@ certainly rolled back, and the request is retried on a new connection.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from psycopg import pq
 
 from redpacket.retry import means_connection_lost
 from redpacket.strategies import End, Ending, Walk, closes_with_commit
+from redpacket.stress.event_loop import LoopWorker
 from redpacket.stress.pipes import Pipe, Row
 from redpacket.stress.statements import (
     COMMIT,
@@ -31,64 +32,49 @@ if TYPE_CHECKING:
     from redpacket.stress.loop_engine import LoopEngine
 
 # Plain ints, read once: an enum member looked up per result costs more than the result
-_TUPLES_OK = int(pq.ExecStatus.TUPLES_OK)
-_COMMAND_OK = int(pq.ExecStatus.COMMAND_OK)
-_PIPELINE_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
-_PIPELINE_ABORTED = int(pq.ExecStatus.PIPELINE_ABORTED)
-_IDLE = int(pq.TransactionStatus.IDLE)
+_TUPLES_OK: Final = int(pq.ExecStatus.TUPLES_OK)
+_COMMAND_OK: Final = int(pq.ExecStatus.COMMAND_OK)
+_PIPELINE_SYNC: Final = int(pq.ExecStatus.PIPELINE_SYNC)
+_PIPELINE_ABORTED: Final = int(pq.ExecStatus.PIPELINE_ABORTED)
+_IDLE: Final = int(pq.TransactionStatus.IDLE)
+# Ending.of's shared endings, found by identity: a compiled loop calling the classmethod
+# paid for a Python frame (and an Enum's Python __hash__) on every request
+_ENDINGS: Final = tuple((end, Ending.of(end)) for end in End)
+_NO_END: Final = Ending.of(None)
 
 
-class Worker:
+def _ending_of(end: End | None) -> Ending:
+    if end is None:
+        return _NO_END
+    for candidate, ending in _ENDINGS:
+        if candidate is end:
+            return ending
+    return Ending.of(end)
+
+
+class Worker(LoopWorker):
     """One connection and the grant request it is making (one order, or a pair)."""
 
     __slots__ = (
-        "aborted",
-        "attempt",
-        "busy",
-        "commit_sent",
-        "committed",
-        "compiled",
-        "context",
-        "ended",
-        "ends",
-        "engine",
-        "expect",
-        "failure",
-        "fd",
-        "ids",
-        "number",
-        "order_index",
-        "orders",
-        "pipe",
-        "position",
-        "reconnect_tries",
-        "started_ns",
-        "walk",
-    )
+        "aborted", "commit_sent", "committed", "compiled", "context", "ended", "engine",
+        "expect", "failure", "order_index", "pipe", "position", "walk",
+    )  # fmt: skip
 
     def __init__(self, engine: LoopEngine, number: int) -> None:
+        super().__init__(number)
         self.engine = engine
-        self.number = number
         self.pipe: Pipe | None = None
-        self.fd = -1  # the socket, kept: a lost connection can no longer tell it
         self.compiled = engine.compiled
         self.expect: Items = ()
         self.position = 0
-        self.orders: tuple[int, ...] = ()
         self.order_index = 0
-        self.attempt = 0
-        self.started_ns = 0
         self.context: dict[str, Any] = {}
         self.walk: Walk | None = None
         self.failure: Ending | None = None  # a statement failed: only ROLLBACK can follow
         self.ended: End | None = None
-        self.ends: list[End] = []
-        self.ids: list[int | None] = []
         self.committed = False
         self.commit_sent = False
         self.aborted = False
-        self.busy = False
-        self.reconnect_tries = 0
 
     # -- the loop's calls -------------------------------------------------------------------
 
@@ -224,7 +210,7 @@ class Worker:
         assert self.pipe is not None
         if self.committed and self.failure is None:
             self._record_order_end()
-            self.engine.finished(self, Ending.of(self.ended))
+            self.engine.finished(self, _ending_of(self.ended))
             return
         in_transaction = self.pipe.transaction_status() != _IDLE
         if not in_transaction:
@@ -256,7 +242,7 @@ class Worker:
 
     def _attempt_over(self) -> None:
         """The transaction is over without a successful COMMIT: ROLLBACK, or the server's."""
-        ending = self.failure or Ending.of(self.ended)
+        ending = self.failure or _ending_of(self.ended)
         if ending.sqlstate is None:
             self._record_order_end()  # e.g. 23505 read as "already granted"
         self._retry_or_finish(ending)
@@ -273,7 +259,7 @@ class Worker:
             return
         if self.committed and self.failure is None:
             self._record_order_end()  # COMMIT's answer arrived before the session died
-            self.engine.finished(self, Ending.of(self.ended))
+            self.engine.finished(self, _ending_of(self.ended))
             return
         if commit_in_flight:
             self._record_order_end()
@@ -288,7 +274,7 @@ class Worker:
         """
         if self.committed and self.failure is None:
             self._record_order_end()
-            return Ending.of(self.ended)
+            return _ending_of(self.ended)
         if self.failure is not None:
             return self.failure
         if self.commit_sent:

@@ -30,6 +30,7 @@ from redpacket.database.lab import Lab, Schema
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
 from redpacket.stress.fast import build, loop_build
+from redpacket.stress.pipes import pipe_build
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.tally import Tally
 
@@ -86,7 +87,8 @@ def main() -> None:
         raise SystemExit(f"not a clean run: {tally.attempts} attempts, {tally.failed}")
     print(
         f"{args.strategy} {args.workers} workers: {args.attempts / wall:,.0f} tps,"
-        f" client CPU {cpu / args.attempts * 1e6:.1f} µs per transaction ({loop_build()})"
+        f" client CPU {cpu / args.attempts * 1e6:.1f} µs per transaction ({loop_build()},"
+        f" {'mysqlclient' if args.mysql else pipe_build()})"
     )
 
 

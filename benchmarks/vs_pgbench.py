@@ -42,6 +42,7 @@ from redpacket.isolation import Isolation
 from redpacket.service import DEFAULT_AMOUNT, DEFAULT_CAMPAIGN
 from redpacket.strategies import STRATEGIES, Strategy, Walk
 from redpacket.stress.fast import loop_build
+from redpacket.stress.pipes import pipe_build
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.runner import run_stress
 from redpacket.stress.statements import BEGIN, COMMIT, STEP, Compiled
@@ -268,7 +269,7 @@ def main() -> None:
         lab.drop()
     print(f"backend {server.backend}; {ORDERS} orders, all already granted; uniform workload;"
           f" {args.seconds:g} s per run; medians of {args.rounds} interleaved rounds;"
-          f" harness loop {loop_build()}")  # fmt: skip
+          f" harness loop {loop_build()}, {pipe_build()}")  # fmt: skip
     print(
         "pgbench: -M prepared, one statement per round trip; pipeline: the same statements"
         " batched as the harness batches them (same round trips). cpu: client CPU µs per"

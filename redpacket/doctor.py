@@ -30,6 +30,7 @@ class DoctorReport:
     lab_database_exists: bool
     schemas: tuple[SchemaStatus, ...]
     stress_loop: str  # compiled (mypyc) or pure Python: stress figures depend on it
+    stress_wire: str  # the loop's PostgreSQL wire: libpq C wire or psycopg's (stress.pipes)
 
     @property
     def migrated(self) -> bool:
@@ -38,6 +39,7 @@ class DoctorReport:
 
 def diagnose(lab: Lab) -> DoctorReport:
     from redpacket.stress.fast import loop_build  # the stress modules load only when asked
+    from redpacket.stress.pipes import pipe_build
 
     with connect(lab.maintenance_url, autocommit=True) as conn:
         version, default_isolation = lab.engine.describe_server(conn)
@@ -58,4 +60,5 @@ def diagnose(lab: Lab) -> DoctorReport:
         lab_database_exists=exists,
         schemas=schemas,
         stress_loop=loop_build(),
+        stress_wire=pipe_build(),
     )

@@ -15,6 +15,7 @@ from redpacket.database.backends import Server
 from redpacket.database.lab import Lab, Schema
 from redpacket.engines.postgresql import conninfo
 from redpacket.strategies import STRATEGIES
+from redpacket.stress.pipes import _c_pipe
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -32,6 +33,8 @@ def test_doctor_migrate_reset_drop(cli_lab: list[str], capsys: pytest.CaptureFix
     assert report["migrated"] is False
     assert report["default_isolation"] == "read committed"
     assert report["stress_loop"] == "pure Python"  # an editable install never compiles
+    # ... but builds the C wire in place wherever it can (tests/test_pipes.py says where)
+    assert report["stress_wire"] == ("libpq C wire" if _c_pipe() else "psycopg wire")
 
     assert run(capsys, *cli_lab, "migrate")[0] == 0
     status, out, _ = run(capsys, *cli_lab, "doctor", "--json")

@@ -28,6 +28,7 @@ def doctor_rows(report: DoctorReport) -> list[tuple[str, str]]:
         )
     rows.append(("ready", "yes" if report.migrated else "no: run `redpacket migrate`"))
     rows.append(("stress loop", report.stress_loop))
+    rows.append(("stress wire (PostgreSQL)", report.stress_wire))
     return rows
 
 

@@ -18,7 +18,7 @@ from redpacket.strategies import (
     seed,
     unique_catch,
 )
-from redpacket.strategies.ending import Ending, Outcome, closes_with_commit
+from redpacket.strategies.ending import Ending, Outcome
 from redpacket.strategies.files import load_strategy_file, looks_like_file
 from redpacket.strategies.steps import (
     NEXT,
@@ -31,7 +31,7 @@ from redpacket.strategies.steps import (
     Strategy,
     infer_role,
 )
-from redpacket.strategies.walk import Walk
+from redpacket.strategies.walk import Walk, closes_with_commit
 
 _MODULES = (advisory, conditional_update, lock_check, lock_first, naive, on_conflict, optimistic,
             seed, unique_catch)  # fmt: skip

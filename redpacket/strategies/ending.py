@@ -36,11 +36,6 @@ class Outcome(enum.IntEnum):
         return cls[label.upper()]
 
 
-def closes_with_commit(end: End | None, aborted: bool) -> bool:
-    """COMMIT only a decision to commit, on a transaction no statement has aborted."""
-    return end is not None and end.commits and not aborted
-
-
 @dataclass(frozen=True, slots=True)
 class Ending:
     """How one attempt ended, as every executor reports it.

@@ -38,7 +38,10 @@ class End(enum.Enum):
 
     @property
     def commits(self) -> bool:
-        return self is End.GRANTED or self is End.ALREADY_GRANTED
+        return self in COMMITTING
+
+
+COMMITTING = frozenset({End.GRANTED, End.ALREADY_GRANTED})  # the ends a transaction commits
 
 
 class Role(enum.Enum):

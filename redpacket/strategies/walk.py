@@ -3,14 +3,19 @@
 Its own module so that it can be compiled with the stress loop (setup.py's
 HOT_LOOP): the loop engine makes a walk per grant request and reports every row to
 it, and as interpreted Python those two calls were a tenth of the client's work
-per transaction.
+per transaction (``closes_with_commit`` too, asked once a transaction).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from redpacket.strategies.steps import End, Step, Strategy, Then
+from redpacket.strategies.steps import COMMITTING, End, Step, Strategy, Then
+
+
+def closes_with_commit(end: End | None, aborted: bool) -> bool:
+    """COMMIT only a decision to commit, on a transaction no statement has aborted."""
+    return end is not None and not aborted and end in COMMITTING
 
 
 class Walk:

@@ -21,7 +21,7 @@ import pytest
 from psycopg import pq
 
 from redpacket.stress import pipes
-from redpacket.stress.pipes import Pipe, PsycopgPipe, Summary
+from redpacket.stress.pipes import LOST, Pipe, PsycopgPipe, Summary
 from redpacket.stress.statements import COMMIT, STEP, Items, PipeError
 
 TUPLES_OK = int(pq.ExecStatus.TUPLES_OK)
@@ -105,20 +105,16 @@ def _transcript(make: Callable[[bytes], Pipe], conninfo: bytes) -> list[Any]:
         )
         seen.append(pipe.send(batch, context))
         seen.append(_read_batch(pipe))
-        seen.append(pipe.transaction_status())
         failing: Items = (_item(STEP, b"divide", "zero"), _item(STEP, b"rows", "n", "suffix"))
         seen.append(pipe.send(failing, context))
         seen.append(_read_batch(pipe))
-        seen.append(pipe.transaction_status())
         seen.append(pipe.send((_item(COMMIT, b"commit"),), context))
         seen.append(_read_batch(pipe))
-        seen.append(pipe.transaction_status())
         with pytest.raises(KeyError):
             pipe.send((_item(STEP, b"rows", "n", "missing"),), context)
-        seen.append(pipe.bad())
+        seen.append(pipe.read())  # nothing more came
     finally:
         pipe.close()
-    seen.append(pipe.bad())
     with pytest.raises(PipeError):
         pipe.read()
     return seen
@@ -135,19 +131,16 @@ def test_a_wire_reads_what_the_server_said(make: Callable[[bytes], Pipe], connin
     assert "statement_timeout" in str(timeout_refused)
     assert seen[8] == 0  # the batch fitted the socket's buffer
     assert seen[9] == [
-        (COMMAND_OK, None, None, False),
-        (TUPLES_OK, (b"42", None, "xé".encode()), None, False),
-        (TUPLES_OK, None, None, False),  # no row
-        (SYNC, None, None, False),
+        (COMMAND_OK, None, None, 0),
+        (TUPLES_OK, (b"42", None, "xé".encode()), None, 0),
+        (TUPLES_OK, None, None, 0),  # no row
+        (SYNC, None, None, INTRANS),  # a Sync says the transaction status after it
     ]
-    assert seen[10] == INTRANS
-    assert seen[12] == [(FATAL_ERROR, None, "22012", False), (ABORTED, None, None, False),
-                        (SYNC, None, None, False)]  # fmt: skip
-    assert seen[13] == INERROR
+    assert seen[11] == [(FATAL_ERROR, None, "22012", 0), (ABORTED, None, None, 0),
+                        (SYNC, None, None, INERROR)]  # fmt: skip
     # COMMIT of an aborted transaction: the server answers ROLLBACK, the session is idle
-    assert seen[15] == [(COMMAND_OK, None, None, False), (SYNC, None, None, False)]
-    assert seen[16] == IDLE
-    assert seen[17:19] == [False, True]  # bad(): open, then closed
+    assert seen[13] == [(COMMAND_OK, None, None, 0), (SYNC, None, None, IDLE)]
+    assert seen[14] == []
 
 
 def test_both_wires_give_the_same_transcript(conninfo: bytes) -> None:
@@ -157,29 +150,30 @@ def test_both_wires_give_the_same_transcript(conninfo: bytes) -> None:
     assert transcripts[0] == transcripts[1]
 
 
-def _terminated(make: Callable[[bytes], Pipe], conninfo: bytes, dsn: str) -> list[Any]:
-    """A session terminated by the server while idle: what reading it gives, to the end."""
+def _terminated(
+    make: Callable[[bytes], Pipe], conninfo: bytes, dsn: str, in_flight: bool
+) -> list[Any]:
+    """A session terminated by the server (idle, or in a statement): reading it, to the end."""
     pipe = make(conninfo)
     try:
         assert pipe.prepare(b"pid", b"SELECT pg_backend_pid()")[0]
+        assert pipe.prepare(b"sleep", b"SELECT pg_sleep(30)")[0]
         pipe.start_pipeline()
         pipe.send(((STEP, 0, b"pid", ()),), {})
         rows = _read_batch(pipe)
-        pid = int(str(rows[0]).split("'")[1])  # (TUPLES_OK, (b'1234',), None, False)
+        pid = int(str(rows[0]).split("'")[1])  # (TUPLES_OK, (b'1234',), None, 0)
+        if in_flight:
+            pipe.send(((STEP, 0, b"sleep", ()),), {})
         with psycopg.connect(dsn, autocommit=True) as killer:
             killer.execute("SELECT pg_terminate_backend(%s)", [pid])
         got: list[Any] = []
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (got and got[-1][0] in ("lost", LOST)):
             select.select([pipe.socket], [], [], 1.0)
             try:
                 got += pipe.read()
             except PipeError as exc:
                 got.append(("lost", str(exc)))
-                break
-            if pipe.bad():
-                got.append("bad")
-                break
         return got
     finally:
         pipe.close()
@@ -191,7 +185,7 @@ def test_a_terminated_session_is_a_lost_connection(
 ) -> None:
     # libpq reads the FATAL message and the end of the stream in one go, and says the
     # latter: the worker's "connection lost" (retried on a new one), on either wire
-    got = _terminated(make, conninfo, dsn)
+    got = _terminated(make, conninfo, dsn, in_flight=False)
     assert len(got) == 1
     assert got[0][0] == "lost"
     assert "server closed the connection unexpectedly" in got[0][1]
@@ -201,3 +195,15 @@ def test_a_terminated_session_is_a_lost_connection(
 def test_a_refused_connection_is_a_pipe_error(make: Callable[[bytes], Pipe], dsn: str) -> None:
     with pytest.raises(PipeError, match="redpacket_no_such_db"):
         make(f"{dsn} dbname=redpacket_no_such_db".encode())
+
+
+@pytest.mark.parametrize("make", wires(), ids=lambda make: make.__module__)
+def test_a_session_terminated_in_a_statement(
+    make: Callable[[bytes], Pipe], conninfo: bytes, dsn: str
+) -> None:
+    """The statement's result is the server's FATAL error (the worker counts 57P01 and
+    drops the session), then the end of the stream."""
+    got = _terminated(make, conninfo, dsn, in_flight=True)
+    assert got[0] == (FATAL_ERROR, None, "57P01", 1)
+    assert len(got) == 2
+    assert got[1][0] in ("lost", LOST)

@@ -7,7 +7,9 @@
  * object made and freed for each, then status, ntuples, get_value and error_field on
  * it. Here one call sends a batch (its parameters looked up in the worker's context)
  * and one call per wake-up hands over every whole result as a small tuple, which is
- * all the worker reads of a result: (status, first row, SQLSTATE, FATAL-or-PANIC).
+ * all the worker reads of a result: (status, first row, SQLSTATE, detail), where
+ * detail is 1 for an error the server called FATAL or PANIC and the transaction
+ * status after a Sync; a last (-1, None, None, 0) says the connection is gone.
  * What a result *means* stays in Python (redpacket/stress/worker.py), for this wire
  * and for the psycopg one alike (redpacket/stress/pipes.py), which returns the same
  * tuples and is used wherever this module was not built.
@@ -22,9 +24,12 @@
 
 #define MAX_PARAMS 64
 #define STATUS_CACHE 16
+#define LOST (-1)
 
 static PyObject *PipeError;              /* statements.PipeError: the connection failed or is gone */
-static PyObject *plain[STATUS_CACHE];    /* (status, None, None, False), made once */
+static PyObject *plain[STATUS_CACHE];    /* (status, None, None, 0), made once */
+static PyObject *synced[PQTRANS_UNKNOWN + 1]; /* (PIPELINE_SYNC, None, None, transaction status) */
+static PyObject *lost;                   /* (LOST, None, None, 0) */
 
 typedef struct {
     PyObject_HEAD
@@ -260,16 +265,23 @@ first_row(const PGresult *result)
     return row;
 }
 
-/* What the worker reads of a result: (status, first row or None, SQLSTATE or None, fatal) */
+/* What the worker reads of a result: (status, first row or None, SQLSTATE or None, detail) */
 static PyObject *
-summary(const PGresult *result)
+summary(const PGresult *result, const PGconn *conn)
 {
     ExecStatusType status = PQresultStatus(result);
     if (status == PGRES_TUPLES_OK && PQntuples(result) > 0) {
         PyObject *row = first_row(result);
         if (row == NULL)
             return NULL;
-        return Py_BuildValue("(iNOO)", (int)status, row, Py_None, Py_False);
+        return Py_BuildValue("(iNOi)", (int)status, row, Py_None, 0);
+    }
+    if (status == PGRES_PIPELINE_SYNC) {
+        /* libpq read the Sync's ReadyForQuery before giving this result: the status it
+           carries is this batch's end (nothing else is sent before the worker reads it) */
+        PGTransactionStatusType transaction = PQtransactionStatus(conn);
+        Py_INCREF(synced[transaction]);
+        return synced[transaction];
     }
     if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR
         || status == PGRES_BAD_RESPONSE) {
@@ -285,19 +297,20 @@ summary(const PGresult *result)
             Py_INCREF(Py_None);
             code = Py_None;
         }
-        return Py_BuildValue("(iONO)", (int)status, Py_None, code, fatal ? Py_True : Py_False);
+        return Py_BuildValue("(iONi)", (int)status, Py_None, code, fatal);
     }
     if ((int)status >= 0 && (int)status < STATUS_CACHE) {
         Py_INCREF(plain[status]);
         return plain[status];
     }
-    return Py_BuildValue("(iOOO)", (int)status, Py_None, Py_None, Py_False);
+    return Py_BuildValue("(iOOi)", (int)status, Py_None, Py_None, 0);
 }
 
 /*
- * read() -> [result summary, ...]: every whole result that has arrived, in order. In
- * pipeline mode libpq gives one NULL after each statement's results and waits at two
- * in a row; a result not yet whole stays in libpq for the next call.
+ * read() -> [result summary, ...]: every whole result that has arrived, in order, then
+ * LOST's summary if the connection is gone. In pipeline mode libpq gives one NULL
+ * after each statement's results and waits at two in a row; a result not yet whole
+ * stays in libpq for the next call.
  */
 static PyObject *
 pipe_read(Pipe *self, PyObject *Py_UNUSED(ignored))
@@ -318,7 +331,7 @@ pipe_read(Pipe *self, PyObject *Py_UNUSED(ignored))
             continue;
         }
         empty = 0;
-        PyObject *item = summary(result);
+        PyObject *item = summary(result, conn);
         PQclear(result);
         if (item == NULL || PyList_Append(results, item) < 0) {
             Py_XDECREF(item);
@@ -327,13 +340,11 @@ pipe_read(Pipe *self, PyObject *Py_UNUSED(ignored))
         }
         Py_DECREF(item);
     }
+    if (PQstatus(conn) == CONNECTION_BAD && PyList_Append(results, lost) < 0) {
+        Py_DECREF(results);
+        return NULL;
+    }
     return results;
-}
-
-static PyObject *
-pipe_transaction_status(Pipe *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyLong_FromLong(self->conn ? (long)PQtransactionStatus(self->conn) : (long)PQTRANS_UNKNOWN);
 }
 
 static PyObject *
@@ -349,7 +360,6 @@ static PyMethodDef pipe_methods[] = {
     {"send", (PyCFunction)(void (*)(void))pipe_send, METH_FASTCALL, NULL},
     {"flush", (PyCFunction)pipe_flush, METH_NOARGS, NULL},
     {"read", (PyCFunction)pipe_read, METH_NOARGS, NULL},
-    {"transaction_status", (PyCFunction)pipe_transaction_status, METH_NOARGS, NULL},
     {"bad", (PyCFunction)pipe_bad, METH_NOARGS, NULL},
     {"close", (PyCFunction)pipe_close, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -382,10 +392,18 @@ PyInit__libpq_pipe(void)
     if (PyType_Ready(&PipeType) < 0)
         return NULL;
     for (int status = 0; status < STATUS_CACHE; status++) {
-        plain[status] = Py_BuildValue("(iOOO)", status, Py_None, Py_None, Py_False);
+        plain[status] = Py_BuildValue("(iOOi)", status, Py_None, Py_None, 0);
         if (plain[status] == NULL)
             return NULL;
     }
+    for (int transaction = 0; transaction <= PQTRANS_UNKNOWN; transaction++) {
+        synced[transaction] = Py_BuildValue("(iOOi)", PGRES_PIPELINE_SYNC, Py_None, Py_None, transaction);
+        if (synced[transaction] == NULL)
+            return NULL;
+    }
+    lost = Py_BuildValue("(iOOi)", LOST, Py_None, Py_None, 0);
+    if (lost == NULL)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
@@ -398,7 +416,8 @@ PyInit__libpq_pipe(void)
     PipeError = PyObject_GetAttrString(statements, "PipeError");
     Py_DECREF(statements);
     if (PipeError == NULL || PyModule_AddObjectRef(m, "Pipe", (PyObject *)&PipeType) < 0
-        || PyModule_AddIntConstant(m, "LIBPQ_VERSION", PQlibVersion()) < 0) {
+        || PyModule_AddIntConstant(m, "LIBPQ_VERSION", PQlibVersion()) < 0
+        || PyModule_AddIntConstant(m, "LOST", LOST) < 0) {
         Py_DECREF(m);
         return NULL;
     }

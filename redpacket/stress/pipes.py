@@ -10,9 +10,11 @@ same over psycopg's libpq binding: it runs wherever the C module was not built (
 editable install, no compiler, no libpq headers), or when ``REDPACKET_PIPE=psycopg``
 asks for it; the tests run both and compare them.
 
-A read hands over each whole result as ``(status, first row, SQLSTATE, fatal)``:
-everything the worker reads of one (``fatal``: the server said FATAL or PANIC).
-The statuses are libpq's own numbers, as ``psycopg.pq.ExecStatus`` has them.
+A read hands over each whole result as ``(status, first row, SQLSTATE, detail)``:
+everything the worker reads of one. ``detail`` is 1 for an error the server called
+FATAL or PANIC, and the transaction status (``psycopg.pq.TransactionStatus``) for a
+batch's Sync; a last ``(LOST, None, None, 0)`` says the connection is gone. The
+statuses are libpq's own numbers, as ``psycopg.pq.ExecStatus`` has them.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from psycopg import OperationalError, pq
 from redpacket.stress.statements import Items, PipeError
 
 Row = tuple[bytes | None, ...]
-Summary = tuple[int, Row | None, str | None, bool]
+Summary = tuple[int, Row | None, str | None, int]
 ENV: Final = "REDPACKET_PIPE"
+LOST: Final = -1  # the summary after the last result: the connection is gone
 
 _TUPLES_OK = int(pq.ExecStatus.TUPLES_OK)
 _ERRORS = frozenset(
@@ -36,8 +39,9 @@ _ERRORS = frozenset(
 _SQLSTATE = pq.DiagnosticField.SQLSTATE
 _SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
 _PRIMARY = pq.DiagnosticField.MESSAGE_PRIMARY
+_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
 _BAD = int(pq.ConnStatus.BAD)
-_UNKNOWN = int(pq.TransactionStatus.UNKNOWN)
+_LOST: Final[Summary] = (LOST, None, None, 0)
 
 
 class Pipe(Protocol):
@@ -51,7 +55,6 @@ class Pipe(Protocol):
     def send(self, items: Items, context: dict[str, Any]) -> int: ...
     def flush(self) -> int: ...
     def read(self) -> list[Summary]: ...
-    def transaction_status(self) -> int: ...
     def bad(self) -> bool: ...
     def close(self) -> None: ...
 
@@ -137,15 +140,16 @@ class PsycopgPipe:
                         break
                     continue
                 empty = 0
-                summaries.append(_summary(result))
+                status = result.status
+                if status == _SYNC:  # the status libpq read with the Sync's ReadyForQuery
+                    summaries.append((status, None, None, pgconn.transaction_status))
+                else:
+                    summaries.append(_summary(result))
         except OperationalError as exc:
             raise PipeError(str(exc)) from exc
+        if pgconn.status == _BAD:
+            summaries.append(_LOST)
         return summaries
-
-    def transaction_status(self) -> int:
-        if self.pgconn is None:
-            return _UNKNOWN
-        return self.pgconn.transaction_status
 
     def bad(self) -> bool:
         return self.pgconn is None or self.pgconn.status == _BAD
@@ -160,12 +164,12 @@ def _summary(result: pq.abc.PGresult) -> Summary:
     status = result.status
     if status == _TUPLES_OK and result.ntuples:
         get = result.get_value
-        return status, tuple([get(0, c) for c in range(result.nfields)]), None, False
+        return status, tuple([get(0, c) for c in range(result.nfields)]), None, 0
     if status in _ERRORS:
         sqlstate = result.error_field(_SQLSTATE)
         fatal = result.error_field(_SEVERITY) in (b"FATAL", b"PANIC")
-        return status, None, None if sqlstate is None else sqlstate.decode(), fatal
-    return status, None, None, False
+        return status, None, None if sqlstate is None else sqlstate.decode(), int(fatal)
+    return status, None, None, 0
 
 
 def _c_pipe() -> Callable[[bytes], Pipe] | None:

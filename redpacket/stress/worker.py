@@ -17,7 +17,7 @@ from psycopg import pq
 from redpacket.retry import means_connection_lost
 from redpacket.strategies import End, Ending, Walk, closes_with_commit
 from redpacket.stress.event_loop import LoopWorker
-from redpacket.stress.pipes import Pipe, Row
+from redpacket.stress.pipes import LOST, Pipe, Row
 from redpacket.stress.statements import (
     COMMIT,
     COMMIT_ITEM,
@@ -84,12 +84,13 @@ class Worker(LoopWorker):
         if pipe is None:
             return
         try:
-            for status, row, sqlstate, fatal in pipe.read():
-                self.on_result(status, row, sqlstate, fatal)
+            for status, row, sqlstate, detail in pipe.read():
+                if status == LOST:
+                    self.connection_lost()
+                    return
+                self.on_result(status, row, sqlstate, detail)
                 if self.pipe is not pipe:
                     return
-            if pipe.bad():
-                self.connection_lost()
         except PipeError:
             if self.pipe is pipe:
                 self.connection_lost()
@@ -159,16 +160,17 @@ class Worker(LoopWorker):
 
     # -- results ---------------------------------------------------------------------------
 
-    def on_result(self, status: int, row: Row | None, code: str | None, fatal: bool) -> None:
-        """One whole result: ``row`` its first row, ``code`` its SQLSTATE (``pipes.Summary``)."""
+    def on_result(self, status: int, row: Row | None, code: str | None, detail: int) -> None:
+        """One whole result: ``row`` its first row, ``code`` its SQLSTATE, ``detail`` FATAL
+        for an error and the transaction status for a Sync (``pipes.Summary``)."""
         if status == _PIPELINE_SYNC:
-            self._batch_done()
+            self._batch_done(detail)
             return
         if self.position >= len(self.expect):
             # Nothing we sent is waiting for this: the server speaking on its own.
             sqlstate = code or "08006"
             self.engine.tally.errors[sqlstate] += 1
-            if fatal or means_connection_lost(sqlstate):
+            if detail or means_connection_lost(sqlstate):  # FATAL or PANIC
                 self.connection_lost()  # as before a terminated session closes
             elif not self.committed:
                 # An ERROR after the batch's last statement, before its Sync: a statement
@@ -206,13 +208,12 @@ class Worker(LoopWorker):
         elif kind == COMMIT:
             self.committed = True
 
-    def _batch_done(self) -> None:
-        assert self.pipe is not None
+    def _batch_done(self, transaction_status: int) -> None:
         if self.committed and self.failure is None:
             self._record_order_end()
             self.engine.finished(self, _ending_of(self.ended))
             return
-        in_transaction = self.pipe.transaction_status() != _IDLE
+        in_transaction = transaction_status != _IDLE
         if not in_transaction:
             self._attempt_over()
             return

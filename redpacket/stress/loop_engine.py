@@ -15,7 +15,7 @@ it; otherwise the transaction certainly rolled back and the request is retried.
 from __future__ import annotations
 
 from redpacket.stress.event_loop import EventLoop
-from redpacket.stress.pipes import pipe_class
+from redpacket.stress.pipes import Pipe, pipe_class
 from redpacket.stress.plan import StressPlan
 from redpacket.stress.statements import (
     Compiled,
@@ -53,24 +53,20 @@ class LoopEngine(EventLoop):
 
     def reconnect(self, worker: Worker, initial: bool = False) -> bool:
         """Give ``worker`` a fresh, prepared connection; on failure try again later."""
+        pipe: Pipe | None = None
         try:
             pipe = self.pipe_class(self.conninfo)
-        except PipeError as exc:
-            text = str(exc).strip()
-            self.connection_failed(worker, text.splitlines()[0] if text else "failed", initial)
-            return False
-        try:
             self.compiled.prepare(pipe)
             apply_settings(pipe, self.plan.session_settings)
             pipe.start_pipeline()
-        except (ConnectionFailed, PipeError) as exc:
-            pipe.close()
+        except BaseException as exc:  # StatementRefused ends the run: no connection stays
+            if pipe is not None:
+                pipe.close()
+            if not isinstance(exc, (ConnectionFailed, PipeError)):
+                raise
             text = str(exc).strip()
             self.connection_failed(worker, text.splitlines()[0] if text else "failed", initial)
             return False
-        except BaseException:  # StatementRefused ends the run: leave no connection open
-            pipe.close()
-            raise
         worker.pipe = pipe
         worker.fd = pipe.socket
         self.connected(worker, initial)

@@ -187,5 +187,5 @@ def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -
     assert not [name for name in names if name.endswith(".so")]
     said = done.stderr + done.stdout
     assert "the stress loop stays pure Python" in said, said[-3000:]
-    if shutil.which("pg_config"):
+    if SETUP["_libpq_paths"]() is not None:
         assert "no libpq C wire, the loop uses psycopg's" in said, said[-3000:]

@@ -8,9 +8,8 @@ built: a build that silently fell back would leave the fast path untested.
 
 from __future__ import annotations
 
+import runpy
 import select
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +32,9 @@ IDLE, INTRANS, INERROR = (int(pq.TransactionStatus[s]) for s in ("IDLE", "INTRAN
 
 
 def _libpq_headers_here() -> bool:
-    if shutil.which("pg_config"):
-        include = subprocess.run(["pg_config", "--includedir"], capture_output=True, text=True)
-        return (Path(include.stdout.strip()) / "libpq-fe.h").exists()
-    return False
+    """setup.py's own test of whether it can build the C wire."""
+    found = runpy.run_path(str(Path(__file__).resolve().parent.parent / "setup.py"))
+    return found["_libpq_paths"]() is not None
 
 
 def wires() -> list[Callable[[bytes], Pipe]]:

@@ -347,12 +347,6 @@ pipe_read(Pipe *self, PyObject *Py_UNUSED(ignored))
     return results;
 }
 
-static PyObject *
-pipe_bad(Pipe *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(self->conn == NULL || PQstatus(self->conn) == CONNECTION_BAD);
-}
-
 static PyMethodDef pipe_methods[] = {
     {"prepare", (PyCFunction)pipe_prepare, METH_VARARGS, NULL},
     {"set_config", (PyCFunction)pipe_set_config, METH_VARARGS, NULL},
@@ -360,7 +354,6 @@ static PyMethodDef pipe_methods[] = {
     {"send", (PyCFunction)(void (*)(void))pipe_send, METH_FASTCALL, NULL},
     {"flush", (PyCFunction)pipe_flush, METH_NOARGS, NULL},
     {"read", (PyCFunction)pipe_read, METH_NOARGS, NULL},
-    {"bad", (PyCFunction)pipe_bad, METH_NOARGS, NULL},
     {"close", (PyCFunction)pipe_close, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

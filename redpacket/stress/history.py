@@ -114,13 +114,6 @@ class History:
     def __len__(self) -> int:
         return len(self._columns[1]) + len(self._pending) // _FIELDS
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, History):
-            return NotImplemented
-        self.flush()
-        other.flush()
-        return self._columns == other._columns and self.reasons == other.reasons
-
     def _reason_code(self, reason: str | None) -> int:
         if not reason:
             return 0

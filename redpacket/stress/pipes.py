@@ -32,15 +32,15 @@ Summary = tuple[int, Row | None, str | None, int]
 ENV: Final = "REDPACKET_PIPE"
 LOST: Final = -1  # the summary after the last result: the connection is gone
 
-_TUPLES_OK = int(pq.ExecStatus.TUPLES_OK)
+_TUPLES_OK: Final = int(pq.ExecStatus.TUPLES_OK)
 _ERRORS = frozenset(
     int(pq.ExecStatus[name]) for name in ("FATAL_ERROR", "NONFATAL_ERROR", "BAD_RESPONSE")
 )
 _SQLSTATE = pq.DiagnosticField.SQLSTATE
 _SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
 _PRIMARY = pq.DiagnosticField.MESSAGE_PRIMARY
-_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
-_BAD = int(pq.ConnStatus.BAD)
+_SYNC: Final = int(pq.ExecStatus.PIPELINE_SYNC)
+_BAD: Final = int(pq.ConnStatus.BAD)
 _LOST: Final[Summary] = (LOST, None, None, 0)
 
 
@@ -55,7 +55,6 @@ class Pipe(Protocol):
     def send(self, items: Items, context: dict[str, Any]) -> int: ...
     def flush(self) -> int: ...
     def read(self) -> list[Summary]: ...
-    def bad(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -150,9 +149,6 @@ class PsycopgPipe:
         if pgconn.status == _BAD:
             summaries.append(_LOST)
         return summaries
-
-    def bad(self) -> bool:
-        return self.pgconn is None or self.pgconn.status == _BAD
 
     def close(self) -> None:
         pgconn, self.pgconn = self.pgconn, None

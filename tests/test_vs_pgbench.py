@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from benchmarks.vs_pgbench import PgbenchOutputError, pgbench_command, read_tps
+from benchmarks.vs_pgbench import PgbenchOutputError, pgbench_command, read_tps, runs_of_cell
 from redpacket.database.lab import Lab, Schema
 from redpacket.engines.postgresql import conninfo
 
@@ -21,8 +21,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def pgbench(lab: Lab, script: Path, clients: int, *extra: str) -> tuple[str, str]:
-    command, env = pgbench_command(lab, script, clients, seconds=1)
+def pgbench(lab: Lab, script: Path, clients: int, *extra: str, threads: int = 2) -> tuple[str, str]:
+    command, env = pgbench_command(lab, script, clients, seconds=1, threads=threads)
     command[-1:-1] = extra  # flags go before the positional database
     env["PGOPTIONS"] = f"-c search_path={Schema.UNCONSTRAINED.value}"
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -34,6 +34,24 @@ def test_the_command_names_the_database_as_pgbench_expects(lab: Lab, tmp_path: P
     assert "-d" not in command  # -d is --debug
     assert command[-1] == lab.name
     assert command[command.index("-c") + 1] == "8"
+
+
+def test_pgbench_runs_as_many_threads_as_the_harness_has_processes(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Like for like: P harness processes beside ``-j P``, never more threads than clients
+    (pgbench refuses that, so a 1-client cell must still run)."""
+    script = tmp_path / "select.sql"
+    script.write_text("SELECT 1;\n")
+    for clients, threads, expected in ((8, 1, "1"), (8, 2, "2"), (1, 2, "1")):
+        command, _ = pgbench_command(lab, script, clients, seconds=1, threads=threads)
+        assert command[command.index("-j") + 1] == expected
+    out, err = pgbench(lab, script, 1, threads=2)
+    assert read_tps(out, err, clients=1) > 0
+    assert runs_of_cell(1, [1, 2]) == ("pgbench-1", "pipeline-1", "harness-1")
+    assert runs_of_cell(32, [2, 1]) == (
+        "pgbench-1", "pipeline-1", "harness-1", "pgbench-2", "pipeline-2", "harness-2",
+    )  # fmt: skip
 
 
 def test_a_clean_run_gives_its_tps(lab: Lab, tmp_path: Path) -> None:

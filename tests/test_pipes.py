@@ -84,7 +84,7 @@ def _transcript(make: Callable[[bytes], Pipe], conninfo: bytes) -> list[Any]:
     seen: list[Any] = []
     try:
         for name, sql in [
-            (b"rows", b"SELECT $1::int AS n, NULL::text AS nothing, 'x' || $2 AS text"),
+            (b"rows", b"SELECT $1::bigint AS n, NULL::text AS nothing, 'x' || $2 AS text"),
             (b"none", b"SELECT 1 WHERE false"),
             (b"divide", b"SELECT 1 / $1::int"),
             (b"begin", b"BEGIN"),
@@ -95,7 +95,8 @@ def _transcript(make: Callable[[bytes], Pipe], conninfo: bytes) -> list[Any]:
         seen.append(pipe.set_config(b"statement_timeout", b"5s"))
         seen.append(pipe.set_config(b"statement_timeout", b"five seconds"))
         pipe.start_pipeline()
-        context = {"n": b"42", "suffix": "é".encode(), "zero": b"0"}
+        # bytes go as they are, an int as its digits (the smallest bigint: the sign too)
+        context = {"n": -(2**63), "suffix": "é".encode(), "zero": 0}
         batch: Items = (
             _item(STEP, b"begin"),
             _item(STEP, b"rows", "n", "suffix"),
@@ -130,7 +131,7 @@ def test_a_wire_reads_what_the_server_said(make: Callable[[bytes], Pipe], connin
     assert seen[8] == 0  # the batch fitted the socket's buffer
     assert seen[9] == [
         (COMMAND_OK, None, None, 0),
-        (TUPLES_OK, (b"42", None, "xé".encode()), None, 0),
+        (TUPLES_OK, (b"-9223372036854775808", None, "xé".encode()), None, 0),
         (TUPLES_OK, None, None, 0),  # no row
         (SYNC, None, None, INTRANS),  # a Sync says the transaction status after it
     ]

@@ -192,6 +192,7 @@ pipe_send(Pipe *self, PyObject *const *args, Py_ssize_t nargs)
     NEED_CONN(self);
     PyObject *items = args[0], *context = args[1];
     const char *values[MAX_PARAMS];
+    char numbers[MAX_PARAMS][24]; /* an int parameter's text: no bytes object made per request */
     Py_ssize_t count = PyTuple_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PyTuple_GET_ITEM(items, i);
@@ -215,6 +216,14 @@ pipe_send(Pipe *self, PyObject *const *args, Py_ssize_t nargs)
                 if (!PyErr_Occurred())
                     PyErr_SetObject(PyExc_KeyError, key);
                 return NULL;
+            }
+            if (PyLong_CheckExact(value)) {
+                long long number = PyLong_AsLongLong(value);
+                if (number == -1 && PyErr_Occurred())
+                    return NULL;
+                snprintf(numbers[p], sizeof numbers[p], "%lld", number);
+                values[p] = numbers[p];
+                continue;
             }
             values[p] = PyBytes_AsString(value);
             if (values[p] == NULL)

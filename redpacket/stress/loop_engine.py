@@ -14,6 +14,8 @@ it; otherwise the transaction certainly rolled back and the request is retried.
 
 from __future__ import annotations
 
+from typing import Any
+
 from redpacket.stress.event_loop import EventLoop
 from redpacket.stress.pipes import Pipe, pipe_class
 from redpacket.stress.plan import StressPlan
@@ -45,7 +47,7 @@ class LoopEngine(EventLoop):
             )
         self.compiled = Compiled(strategy, plan.isolation.begin_sql)
         self.pipe_class = pipe_class()
-        self.base_context = {
+        self.base_context: dict[str, Any] = {
             "campaign_id": plan.campaign_id.encode(),
             "amount": plan.amount.encode(),
         }

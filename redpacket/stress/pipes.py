@@ -52,7 +52,11 @@ class Pipe(Protocol):
     def prepare(self, name: bytes, sql: bytes) -> tuple[bool, str, str, str]: ...
     def set_config(self, name: bytes, value: bytes) -> str | None: ...
     def start_pipeline(self) -> None: ...
-    def send(self, items: Items, context: dict[str, Any]) -> int: ...
+    def send(self, items: Items, context: dict[str, Any]) -> int:
+        """Each item's parameters from ``context``: bytes as they are, an int as its digits
+        (the order id, made text by the wire rather than by a bytes object per request)."""
+        ...
+
     def flush(self) -> int: ...
     def read(self) -> list[Summary]: ...
     def close(self) -> None: ...
@@ -60,6 +64,10 @@ class Pipe(Protocol):
 
 def _text(value: bytes | None) -> str:
     return (value or b"").decode(errors="replace")
+
+
+def _param(value: bytes | int) -> bytes:
+    return b"%d" % value if isinstance(value, int) else value
 
 
 class PsycopgPipe:
@@ -113,7 +121,7 @@ class PsycopgPipe:
         send = pgconn.send_query_prepared
         try:
             for _kind, _index, name, params in items:
-                send(name, [context[param] for param in params] if params else None)
+                send(name, [_param(context[param]) for param in params] if params else None)
             pgconn.pipeline_sync()
             return pgconn.flush()
         except OperationalError as exc:

@@ -136,7 +136,7 @@ class Worker(LoopWorker):
 
     def _walk_next_order(self) -> None:
         context = self.engine.base_context.copy()
-        context["order_id"] = b"%d" % self.orders[self.order_index]
+        context["order_id"] = self.orders[self.order_index]  # the wire writes its digits
         self.context = context
         self.walk = Walk(self.compiled.strategy, context)
         self.ended = None

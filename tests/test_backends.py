@@ -17,6 +17,7 @@ from redpacket.database.backends import docker_problem, open_server, parse_backe
 from redpacket.database.connect import connect
 from redpacket.database.urls import mask, parse_url
 from redpacket.errors import LabError
+from tests.terminal import as_at_a_terminal
 
 
 def test_url_backend_is_chosen_when_a_url_is_given(server: backends.Server) -> None:
@@ -157,6 +158,7 @@ def test_embedded_server_is_stopped_when_the_process_is_interrupted(sig: signal.
         stderr=subprocess.DEVNULL,
         text=True,
         env=os.environ | {"PYTHONWARNINGS": "ignore"},
+        preexec_fn=as_at_a_terminal,
     ) as child:
         assert child.stdout is not None
         data_dir = Path(child.stdout.readline().strip())

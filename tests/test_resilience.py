@@ -20,6 +20,7 @@ from psycopg import sql
 from redpacket.database.backends import Server, embedded_available
 from redpacket.database.connect import connect
 from redpacket.database.urls import parse_url, plain_url
+from tests.terminal import as_at_a_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +31,7 @@ def cli(url: str, lab_database: str, *argv: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "redpacket", "--database-url", url, "--lab-database",
          lab_database, *argv],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=as_at_a_terminal,
     )  # fmt: skip
 
 

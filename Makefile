@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := embedded,docker,plots,mysql,dev
+EXTRAS := embedded,docker,plots,dev
 PYTEST_ARGS ?= -n auto
 
 .PHONY: demo test lint fmt clean
 
-$(STAMP): pyproject.toml setup.py redpacket/stress/_libpq_pipe.c
+$(STAMP): pyproject.toml setup.py redpacket/stress/_libpq_pipe.c redpacket/engines/_mysql_wire.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'

@@ -13,7 +13,10 @@ The libpq C wire (redpacket/stress/_libpq_pipe.c, what a worker's connection sen
 and reads, one call a batch) is built wherever libpq's headers are found, editable
 installs included: it has no Python source an edit could go stale against. Without
 it the workers use the same wire over psycopg (redpacket/stress/pipes.py), with the
-same results (tests/test_pipes.py holds the two to each other).
+same results (tests/test_pipes.py holds the two to each other). The MySQL wire
+(redpacket/engines/_mysql_wire.c) needs no client library at all, so it is built
+wherever a C compiler is; its twin is redpacket/engines/mysql_wire.py
+(tests/test_mysql_wire.py).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ MYPY_OPTIONS = [
 
 
 WIRE = "redpacket.stress._libpq_pipe"
+MYSQL_WIRE = "redpacket.engines._mysql_wire"
+WIRES = (WIRE, MYSQL_WIRE)  # each has a Python twin of its own: built or left out alone
 
 
 class AllOrNothing(build_ext):
@@ -62,13 +67,14 @@ class AllOrNothing(build_ext):
     """
 
     def build_extension(self, ext: Any) -> None:
-        if ext.name != WIRE:
+        if ext.name not in WIRES:
             super().build_extension(ext)
             return
         try:
             super().build_extension(ext)
         except Exception as exc:  # CompileError, LinkError, a missing compiler
-            print(f"redpacket: no libpq C wire, the loop uses psycopg's ({exc})", file=sys.stderr)
+            print(f"redpacket: no C build of {ext.name}, its Python twin serves ({exc})",
+                  file=sys.stderr)  # fmt: skip
             built = self.get_ext_fullpath(ext.name)
             if os.path.exists(built):
                 os.remove(built)
@@ -80,9 +86,9 @@ class AllOrNothing(build_ext):
             print(f"redpacket: the stress loop stays pure Python ({exc})", file=sys.stderr)
             for extension in self.extensions:
                 built = self.get_ext_fullpath(extension.name)
-                if extension.name != WIRE and os.path.exists(built):
+                if extension.name not in WIRES and os.path.exists(built):
                     os.remove(built)
-            self.extensions = [e for e in self.extensions if e.name == WIRE]
+            self.extensions = [e for e in self.extensions if e.name in WIRES]
 
 
 def _libpq_paths() -> tuple[str, str] | None:
@@ -130,6 +136,16 @@ def libpq_wire() -> list[Any]:
     ]
 
 
+def mysql_wire() -> list[Any]:
+    """MySQL's protocol needs no client library: Python's headers and a C compiler do."""
+    commands = sys.argv[1:]
+    if os.environ.get("REDPACKET_PURE_PYTHON") or not commands:
+        return []
+    if all(c in ("egg_info", "dist_info") for c in commands[:1]):
+        return []
+    return [Extension(MYSQL_WIRE, sources=["redpacket/engines/_mysql_wire.c"])]
+
+
 def compiled_loop() -> list[Any]:
     commands = sys.argv[1:]
     editable = any(c.startswith("editable") or c == "develop" for c in commands)
@@ -147,4 +163,7 @@ def compiled_loop() -> list[Any]:
 
 
 if __name__ == "__main__":  # setuptools runs this file as __main__; tests read HOT_LOOP
-    setup(ext_modules=libpq_wire() + compiled_loop(), cmdclass={"build_ext": AllOrNothing})
+    setup(
+        ext_modules=libpq_wire() + mysql_wire() + compiled_loop(),
+        cmdclass={"build_ext": AllOrNothing},
+    )

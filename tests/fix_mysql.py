@@ -56,8 +56,8 @@ def _choose_mysql_backend(dsn: str | None) -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def mysql_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    if importlib.util.find_spec("MySQLdb") is None:
-        pytest.skip("the mysql extra is not installed (pip install 'redpacket[mysql]')")
+    if importlib.util.find_spec("pymysql") is None:
+        pytest.skip("PyMySQL, a dependency, is not installed (pip install PyMySQL)")
     dsn = request.config.getoption("--test-mysql-dsn")
     backend, why_not = _choose_mysql_backend(dsn)
     if not backend:

@@ -157,7 +157,7 @@ def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -
     """A compiler that fails on mypyc's shared library and on the C wire alone: the
     small per-module extensions would build, then shadow their sources and fail to
     import. None may ship; the wheel must be the pure-Python package, which runs on
-    psycopg's wire."""
+    psycopg's wire and the Python MySQL wire."""
     source = tmp_path / "source"
     ignore = shutil.ignore_patterns("__pycache__", "*.so", "build", "*.egg-info")
     for name in ("redpacket", "migrations"):
@@ -168,7 +168,7 @@ def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -
     broken.mkdir()
     for name in ("gcc", "cc", "x86_64-linux-gnu-gcc", "aarch64-linux-gnu-gcc"):
         script = broken / name
-        fail = 'case "$*" in *__native*|*_libpq_pipe.c*) exit 1;; esac'
+        fail = 'case "$*" in *__native*|*_libpq_pipe.c*|*_mysql_wire.c*) exit 1;; esac'
         script.write_text(f'#!/bin/sh\n{fail}\nexec gcc-real "$@"\n')
         script.chmod(0o755)
     real = shutil.which("gcc")
@@ -188,4 +188,5 @@ def test_without_a_working_c_compiler_the_wheel_is_pure_python(tmp_path: Path) -
     said = done.stderr + done.stdout
     assert "the stress loop stays pure Python" in said, said[-3000:]
     if SETUP["_libpq_paths"]() is not None:
-        assert "no libpq C wire, the loop uses psycopg's" in said, said[-3000:]
+        assert "no C build of redpacket.stress._libpq_pipe" in said, said[-3000:]
+    assert "no C build of redpacket.engines._mysql_wire" in said, said[-3000:]

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "redpacket"
 # Distribution name -> the module it provides.
 MODULES = {"SQLAlchemy": "sqlalchemy", "psycopg": "psycopg", "alembic": "alembic",
-           "click": "click", "rich": "rich"}  # fmt: skip
+           "click": "click", "rich": "rich", "PyMySQL": "pymysql"}  # fmt: skip
 
 
 def modules() -> list[Path]:

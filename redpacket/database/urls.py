@@ -31,7 +31,7 @@ def parse_url(raw: str) -> URL:
             f"unsupported database URL scheme {scheme!r}; redpacket speaks postgresql://,"
             " mysql:// and mariadb://"
         )
-    if driver and f"{engine.driver.partition('+')[0]}+{driver}" != engine.driver:
+    if driver and f"{engine.driver.partition('+')[0]}+{driver}" not in engine.drivers:
         raise LabError(
             f"unsupported driver {driver!r}; use {scheme}:// (the lab brings its own driver)"
         )

@@ -88,7 +88,11 @@ class Engine(Protocol):
     name: str  # the registry key, and the key of a step's per-engine SQL
     label: str  # "PostgreSQL", "MariaDB / MySQL"
     schemes: tuple[str, ...]
-    driver: str  # SQLAlchemy's drivername
+    drivers: tuple[str, ...]  # SQLAlchemy's drivernames it can speak through
+
+    @property
+    def driver(self) -> str: ...  # the one it speaks through here
+
     faults: FaultCodes
 
     def check_url(self, url: URL) -> None: ...

@@ -12,8 +12,9 @@
   in the InnoDB monitor (live) with information_schema.INNODB_LOCK_WAITS naming the
   holder; user locks in the processlist.
 
-Driver: mysqlclient (``MySQLdb``), chosen by measurement (README): about twice
-PyMySQL's throughput at half its client CPU per transaction.
+Drivers (``mysql_drivers``): PyMySQL, which installs from a wheel everywhere, or
+mysqlclient where it is installed; the stress loop and the spec sessions speak the
+protocol themselves on PyMySQL's socket (``mysql_wire``).
 """
 
 from __future__ import annotations
@@ -21,19 +22,20 @@ from __future__ import annotations
 import math
 import random
 import re
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import URL
 
-from redpacket.engines import innodb_status
-from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError
+from redpacket.engines import innodb_status, mysql_drivers, mysql_wire
+from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError, rows_of
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 
 # The SQLSTATE the server sends with the errors the lab meets (MySQL's error reference);
-# mysqlclient passes only the number on.
+# the drivers pass only the number on.
 SQLSTATES = {
     1020: "HY000", 1062: "23000", 1205: "HY000", 1213: "40001", 1216: "23000", 1451: "23000",
     1452: "23000", 1317: "70100", 1969: "70100", 3024: "HY000", 1054: "42S22", 1064: "42000",
@@ -56,7 +58,7 @@ class MySQL:
     name = "mysql"
     label = "MariaDB / MySQL"
     schemes: tuple[str, ...] = ("mysql", "mariadb")
-    driver = "mysql+mysqldb"
+    drivers = tuple(driver.sqlalchemy for driver in mysql_drivers.DRIVERS)
     faults = FaultCodes(
         lock_timeout=("1205",), statement_timeout=("1969", "3024"), deadlock=("1213",),
         serialization=("1020",),
@@ -76,7 +78,11 @@ class MySQL:
 
     def check_url(self, url: URL) -> None:
         """Anything SQLAlchemy parsed will do: a database in the path is not used (the lab
-        creates databases of its own), and mysqlclient reports a bad host when it connects."""
+        creates databases of its own), and the driver reports a bad host when it connects."""
+
+    @property
+    def driver(self) -> str:
+        return mysql_drivers.chosen().sqlalchemy
 
     def server_label(self, version: str) -> str:
         return (
@@ -89,15 +95,12 @@ class MySQL:
 
     def connect(self, url: URL, *, autocommit: bool = True, application: str = "redpacket") -> Any:
         try:
-            import MySQLdb
-            from MySQLdb.constants import CLIENT
+            driver = mysql_drivers.chosen()
+            driver.imported()
         except ImportError:
-            raise LabError(MYSQL_EXTRA) from None
-        options = connect_options(url)
-        options["autocommit"] = autocommit
+            raise LabError(MYSQL_DRIVER) from None
         # a spec file's step may hold several statements; every value the lab sends is escaped
-        options["client_flag"] = CLIENT.MULTI_STATEMENTS
-        return MySQLdb.connect(**options)
+        return driver.connect(connect_options(url), autocommit=autocommit, multi=True)
 
     def sqlalchemy_args(self, url: URL) -> tuple[URL, dict[str, Any]]:
         return url, {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
@@ -106,10 +109,6 @@ class MySQL:
         """Sessions for spec files (``redpacket spec``), driven without blocking."""
         from redpacket.engines.mysql_spec import MySQLSpecServer
 
-        try:
-            import MySQLdb  # noqa: F401
-        except ImportError:
-            raise LabError(MYSQL_EXTRA) from None
         return MySQLSpecServer(self, url, connect_options(url))
 
     def prepare_spec_database(self, conn: Any, database: str) -> None:
@@ -199,29 +198,40 @@ class MySQL:
     def run(
         self, conn: Any, statement: str, params: dict[str, Any] | None = None
     ) -> tuple[tuple[Any, ...], ...]:
-        """One statement on mysqlclient's own connection API, without a cursor."""
-        conn.query(bind(conn, statement, params))
-        return read_rows(conn)
+        """One statement, its values bound as the stress loop binds them."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute(bind(conn, statement, params).decode())
+            return rows_of(cursor)
+        finally:
+            cursor.close()
 
     def session_id(self, conn: Any) -> int:
         return int(conn.thread_id())
 
     def is_closed(self, conn: Any) -> bool:
         try:
-            conn.ping()
+            conn.ping()  # never reconnects: PyMySQL's and mysqlclient's default
         except Exception:
             return True
         return False
 
     def error_of(self, exc: BaseException) -> ServerError | None:
-        try:
-            import MySQLdb
-        except ImportError:
-            return None
-        if not isinstance(exc, MySQLdb.Error):
+        if isinstance(exc, ConnectionError):  # the lab's own wire: the connection is gone
+            return ServerError("08006", str(exc), None, None, lost=True)
+        classes = tuple(
+            driver.error_class()
+            for driver in mysql_drivers.DRIVERS
+            if driver.module in sys.modules  # a driver not imported raised nothing
+        )
+        if not classes or not isinstance(exc, classes):
             return None
         number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        return self.error_numbered(number or None, message)
+
+    def error_numbered(self, number: int | None, message: str) -> ServerError:
+        """The server's error number (None or 0: the client's, a connection that is gone)."""
         if number is None:
             return ServerError("08006", message, None, None, lost=True)
         lost = number in LOST
@@ -398,9 +408,8 @@ class MySQL:
         return settings
 
 
-MYSQL_EXTRA = (
-    "MySQL and MariaDB URLs need the mysql extra: pip install 'redpacket[mysql]'"
-    " (it builds mysqlclient: needs libmariadb-dev or libmysqlclient-dev, and pkg-config)"
+MYSQL_DRIVER = (
+    "MySQL and MariaDB URLs need PyMySQL, one of redpacket's dependencies: pip install PyMySQL"
 )
 
 
@@ -418,7 +427,8 @@ def _quoted(name: str) -> str:
 
 
 def connect_options(url: URL) -> dict[str, Any]:
-    """mysqlclient's connection arguments for ``url`` (password included)."""
+    """The drivers' connection arguments for ``url`` (password included): PyMySQL and
+    mysqlclient take the same names."""
     options: dict[str, Any] = {
         "host": url.host or "127.0.0.1",
         "port": url.port or 3306,
@@ -463,21 +473,22 @@ def bind(
     if not params:
         return query
     known = escaped or {}
+    literal = mysql_drivers.literal
     return query % {
         name.encode(): known.get(name)
-        or (b"%d" % value if type(value) is int else conn.literal(value))
+        or (b"%d" % value if type(value) is int else literal(conn, value))
         for name, value in params.items()
     }
 
 
-def read_rows(conn: Any) -> tuple[tuple[Any, ...], ...]:
-    """The rows of the statement just answered; for a write, (the new id or the count,) when
-    it changed a row (INSERT IGNORE's "did it insert?"), else none."""
-    result = conn.store_result()
-    if result is not None:
-        return tuple(result.fetch_row(maxrows=0))
-    changed = conn.affected_rows()
-    return ((conn.insert_id() or changed,),) if changed > 0 else ()
+def rows_answered(answer: tuple[int, Any, Any, Any, int]) -> tuple[tuple[Any, ...], ...]:
+    """The rows of a wire's answer (``mysql_wire``) as ``base.rows_of`` gives a cursor's:
+    for a write, (the new id or the count,) when it changed a row (INSERT IGNORE's "did it
+    insert?"), else none. Not for an error answer."""
+    kind, first, second = answer[0], answer[1], answer[2]
+    if kind == mysql_wire.ROWS:
+        return tuple(second)
+    return ((second or first,),) if first > 0 else ()
 
 
 def _ints(values: list[Any]) -> list[int]:

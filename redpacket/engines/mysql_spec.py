@@ -1,7 +1,7 @@
-"""MySQL and MariaDB sessions for spec files, on mysqlclient's own C API.
+"""MySQL and MariaDB sessions for spec files, on the lab's own wire (``mysql_wire``).
 
-``send_query`` returns at once and the socket tells when the reply starts, so a
-step is driven as isolationtester drives a libpq connection: send, poll for 10 ms,
+A query is sent and returns at once, and the socket tells when the reply starts, so
+a step is driven as isolationtester drives a libpq connection: send, poll for 10 ms,
 then ask the server (``MySQL.waits_among``) whether the session waits for a lock
 another session of the spec holds. Values arrive as the server's text, as libpq's
 do. MySQL has no notices (warnings stay in SHOW WARNINGS) and no NOTIFY.
@@ -13,112 +13,96 @@ import select
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from redpacket.engines.mysql_drivers import protocol_connect
+from redpacket.engines.mysql_wire import ERR, MORE_RESULTS, ROWS, Answer, open_wire
 from redpacket.errors import LabError
 from redpacket.specs.events import Failure, Result, Table
 from redpacket.specs.wire import Notification, SpecSession, WireError
 
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+GONE = "Lost connection to server during query"
 
 
-def _failure(exc: Exception) -> Failure:
+def _text(value: bytes | None) -> str:
+    return "" if value is None else value.decode("utf-8", "surrogateescape")
+
+
+def _failure(answer: Answer) -> Failure:
     """MySQL's error as isolationtester shows PostgreSQL's: "ERROR:  message"; the
-    number's SQLSTATE kept for --json."""
-    from redpacket.engines.mysql import SQLSTATES
-
-    args = exc.args
-    number = int(args[0]) if args and isinstance(args[0], int) else 0
-    message = str(args[1]) if len(args) > 1 else str(exc)
-    return Failure("ERROR", message, SQLSTATES.get(number), str(number) if number else None)
+    number and the server's SQLSTATE kept for --json."""
+    _, number, sqlstate, message, _ = answer
+    return Failure("ERROR", message, sqlstate, str(number))
 
 
 class MySQLSession:
     def __init__(self, options: dict[str, Any]) -> None:
-        from MySQLdb import _mysql
-        from MySQLdb.constants import CLIENT
-
-        flags = CLIENT.MULTI_STATEMENTS | CLIENT.MULTI_RESULTS
         try:
-            self.conn = _mysql.connect(**options, client_flag=flags)
-        except _mysql.MySQLError as exc:
-            raise LabError(f"cannot connect a spec session: {_failure(exc).message}") from None
-        self.conn.autocommit(True)
+            self.conn, fd, deprecate_eof = protocol_connect(options, multi=True)
+        except Exception as exc:
+            message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+            raise LabError(f"cannot connect a spec session: {message}") from None
+        self.wire = open_wire(fd, deprecate_eof)
         self.pid = int(self.conn.thread_id())
         self._error = ""
-        self._pending: Failure | None = None
+        self._first: Answer | None = None  # the reply's first answer, read by consume()
         self._received = True
         self._lost = False
         self._changed = (0, 0)
         self.killer: Callable[[], None] | None = None
 
     def send(self, sql: str) -> None:
-        from MySQLdb import _mysql
-
         try:
-            self.conn.send_query(sql.encode("utf-8", "surrogateescape"))
-        except _mysql.MySQLError as exc:
+            self.wire.send(sql.encode("utf-8", "surrogateescape"))
+        except ConnectionError as exc:
             self._lost = True
-            raise WireError(_failure(exc).message) from None
+            raise WireError(str(exc)) from None
         self._received = False
 
     def busy(self) -> bool:
         return not self._received
 
     def readable(self, timeout: float | None) -> bool:
-        ready, _, _ = select.select([self.conn.fileno()], [], [], timeout)
+        if self.wire.pending():
+            return True
+        ready, _, _ = select.select([self.wire.fd], [], [], timeout)
         return bool(ready)
 
     def consume(self) -> None:
-        """Read the reply if it has started to arrive; never wait for one."""
-        from MySQLdb import _mysql
-
+        """Read the reply's first answer if it has started to arrive; never wait for one."""
         if self._received or not self.readable(0):
             return
-        try:
-            self.conn.read_query_result()
-        except _mysql.MySQLError as exc:
-            self._pending = self._noted(_failure(exc))
+        self._first = self._read()
         self._received = True
 
-    def _table(self) -> Table | None:
-        stored = self.conn.store_result()
-        if stored is None:
-            self._changed = (max(int(self.conn.affected_rows()), 0), int(self.conn.insert_id()))
+    def _read(self) -> Answer | None:
+        """The next answer; None: the connection is gone."""
+        try:
+            return self.wire.read()  # type: ignore[no-any-return]
+        except ConnectionError:
+            self._lost = True
             return None
-        columns = tuple(_text(field[0]) for field in stored.describe())
-        rows = tuple(
-            tuple(None if value is None else _text(value) for value in row)
-            for row in stored.fetch_row(maxrows=0)
-        )
-        return Table(columns, rows)
 
     def results(self) -> Iterator[Result]:
-        from MySQLdb import _mysql
-
         if not self._received:
             self.readable(None)  # wait: the caller wants the results
             self.consume()
-        if self._pending is not None:
-            failure, self._pending = self._pending, None
-            yield failure
-            return
+        answer, self._first = self._first, None
         while True:
-            try:  # rows are read here: an error can come after the columns (a deadlock)
-                table = self._table()
-            except _mysql.MySQLError as exc:
-                yield self._noted(_failure(exc))
+            if answer is None:
+                yield Failure("ERROR", GONE, None, "2013")  # CR_SERVER_LOST, as a client says it
                 return
-            if table is not None:
-                yield table
-            try:
-                if self.conn.next_result() != 0:
-                    return
-            except _mysql.MySQLError as exc:
-                yield self._noted(_failure(exc))
+            if answer[0] == ERR:
+                yield self._noted(_failure(answer))
+                return  # the server runs nothing of a query after an error
+            if answer[0] == ROWS:
+                columns = tuple(_text(name) for name in answer[1])
+                rows = tuple(tuple(None if v is None else _text(v) for v in row)
+                             for row in answer[2])  # fmt: skip
+                yield Table(columns, rows)
+            else:
+                self._changed = (answer[1], answer[2])
+            if not answer[3] & MORE_RESULTS:
                 return
+            answer = self._read()
 
     def _noted(self, failure: Failure) -> Failure:
         from redpacket.engines.mysql import LOST
@@ -131,7 +115,7 @@ class MySQLSession:
         return self._changed
 
     def lost(self) -> bool:
-        return self._lost or not self.conn.open
+        return self._lost
 
     def notifications(self) -> list[Notification]:
         return []
@@ -152,12 +136,15 @@ class MySQLSession:
     def cancel(self) -> bool:
         if self.killer is None:
             return False
-        self.killer()  # KILL QUERY from the observer: the client API has no cancel
+        self.killer()  # KILL QUERY from the observer: the protocol has no cancel
         return True
 
     def close(self) -> None:
         if self.conn.open:
-            self.conn.close()
+            try:
+                self.conn.close()
+            except Exception:
+                self.conn._force_close()
 
 
 class MySQLSpecServer:

@@ -33,6 +33,7 @@ class PostgreSQL:
     label = "PostgreSQL"
     schemes: tuple[str, ...] = ("postgresql", "postgres")
     driver = "postgresql+psycopg"
+    drivers: tuple[str, ...] = ("postgresql+psycopg",)
     faults = FaultCodes(
         lock_timeout=("55P03",), statement_timeout=("57014",), deadlock=("40P01",),
         serialization=("40001",),

@@ -1,8 +1,8 @@
-"""The fast engine on MySQL/MariaDB: mysqlclient connections in one event loop per process.
+"""The fast engine on MySQL/MariaDB: connections on the lab's wire in one event loop per process.
 
-MySQL's protocol has no pipeline and mysqlclient no non-blocking reads, but it can
-send a query without waiting (``send_query``), and once the socket is readable the
-answer to one statement is there to read (``read_query_result``). So each worker
+MySQL's protocol has no pipeline, but a query can be sent without waiting, and once
+the socket is readable the answer to one statement is there to read
+(``engines.mysql_wire``, on the socket PyMySQL connected and authenticated). So each worker
 has exactly one statement in flight, and one thread serves them all, as pgbench
 and mysqlslap do: no thread per worker waking for the GIL after every round trip
 (measured: 0.45 of mysqlslap at 32 clients with threads).
@@ -22,21 +22,24 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from redpacket.engines import engine_named
+from redpacket.engines.mysql import ENGINE as MYSQL
+from redpacket.engines.mysql import connect_options
+from redpacket.engines.mysql_drivers import literal, protocol_connect
+from redpacket.engines.mysql_wire import open_wire
 from redpacket.stress.event_loop import EventLoop
 from redpacket.stress.mysql_worker import MySQLWorker
 from redpacket.stress.plan import StressPlan
 
 
 class MySQLLoop(EventLoop):
-    """Runs one process's share of a stress plan over mysqlclient connections."""
+    """Runs one process's share of a stress plan over connections on the lab's MySQL wire."""
 
     def __init__(
         self, plan: StressPlan, url: str, workers: int, attempts: int | None, seed: int,
         first_worker: int = 0,
     ) -> None:  # fmt: skip
         super().__init__(plan, attempts, seed)
-        self.database = engine_named("mysql")
+        self.database = MYSQL  # its own engine, not just any: error_numbered is InnoDB's
         self.url = make_url(url)
         self.strategy = plan.strategy.for_engine(self.database.name, self.database.label)
         once, _begin = self.database.session_level(plan.isolation)
@@ -55,13 +58,12 @@ class MySQLLoop(EventLoop):
     def reconnect(self, worker: MySQLWorker, initial: bool = False) -> bool:
         conn = None
         try:
-            conn = self.database.connect(self.url, application="redpacket-stress")
+            conn, fd, deprecate_eof = protocol_connect(connect_options(self.url))
             cursor = conn.cursor()
             for setting in self.settings:
                 cursor.execute(setting)
             cursor.close()
             conn.autocommit(False)
-            fd = conn.fileno()
         except Exception as exc:
             error = self.database.error_of(exc)
             if error is None and not isinstance(exc, OSError):
@@ -73,9 +75,10 @@ class MySQLLoop(EventLoop):
             self.connection_failed(worker, message.strip() or "failed", initial)
             return False
         worker.conn = conn
+        worker.wire = open_wire(fd, deprecate_eof)
         worker.fd = fd
         worker.literals = {
-            name: conn.literal(value) for name, value in self.base_context.items()
+            name: literal(conn, value) for name, value in self.base_context.items()
         }  # values escaped as this connection's character set wants, once
         self.connected(worker, initial)
         return True

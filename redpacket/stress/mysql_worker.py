@@ -1,4 +1,4 @@
-"""One worker of the MySQL loop: a mysqlclient connection, one statement in flight.
+"""One worker of the MySQL loop: a connection on the lab's wire, one statement in flight.
 
 A small state machine, as the PostgreSQL loop's ``worker``: it sends a step, reads
 its answer into the strategy's ``Walk`` once the loop says the socket is readable,
@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Final
 
-from redpacket.engines.mysql import bind, read_rows
+from redpacket.engines.mysql import bind, rows_answered
+from redpacket.engines.mysql_wire import ERR
 from redpacket.strategies import Ending, Step, Walk
 from redpacket.stress.event_loop import LoopWorker
 from redpacket.stress.statements import StatementRefused
@@ -35,7 +36,8 @@ class MySQLWorker(LoopWorker):
         self.engine = engine
         self.database = engine.database
         self.strategy = engine.strategy
-        self.conn: Any = None
+        self.conn: Any = None  # the driver's connection: it connected, and it closes
+        self.wire: Any = None  # what sends and reads on its socket (mysql_wire)
         self.literals: dict[str, bytes] = {}
         self.order_index = 0
         self.walk: Walk | None = None
@@ -75,14 +77,15 @@ class MySQLWorker(LoopWorker):
             self.engine.disconnect(self)
             return
         try:
-            conn.read_query_result()
-            rows = read_rows(conn)
-        except Exception as exc:
-            error = self.database.error_of(exc)
-            if error is None:
-                raise
+            answer = self.wire.read(True)
+        except ConnectionError:
+            self._failed(kind, "08006", lost=True)
+            return
+        if answer[0] == ERR:
+            error = self.database.error_numbered(answer[1], answer[3])
             self._failed(kind, error.code, error.lost)
             return
+        rows = rows_answered(answer)
         if kind == STEP:
             self._step_done(rows)
         elif kind == COMMIT:
@@ -94,10 +97,10 @@ class MySQLWorker(LoopWorker):
             self._next_afterwards()
 
     def writable(self) -> None:
-        """Never asked for: ``send_query`` writes a whole (small) query before it returns."""
+        """Never asked for: ``send`` writes a whole (small) query before it returns."""
 
     def close(self) -> bool:
-        conn, self.conn = self.conn, None
+        conn, self.conn, self.wire = self.conn, None, None
         if conn is None:
             return False
         with contextlib.suppress(Exception):
@@ -124,12 +127,9 @@ class MySQLWorker(LoopWorker):
 
     def _send(self, kind: int, query: bytes) -> None:
         try:
-            self.conn.send_query(query)
-        except Exception as exc:
-            error = self.database.error_of(exc)
-            if error is None:
-                raise
-            self._failed(kind, error.code, lost=True)
+            self.wire.send(query)
+        except ConnectionError:
+            self._failed(kind, "08006", lost=True)
             return
         self.in_flight = kind
 

@@ -5,7 +5,10 @@ races the functions a test gives it on a SQLAlchemy engine: ``redpacket_engine``
 which a project overrides in its conftest to give the engine its code uses, or by
 default an engine on ``--redpacket-url`` (or ``REDPACKET_URL``), else on a database
 the lab owns (``redpacket_lab_race``) on the lab's server (``REDPACKET_DATABASE_URL``
-or ``REDPACKET_BACKEND``, as for the command line). When a test using ``race``
+or ``REDPACKET_BACKEND``, as for the command line). A URL that names no database
+(``mysql://root@127.0.0.1:3306/``, the README's own form) names a server: the race
+then runs in the lab's own database there, as the command line would, created if
+missing and dropped at the end only if this session created it. When a test using ``race``
 fails, its report shows the timeline of the last race, in the user's own SQL.
 
 Every pytest run in an environment with redpacket installed loads this module, so
@@ -27,6 +30,11 @@ if TYPE_CHECKING:
     from redpacket.race.api import Race
 
 
+# A pool that keeps as many connections as the hammer has workers by default: they are
+# opened and warmed before its first round, so no worker spends a round connecting.
+POOL: dict[str, Any] = {"pool_size": 16, "max_overflow": 16, "pool_pre_ping": True}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("redpacket", "race your own code (redpacket)")
     group.addoption(
@@ -45,7 +53,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def redpacket_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """The engine races watch: override it with the engine your code uses."""
     from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
 
     from redpacket.database.urls import parse_url
     from redpacket.errors import LabError
@@ -54,29 +61,38 @@ def redpacket_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     try:
         if raw:
             url = parse_url(str(raw))
-            url_args = url
-            engine = create_engine(url_args, poolclass=NullPool)
+            if not url.database:
+                yield from _labs_own_engine("url", str(raw))
+                return
+            engine = create_engine(url, **POOL)
             yield engine
             engine.dispose()
             return
-        yield from _labs_own_engine()
+        backend = os.environ.get("REDPACKET_BACKEND", "auto")
+        yield from _labs_own_engine(backend, os.environ.get("REDPACKET_DATABASE_URL") or None)
     except LabError as exc:
         pytest.fail(f"redpacket: {exc.message}", pytrace=False)
 
 
-def _labs_own_engine() -> Iterator[Engine]:
+def _labs_own_engine(backend: str, url: str | None) -> Iterator[Engine]:
+    """An engine on the lab's race database on that server; dropped at the end only if
+    it was created here (a database the lab made in an earlier run stays, as the CLI's)."""
     from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
 
+    from redpacket.database import ownership
     from redpacket.database.backends import open_server
     from redpacket.database.lab import Lab
 
-    backend = os.environ.get("REDPACKET_BACKEND", "auto")
-    with open_server(backend, os.environ.get("REDPACKET_DATABASE_URL") or None) as server:
+    with open_server(backend, url) as server:
         lab = Lab(server, os.environ.get("REDPACKET_LAB_DATABASE") or "redpacket_lab")
-        engine = create_engine(lab.own_database_url(lab.race_database), poolclass=NullPool)
-        yield engine
-        engine.dispose()
+        created = ownership.ensure_database(lab, lab.race_database)
+        engine = create_engine(server.url.set(database=lab.race_database), **POOL)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+            if created:
+                ownership.drop_database(lab, lab.race_database)
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from redpacket.database import ownership
+from redpacket.database.connect import connect
 from redpacket.database.lab import Lab
+from redpacket.database.urls import plain_url
 from redpacket.race.explore import as_schedule
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "shop"
@@ -74,7 +76,8 @@ def test_the_shipped_code_fails_every_race_test_with_its_timeline(
     assert "the shortest: T1:1,T2:end,T1:end" in out
     # the hammer: duplicates found by the user's check, outcomes counted
     assert "after the hammer: red packets per order" in out
-    assert "160 calls (16 workers x 10)" in out
+    assert "160 calls (16 workers x 10 rounds)" in out
+    assert "10 of 10 rounds overlapped" in out
 
 
 def test_the_fix_passes_every_schedule_and_the_hammer(
@@ -226,6 +229,43 @@ def test_without_a_url_the_race_runs_in_a_database_the_lab_owns(
     pytester.makepyfile(test_own=OWN)
     result = pytester.runpytest_subprocess("-p", "no:xdist")
     result.assert_outcomes(passed=1)
+
+
+OWN_ON_MYSQL = """
+import os
+from sqlalchemy import text
+
+def test_on_the_labs_own_database_there(race):
+    with race.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE claims (k int, who int)"))
+    def claim(who):
+        def call():
+            with race.engine.begin() as conn:
+                if conn.execute(text("SELECT 1 FROM claims WHERE k = 1")).first() is None:
+                    conn.execute(text("INSERT INTO claims VALUES (1, :w)"), {"w": who})
+            with race.engine.connect() as conn:
+                return conn.execute(text("SELECT DATABASE()")).scalar()
+        return call
+    result = race.interleave(claim(1), claim(2), schedule="T1:1,T2:1,T1:end,T2:end")
+    assert result[0] == result[1] == os.environ["REDPACKET_LAB_DATABASE"] + "_race"
+    with race.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM claims")).scalar() == 2
+"""
+
+
+def test_a_mysql_url_without_a_database_races_in_one_the_lab_owns_there(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mysql_lab: Lab
+) -> None:
+    """The README's own form, mysql://root@127.0.0.1:3306/: the lab's race database on that
+    server, created for the session and dropped after it (the lab created it)."""
+    server = mysql_lab.server.url.set(database=None)
+    monkeypatch.setenv("REDPACKET_URL", plain_url(server))
+    monkeypatch.setenv("REDPACKET_LAB_DATABASE", mysql_lab.name)
+    pytester.makepyfile(test_own_mysql=OWN_ON_MYSQL)
+    result = pytester.runpytest_subprocess("-p", "no:xdist")
+    result.assert_outcomes(passed=1)
+    with connect(mysql_lab.maintenance_url, autocommit=True) as conn:
+        assert mysql_lab.engine.mark_of(conn, mysql_lab.race_database) is False
 
 
 ENDINGS = """

@@ -88,15 +88,23 @@ class Race:
         return found
 
     def _hammer(
-        self, fn: Callable[[], Any], *, workers: int = 16, times: int = 100,
-        check: Callable[[], Any] | None = None, engine: Engine | None = None,
+        self, fn: Callable[[], Any], *, workers: int, times: int,
+        check: Callable[[], Any] | None, reset: Callable[[], Any] | None,
+        engine: Engine | None,
     ) -> Hammered:  # fmt: skip
-        found = hammer(engine or self.engine, fn, workers=workers, times=times,
-                       timeout=max(60.0, self.step_timeout * 10))  # fmt: skip
-        self.notes = [found.summary()]
-        if check is not None:
-            from redpacket.race.explore import verdict
+        from redpacket.race.explore import verdict
 
+        judged = None if check is None else (lambda: verdict(check))
+        found = hammer(engine or self.engine, fn, workers=workers, times=times, reset=reset,
+                       check=judged, timeout=max(60.0, self.step_timeout * 10))  # fmt: skip
+        self.notes = [found.summary()]
+        if found.broken_rounds:
+            rounds = ", ".join(map(str, found.broken_rounds[:10]))
+            raise AssertionError(
+                f"after round {rounds} of the hammer ({len(found.broken_rounds)} of"
+                f" {times}): {found.first_problem}\n{found.summary()}"
+            )
+        if check is not None and reset is None:
             problem = verdict(check)
             if problem is not None:
                 raise AssertionError(f"after the hammer: {problem}\n{found.summary()}")
@@ -129,11 +137,15 @@ class Race:
 
     def hammer(
         self, fn: Callable[[], Any], *, workers: int = 16, times: int = 100,
-        check: Callable[[], Any] | None = None, engine: Engine | None = None,
+        check: Callable[[], Any] | None = None, reset: Callable[[], Any] | None = None,
+        engine: Engine | None = None,
     ) -> Hammered:  # fmt: skip
-        """``workers`` threads released at once, ``times`` calls each, then ``check``."""
+        """``times`` rounds of ``workers`` calls released together at a barrier; ``check``
+        after every round when ``reset`` runs between them, else after the last."""
         try:
-            return self._hammer(fn, workers=workers, times=times, check=check, engine=engine)
+            return self._hammer(
+                fn, workers=workers, times=times, check=check, reset=reset, engine=engine
+            )
         except LabError as error:
             problem = error
         self.on_misuse(problem)  # outside the handler: the report shows one line, no chain

@@ -8,7 +8,8 @@ from shop.models import Session
 
 
 def make_engine(url: str) -> Engine:
-    return create_engine(url, isolation_level="REPEATABLE READ")
+    # a pool sized for the service's sixteen request threads, as a service sizes it
+    return create_engine(url, isolation_level="REPEATABLE READ", pool_size=16)
 
 
 def configure(engine: Engine) -> None:

@@ -1,6 +1,7 @@
 """The command line: parse, call the core, render. Nothing else lives here.
 
-Each command module registers its commands on the group in ``app``; ``main``
+Each command module registers its commands on the group in ``app`` when the group
+loads it, which it does only for the command that runs (``lazy``); ``main``
 turns the lab's user errors into one line on stderr and exit status 2.
 """
 
@@ -10,16 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from redpacket.cli import (  # noqa: F401  (modules register their commands)
-    demo,
-    grant_commands,
-    interleave_commands,
-    lab_commands,
-    spec_commands,
-    strategy_commands,
-    stress_commands,
-)
-from redpacket.cli.app import cli
+from redpacket.cli.app import cli  # its commands load when they run (cli.lazy)
 from redpacket.errors import LabError
 
 PROG = "redpacket"

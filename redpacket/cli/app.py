@@ -10,18 +10,22 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from redpacket.database.backends import BACKENDS, open_server
-from redpacket.database.lab import DEFAULT_LAB_DATABASE, Lab
+from redpacket.cli.lazy import LazyGroup
+from redpacket.database.names import BACKENDS, DEFAULT_LAB_DATABASE
 from redpacket.errors import LabError
 from redpacket.interleave.schedule import looks_explicit
 from redpacket.isolation import ISOLATION_NAMES, Isolation, Levels
 from redpacket.strategies import STRATEGY_NAMES, Strategy, get_strategy
+
+if TYPE_CHECKING:  # loaded by the commands that print or connect, not by --help
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from redpacket.database.lab import Lab
 
 
 @dataclasses.dataclass
@@ -43,6 +47,9 @@ class Options:
 
 @contextlib.contextmanager
 def open_lab(options: Options) -> Iterator[Lab]:
+    from redpacket.database.backends import open_server
+    from redpacket.database.lab import Lab
+
     with open_server(options.backend, options.database_url) as server:
         lab = Lab(server, options.lab_database)
         try:
@@ -54,6 +61,9 @@ def open_lab(options: Options) -> Iterator[Lab]:
 @contextlib.contextmanager
 def open_labs(options: Options) -> Iterator[list[Lab]]:
     """One lab per --database-url (or the backend's one server), side by side."""
+    from redpacket.database.backends import open_server
+    from redpacket.database.lab import Lab
+
     with contextlib.ExitStack() as stack:
         urls: list[str | None] = list(options.database_urls) or [None]
         labs = [
@@ -69,6 +79,8 @@ def open_labs(options: Options) -> Iterator[list[Lab]]:
 
 def console(record: bool = False) -> Console:
     """Rich console for results; piped output gets a width that fits the tables."""
+    from rich.console import Console
+
     width = None if sys.stdout.isatty() else 132
     return Console(highlight=False, width=width, record=record)
 
@@ -122,8 +134,42 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+class _NoBar:
+    """What a progress bar does where no person watches: nothing, and Rich stays unloaded."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, **fields: Any) -> int:
+        return 0
+
+    def update(self, task: int, **fields: Any) -> None:
+        return None
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        return None
+
+    def reset(self, task: int, **fields: Any) -> None:
+        return None
+
+
 def progress_bar() -> Progress:
     """A progress bar on stderr, shown only to a person at a terminal."""
+    if not sys.stderr.isatty():
+        # the part of Progress the commands use
+        return _NoBar()  # type: ignore[return-value]
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -233,7 +279,7 @@ settings_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database-url",
     "database_urls",

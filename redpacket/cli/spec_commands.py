@@ -23,7 +23,6 @@ from redpacket.cli.app import (
     progress_bar,
     split_names,
 )
-from redpacket.cli.show import Show
 from redpacket.errors import LabError
 from redpacket.isolation import ISOLATION_NAMES
 from redpacket.specs import output
@@ -125,6 +124,8 @@ def spec(
     if as_json:
         print_json([run.to_json() for run in runs] if len(runs) > 1 else runs[0].to_json())
     elif html_path is not None:
+        from redpacket.cli.show import Show
+
         show = Show(console(), "redpacket spec", html_path)
         for run in runs:
             show.spec_run(run)
@@ -202,6 +203,8 @@ def anomalies(
     if as_json:
         print_json([cell.to_json() for cell in cells])
         return
+    from redpacket.cli.show import Show
+
     show = Show(console(), "redpacket anomalies", html_path)
     show.anomalies(cells)
     show.save()

@@ -21,11 +21,11 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from redpacket.database.names import BACKENDS
 from redpacket.database.urls import engine_of, mask, parse_url
 from redpacket.engines import Engine
 from redpacket.errors import LabError
 
-BACKENDS = ("auto", "url", "embedded", "docker", "mysql-local", "mysql-docker")
 DOCKER_IMAGE = "postgres:16-alpine"
 DOCKER_PING_TIMEOUT_S = 3
 

@@ -13,7 +13,6 @@ they are two databases. Either way ``url(schema)`` lands a connection in one.
 
 from __future__ import annotations
 
-import enum
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,31 +24,11 @@ from sqlalchemy.pool import NullPool
 from redpacket.database import ownership
 from redpacket.database.backends import Server
 from redpacket.database.connect import connect
+from redpacket.database.names import DEFAULT_LAB_DATABASE, Schema
+
+__all__ = ["DEFAULT_LAB_DATABASE", "Lab", "Schema"]
 from redpacket.engines import Engine as DatabaseEngine
 from redpacket.errors import LabError
-
-DEFAULT_LAB_DATABASE = "redpacket_lab"
-
-
-class Schema(enum.Enum):
-    """A schema of the lab database and the Alembic revision it is kept at."""
-
-    UNCONSTRAINED = "unconstrained"
-    CONSTRAINED = "constrained"
-
-    @property
-    def target_revision(self) -> str:
-        return "0001" if self is Schema.UNCONSTRAINED else "head"
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        base = ("red_packets", "orders")
-        return (*base, "red_packet_duplicates") if self is Schema.CONSTRAINED else base
-
-    @classmethod
-    def for_revision(cls, revision: str) -> Schema:
-        """The schema a strategy needing ``revision`` runs on."""
-        return cls.UNCONSTRAINED if revision == "0001" else cls.CONSTRAINED
 
 
 @dataclass

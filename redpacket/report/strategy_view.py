@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
-
-from redpacket.database.lab import Schema
+from redpacket.database.names import Schema
 from redpacket.isolation import Isolation
 from redpacket.strategies import Race, Strategy
+
+if TYPE_CHECKING:  # ``strategies --json`` prints no table: Rich loads for the tables only
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
 
 RACE_STYLE = {
     Race.CORRECT: "green",
@@ -38,6 +38,8 @@ def strategy_data(strategy: Strategy) -> dict[str, Any]:
 
 
 def _verdict(strategy: Strategy, level: Isolation) -> Text:
+    from rich.text import Text
+
     expected = strategy.verdicts[level]
     text = Text(expected.race.value, style=RACE_STYLE[expected.race])
     if expected.note:
@@ -49,6 +51,8 @@ RACE_CAPTION = "what two racing grants for one order end with, per isolation lev
 
 
 def strategies_table(strategies: Sequence[Strategy], caption: str = RACE_CAPTION) -> Table:
+    from rich.table import Table
+
     table = Table(title="grant strategies", caption=caption, show_lines=True)
     table.add_column("strategy", style="bold", no_wrap=True)
     table.add_column("what it does")
@@ -63,6 +67,10 @@ def strategies_table(strategies: Sequence[Strategy], caption: str = RACE_CAPTION
 
 
 def strategy_detail(strategy: Strategy) -> Group:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
     steps = Table(title=f"{strategy.name}: one transaction, step by step", show_lines=True)
     steps.add_column("#", justify="right")
     steps.add_column("step", style="bold", no_wrap=True)

@@ -16,14 +16,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redpacket.database.lab import Lab
 from redpacket.isolation import Isolation
 from redpacket.specs.catalog import ANOMALIES, Anomaly, Observed
 from redpacket.specs.events import Event, Failure, StepResult, StepWaiting
 from redpacket.specs.model import Spec
 from redpacket.specs.run import SpecRun, run_spec
+
+if TYPE_CHECKING:
+    from redpacket.database.lab import Lab
 
 RED_PACKET = "red packet"
 RED_PACKET_ANOMALY = "G2 (seed code: check, then insert)"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redpacket.database.lab import Lab
 from redpacket.errors import LabError
 from redpacket.specs import output
 from redpacket.specs.events import (
@@ -28,6 +27,9 @@ from redpacket.specs.events import (
 )
 from redpacket.specs.model import BlockerKind, Permutation, Spec
 from redpacket.specs.runner import Runner, SpecAborted
+
+if TYPE_CHECKING:
+    from redpacket.database.lab import Lab
 
 
 @dataclass

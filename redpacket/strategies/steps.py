@@ -10,16 +10,17 @@ returns rows (``RETURNING`` on writes), so "a row came back" is always defined.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
-
-from sqlalchemy import TextClause, text
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from typing import TYPE_CHECKING, Any
 
 from redpacket.errors import LabError
+
+if TYPE_CHECKING:
+    from sqlalchemy import TextClause
 from redpacket.isolation import Isolation
 
 
@@ -90,8 +91,17 @@ class Go:
 
 NEXT = Go()
 GRANT_PARAMETERS = frozenset({"order_id", "campaign_id", "amount"})  # what every step may use
-_PSYCOPG = PGDialect_psycopg()  # type: ignore[no-untyped-call]
-_NUMBERED = PGDialect_psycopg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+
+
+@functools.cache
+def _dialect(paramstyle: str) -> Any:
+    """SQLAlchemy's compiler for a step's placeholders, loaded when a step is first compiled:
+    listing or checking strategies needs no SQLAlchemy (``redpacket strategies``)."""
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    return PGDialect_psycopg(paramstyle=paramstyle)  # type: ignore[no-untyped-call]
+
+
 Then = End | Go
 
 
@@ -125,10 +135,14 @@ class Step:
 
     @cached_property
     def statement(self) -> TextClause:
+        from sqlalchemy import text
+
         return text(self.sql)
 
     @cached_property
     def afterwards_statement(self) -> TextClause | None:
+        from sqlalchemy import text
+
         return text(self.afterwards) if self.afterwards else None
 
     @property
@@ -148,19 +162,19 @@ class Step:
     @cached_property
     def numbered_sql(self) -> tuple[str, tuple[str, ...]]:
         """The statement with ``$1..$n`` placeholders (libpq's own form), and the names in order."""
-        compiled = self.statement.compile(dialect=_NUMBERED)
+        compiled = self.statement.compile(dialect=_dialect("numeric_dollar"))
         return compiled.string, tuple(compiled.positiontup or ())
 
     @cached_property
     def pyformat_sql(self) -> str:
         """The statement as DB-API drivers take it (``%(name)s``: psycopg, mysqlclient)."""
-        return self.statement.compile(dialect=_PSYCOPG).string
+        return self.statement.compile(dialect=_dialect("pyformat")).string
 
     @cached_property
     def pyformat_afterwards(self) -> str | None:
         if self.afterwards_statement is None:
             return None
-        return self.afterwards_statement.compile(dialect=_PSYCOPG).string
+        return self.afterwards_statement.compile(dialect=_dialect("pyformat")).string
 
     @cached_property
     def param_names(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from redpacket.database.backends import open_server
 from redpacket.database.lab import Lab
 from redpacket.database.mysql_servers import local_problem, mysql_problem
 from redpacket.doctor import diagnose
+from redpacket.errors import LabError
 from redpacket.interleave.matrix import cells, run_matrix
 from redpacket.interleave.run import run_one
 from redpacket.interleave.schedule import NAMED
@@ -50,27 +51,36 @@ MYSQL_LESSONS = [
     ("the seed service at repeatable read, InnoDB's default", "seed", RR, "t2-waits"),
     ("lock first at repeatable read: a fix on InnoDB", "lock_first", RR, "t2-waits"),
 ]  # fmt: skip
-ADD_MYSQL = (
-    "MySQL/MariaDB: not shown, no server to hand. Add one with --database-url"
-    " mysql://USER@HOST:PORT/ (a second --database-url beside PostgreSQL's), or install"
-    " mariadb-server for --backend mysql-local, or start Docker."
+ADD_MYSQL_HOW = (
+    "Add one with --database-url mysql://USER@HOST:PORT/ (a second --database-url beside"
+    " PostgreSQL's), or install mariadb-server for --backend mysql-local, or start Docker."
 )
+ADD_MYSQL = f"MySQL/MariaDB: not shown, no server to hand. {ADD_MYSQL_HOW}"
 
 
 @contextlib.contextmanager
-def _labs_for_the_demo(options: Options) -> Iterator[tuple[Lab, Lab | None]]:
-    """The main server's lab, and a MySQL-family one: given, private, or in Docker."""
+def _labs_for_the_demo(options: Options) -> Iterator[tuple[Lab, Lab | None, str]]:
+    """The main server's lab, and a MySQL-family one (given, private, or in Docker) or why
+    there is none: a MariaDB that will not start costs the demo its section, not its run."""
     with open_labs(options) as labs:
         mysql = next((lab for lab in labs if lab.engine.name == "mysql"), None)
         main = next((lab for lab in labs if lab is not mysql), labs[0])
-        if mysql is not None or mysql_problem() is not None or main.engine.name == "mysql":
-            yield main, mysql if mysql is not main else None
+        if mysql is not None or main.engine.name == "mysql":
+            yield main, mysql if mysql is not main else None, ""
+            return
+        if mysql_problem() is not None:
+            yield main, None, ADD_MYSQL
             return
         backend = "mysql-local" if local_problem() is None else "mysql-docker"
-        with open_server(backend) as server:
+        with contextlib.ExitStack() as stack:
+            try:
+                server = stack.enter_context(open_server(backend))
+            except LabError as exc:
+                yield main, None, f"MySQL/MariaDB: not shown, {exc.message}. {ADD_MYSQL_HOW}"
+                return
             side = Lab(server, options.lab_database)
             try:
-                yield main, side
+                yield main, side, ""
             finally:
                 side.close()
 
@@ -83,7 +93,7 @@ def demo(options: Options, html_path: Path | None) -> None:
     show = Show(console(), "redpacket demo: the duplicate red packet", html_path)
     if html_path is not None:
         show.check_writable()
-    with _labs_for_the_demo(options) as (lab, mysql):
+    with _labs_for_the_demo(options) as (lab, mysql, why_no_mysql):
         migration.prepare(lab)
         show.paragraph(INTRO)
         show.legend()
@@ -98,7 +108,7 @@ def demo(options: Options, html_path: Path | None) -> None:
                 show.heading(f"{number}. The same code on {mysql.engine.label}: {what}")
                 show.explained(run_one(mysql, STRATEGIES[name], level, schedule, 0))
         else:
-            show.paragraph(ADD_MYSQL, style="dim")
+            show.paragraph(why_no_mysql, style="dim")
         show.heading("Every strategy at every level" + (", on both engines" if mysql else ""))
         show.paragraph(
             "Schedules t2-first-read (" + NAMED["t2-first-read"][1] + ") and t2-waits.",

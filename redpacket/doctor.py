@@ -30,7 +30,9 @@ class DoctorReport:
     lab_database_exists: bool
     schemas: tuple[SchemaStatus, ...]
     stress_loop: str  # compiled (mypyc) or pure Python: stress figures depend on it
-    stress_wire: str  # the loop's PostgreSQL wire: libpq C wire or psycopg's (stress.pipes)
+    stress_wire: str  # the loop's wire for this engine: C or its Python twin (figures differ)
+    driver: str  # what the service and the lab's connections speak through
+    faster_driver: str  # what installing another driver would gain ("" when none would)
 
     @property
     def migrated(self) -> bool:
@@ -39,10 +41,10 @@ class DoctorReport:
 
 def diagnose(lab: Lab) -> DoctorReport:
     from redpacket.stress.fast import loop_build  # the stress modules load only when asked
-    from redpacket.stress.pipes import pipe_build
 
     with connect(lab.maintenance_url, autocommit=True) as conn:
         version, default_isolation = lab.engine.describe_server(conn)
+    driver, wire, advice = lab.engine.client()
     exists = lab.exists()
     schemas: tuple[SchemaStatus, ...] = ()
     if exists:
@@ -60,5 +62,7 @@ def diagnose(lab: Lab) -> DoctorReport:
         lab_database_exists=exists,
         schemas=schemas,
         stress_loop=loop_build(),
-        stress_wire=pipe_build(),
+        stress_wire=wire,
+        driver=driver,
+        faster_driver=advice,
     )

@@ -9,6 +9,7 @@ tables, and the hot stress run reproduces the bug.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 import time
@@ -25,6 +26,7 @@ from redpacket.database.backends import Server
 from redpacket.database.connect import connect
 from redpacket.database.lab import Lab, Schema
 from redpacket.database.urls import plain_url
+from redpacket.engines.mysql_wire import _c_wire
 from redpacket.interleave.explain import explain
 from redpacket.interleave.schedule import parse_schedule
 from redpacket.interleave.scheduler import Scheduler
@@ -471,6 +473,11 @@ def test_every_command_takes_a_mysql_url(
         return out
 
     assert "MariaDB" in run("doctor") or "MySQL" in run("doctor")
+    doctor = json.loads(run("doctor", "--json"))
+    mysqlclient = importlib.util.find_spec("MySQLdb") is not None
+    assert doctor["driver"] == ("mysqlclient" if mysqlclient else "PyMySQL")
+    assert doctor["stress_wire"] == ("MySQL C wire" if _c_wire() else "MySQL Python wire")
+    assert ("halve the service's client CPU" in doctor["faster_driver"]) is not mysqlclient
     assert "at revision 0002" in run("migrate")
     assert "10 orders loaded" in run("reset", "--orders", "10")
     assert "lock_check" in run("strategies")

@@ -206,6 +206,19 @@ class MySQL:
         finally:
             cursor.close()
 
+    def client(self) -> tuple[str, str, str]:
+        """The driver of the service and the lab's connections, the stress loop's wire, and
+        what installing mysqlclient would change (only the service's speed)."""
+        driver = mysql_drivers.chosen()
+        advice = (
+            "mysqlclient (pip install 'redpacket[mysql-fast]', needs libmariadb-dev and"
+            " pkg-config) would about halve the service's client CPU per transaction; the"
+            " stress loop and spec sessions use the lab's wire either way"
+            if driver is mysql_drivers.PYMYSQL
+            else ""
+        )
+        return driver.name, mysql_wire.wire_build(), advice
+
     def session_id(self, conn: Any) -> int:
         return int(conn.thread_id())
 

@@ -162,6 +162,14 @@ class PostgreSQL:
         cursor = conn.execute(statement, params)
         return rows_of(cursor)
 
+    def client(self) -> tuple[str, str, str]:
+        """psycopg for everything; the stress loop's wire is libpq's C one where it built."""
+        import psycopg
+
+        from redpacket.stress.pipes import pipe_build
+
+        return f"psycopg {psycopg.__version__}", pipe_build(), ""
+
     def session_id(self, conn: Any) -> int:
         return int(conn.info.backend_pid)
 

@@ -28,7 +28,10 @@ def doctor_rows(report: DoctorReport) -> list[tuple[str, str]]:
         )
     rows.append(("ready", "yes" if report.migrated else "no: run `redpacket migrate`"))
     rows.append(("stress loop", report.stress_loop))
-    rows.append(("stress wire (PostgreSQL)", report.stress_wire))
+    rows.append(("stress wire", report.stress_wire))
+    rows.append(("driver", report.driver))
+    if report.faster_driver:
+        rows.append(("faster driver", report.faster_driver))
     return rows
 
 

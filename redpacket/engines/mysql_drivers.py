@@ -21,19 +21,21 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+CLIENT_MULTI_STATEMENTS = 1 << 16  # one query may hold several statements (a spec's step)
+CLIENT_DEPRECATE_EOF = 1 << 24  # no EOF packets: an OK packet ends a result set
+
 
 @dataclass(frozen=True)
 class Driver:
     name: str  # what pip installs
     module: str  # what Python imports
     sqlalchemy: str  # SQLAlchemy's dialect+driver
-    multi_statements: int  # the CLIENT flag that lets one query hold several statements
 
     def imported(self) -> Any:
         return importlib.import_module(self.module)
 
     def connect(self, options: dict[str, Any], *, autocommit: bool, multi: bool) -> Any:
-        flags = self.multi_statements if multi else 0
+        flags = CLIENT_MULTI_STATEMENTS if multi else 0
         return self.imported().connect(**options, autocommit=autocommit, client_flag=flags)
 
     def error_class(self) -> type[BaseException]:
@@ -48,8 +50,8 @@ def literal(conn: Any, value: Any) -> bytes:
     return conn.literal(value)  # type: ignore[no-any-return]
 
 
-PYMYSQL = Driver("PyMySQL", "pymysql", "mysql+pymysql", 1 << 16)
-MYSQLCLIENT = Driver("mysqlclient", "MySQLdb", "mysql+mysqldb", 1 << 16)
+PYMYSQL = Driver("PyMySQL", "pymysql", "mysql+pymysql")
+MYSQLCLIENT = Driver("mysqlclient", "MySQLdb", "mysql+mysqldb")
 DRIVERS = (MYSQLCLIENT, PYMYSQL)  # the first importable one serves
 
 
@@ -66,8 +68,9 @@ def protocol_connect(options: dict[str, Any], *, multi: bool = False) -> tuple[A
     """A PyMySQL connection for the lab's own wire: (connection, its socket, whether the
     server leaves out the EOF packets). PyMySQL does the handshake and authentication
     (every plugin it knows); nothing is left unread on the socket once it returns."""
-    import pymysql
+    import pymysql  # always PyMySQL's socket: the wire knows how it negotiated
 
-    conn = pymysql.connect(**options, autocommit=True, client_flag=(1 << 16) if multi else 0)
-    deprecate_eof = bool(conn.client_flag & conn.server_capabilities & (1 << 24))
+    flags = CLIENT_MULTI_STATEMENTS if multi else 0
+    conn = pymysql.connect(**options, autocommit=True, client_flag=flags)
+    deprecate_eof = bool(conn.client_flag & conn.server_capabilities & CLIENT_DEPRECATE_EOF)
     return conn, conn._sock.fileno(), deprecate_eof

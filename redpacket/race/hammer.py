@@ -169,21 +169,22 @@ def hammer(
 
     barrier = threading.Barrier(workers, action=between_rounds, timeout=timeout)
     gate = threading.Barrier(workers)
-    gating = [workers > 1]
+    gating = workers > 1
     mine = threading.local()
 
     def first_statement(*_args: Any) -> None:
         """Hold a round's first statement of each call until every call has one to send."""
         if getattr(mine, "waiting", False):
             mine.waiting = False
-            if gating[0]:
+            if gating:
                 with contextlib.suppress(threading.BrokenBarrierError):
                     gate.wait(GATE_S)
 
     def next_gate() -> None:
+        nonlocal gating
         if gate.broken:
-            gating[0] = False  # a call that sends nothing here, or one far slower
-        elif gating[0]:
+            gating = False  # a call that sends nothing here, or one far slower
+        elif gating:
             found.gated += 1
         gate.reset()
 

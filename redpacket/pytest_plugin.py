@@ -64,7 +64,7 @@ def redpacket_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
             if not url.database:
                 yield from _labs_own_engine("url", str(raw))
                 return
-            engine = create_engine(url, **POOL)
+            engine = create_engine(url.sqlalchemy(), **POOL)
             yield engine
             engine.dispose()
             return
@@ -86,7 +86,7 @@ def _labs_own_engine(backend: str, url: str | None) -> Iterator[Engine]:
     with open_server(backend, url) as server:
         lab = Lab(server, os.environ.get("REDPACKET_LAB_DATABASE") or "redpacket_lab")
         created = ownership.ensure_database(lab, lab.race_database)
-        engine = create_engine(server.url.set(database=lab.race_database), **POOL)
+        engine = create_engine(server.url.set(database=lab.race_database).sqlalchemy(), **POOL)
         try:
             yield engine
         finally:

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.stress]
 
 RUNS = """
 import json, sys
-from sqlalchemy.engine import make_url
+from redpacket.database.url import make_url
 import redpacket.stress.worker, redpacket.stress.event_loop, redpacket.stress.mysql_loop
 from redpacket.database.backends import open_server
 from redpacket.database.lab import Lab

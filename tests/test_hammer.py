@@ -24,7 +24,7 @@ from redpacket.race.hammer import hammer, overlapping
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     lab: Lab = request.getfixturevalue("lab" if request.param == "postgresql" else "mysql_lab")
     database = f"{lab.name}_hammer"
-    made = create_engine(lab.own_database_url(database))
+    made = create_engine(lab.own_database_url(database).sqlalchemy())
     with made.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS claims"))
         conn.execute(text("CREATE TABLE claims (k int, who int)"))

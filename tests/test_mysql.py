@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy.engine import URL
 
 from redpacket.cli import main
 from redpacket.database import migrate
 from redpacket.database.backends import Server
 from redpacket.database.connect import connect
 from redpacket.database.lab import Lab, Schema
+from redpacket.database.url import URL
 from redpacket.database.urls import plain_url
 from redpacket.engines.mysql_wire import _c_wire
 from redpacket.interleave.explain import explain

@@ -21,7 +21,7 @@ from redpacket.database.backends import Server
 from redpacket.database.connect import connect
 from redpacket.database.lab import Lab, Schema
 from redpacket.engines import mysql_wire
-from redpacket.engines.mysql import connect_options
+from redpacket.engines.mysql import bind, connect_options, template
 from redpacket.engines.mysql_drivers import protocol_connect
 from redpacket.engines.mysql_wire import ERR, MORE_RESULTS, OK, ROWS, PyWire
 
@@ -186,3 +186,26 @@ def test_a_killed_session_is_lost_not_an_answer(
     seen = both_agree(options, scenario)
     assert seen[-1] == "lost"
     assert all(s == (ERR, 1927) for s in seen[:-1])
+
+
+def test_values_bound_into_a_statement_reach_the_server_as_written(
+    session: tuple[Any, Any],
+) -> None:
+    """What the stress loop sends: a name twice, a literal ``%``, a quote, a backslash."""
+    conn, wire = session
+    sql = (
+        "SELECT %(word)s AS w, %(n)s + 1 AS n, %(word)s = %(again)s AS same,"
+        " 'a%%b' LIKE 'a%%' AS pct, %(amount)s AS amount"
+    )
+    query, names = template(sql)
+    assert names == ("word", "n", "word", "again", "amount")
+    params = {"word": "it's \\ 100%", "n": 41, "again": "it's \\ 100%", "amount": Decimal("8.88")}
+    bound = bind(conn, sql, params)
+    assert query.startswith(b"SELECT %s AS w, %s + 1 AS n")
+    assert bound == (
+        b"SELECT 'it\\'s \\\\ 100%' AS w, 41 + 1 AS n, 'it\\'s \\\\ 100%' = 'it\\'s \\\\ 100%'"
+        b" AS same, 'a%b' LIKE 'a%' AS pct, 8.88 AS amount"
+    )
+    ((kind, _names, rows, _status, _warnings),) = ask(wire, bound.decode(), typed=True)
+    assert kind == ROWS
+    assert rows == [("it's \\ 100%", 42, 1, 1, "8.88")]

@@ -368,3 +368,20 @@ def test_the_step_timeout_is_read_as_isolationtester_reads_it(
 
     monkeypatch.setenv("PGISOLATIONTIMEOUT", value)
     assert step_timeout() == seconds
+
+
+def test_an_identifier_is_isolationtesters_letters_digits_underscore_dollar_and_any_non_ascii() -> (
+    None
+):
+    """specscanner.l: [A-Za-z\\200-\\377_][A-Za-z\\200-\\377_0-9$]*, over UTF-8 bytes."""
+    from redpacket.specs import parser
+
+    samples = [chr(i) for i in range(0x100)] + [
+        chr(i) for i in (0x7FF, 0x800, 0xD7FF, 0xE000, 0xFFFD, 0xFFFF, 0x10000, 0x10FFFF)
+    ]
+    for ch in samples:
+        starts = (ch.isascii() and (ch.isalpha() or ch == "_")) or not ch.isascii()
+        goes_on = starts or (ch.isdigit() and ch.isascii()) or ch == "$"
+        assert bool(parser._IDENT_START.fullmatch(ch)) is starts, hex(ord(ch))
+        assert bool(parser._IDENT.fullmatch("a" + ch)) is goes_on, hex(ord(ch))
+        assert bool(parser._IDENT.fullmatch(ch)) is starts, hex(ord(ch))

@@ -15,7 +15,7 @@ import click
 
 # name -> (module in redpacket.cli, the command's short help, whole)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "anomalies": ("spec_commands", "Run the classic anomalies (Hermitage's) at every level:"
+    "anomalies": ("anomaly_commands", "Run the classic anomalies (Hermitage's) at every level:"
                   " possible, or prevented and how."),
     "compare": ("stress_commands", "Run strategies x levels x worker counts x workloads; table"
                 " and charts side by side."),

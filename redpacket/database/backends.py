@@ -19,9 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy.engine import URL
-
 from redpacket.database.names import BACKENDS
+from redpacket.database.url import URL
 from redpacket.database.urls import engine_of, mask, parse_url
 from redpacket.engines import Engine
 from redpacket.errors import LabError

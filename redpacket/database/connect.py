@@ -12,10 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import OperationalError as SAOperationalError
-
+from redpacket.database.url import URL
 from redpacket.database.urls import engine_of, mask, scrub
 from redpacket.engines.base import CONNECT_TIMEOUT_S
 from redpacket.errors import LabError
@@ -69,6 +66,9 @@ def first_line(message: str, url: URL) -> str:
 @contextlib.contextmanager
 def translate_connect_errors(url: URL) -> Iterator[None]:
     """Turn SQLAlchemy's wrapped connection failures into the same one-line LabError."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import OperationalError as SAOperationalError
+
     try:
         yield
     except DBAPIError as exc:

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
+from typing import TYPE_CHECKING, Any
 
 from redpacket.database import ownership
 from redpacket.database.backends import Server
 from redpacket.database.connect import connect
 from redpacket.database.names import DEFAULT_LAB_DATABASE, Schema
+from redpacket.database.url import URL
 
 __all__ = ["DEFAULT_LAB_DATABASE", "Lab", "Schema"]
 from redpacket.engines import Engine as DatabaseEngine
 from redpacket.errors import LabError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @dataclass
@@ -64,8 +64,13 @@ class Lab:
 
     def sqlalchemy(self, schema: Schema) -> Engine:
         if schema not in self._engines:
+            from sqlalchemy import create_engine
+            from sqlalchemy.pool import NullPool
+
             url, args = self.engine.sqlalchemy_args(self.url_of(schema))
-            self._engines[schema] = create_engine(url, poolclass=NullPool, connect_args=args)
+            self._engines[schema] = create_engine(
+                url.sqlalchemy(), poolclass=NullPool, connect_args=args
+            )
         return self._engines[schema]
 
     def close(self) -> None:

@@ -7,9 +7,7 @@ mask the password.
 
 from __future__ import annotations
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
+from redpacket.database.url import URL, make_url
 from redpacket.engines import SCHEMES, Engine
 from redpacket.errors import LabError
 
@@ -19,10 +17,10 @@ EXPECTED = (
 
 
 def parse_url(raw: str) -> URL:
-    """Turn a user's URL into SQLAlchemy's URL for the engine's driver, or say why not."""
+    """Turn a user's URL into the lab's URL for the engine's driver, or say why not."""
     try:
         url = make_url(raw.strip())
-    except (ArgumentError, ValueError):
+    except ValueError:
         raise LabError(f"malformed database URL; expected {EXPECTED}") from None
     scheme, _, driver = url.drivername.partition("+")
     engine = SCHEMES.get(scheme)
@@ -35,10 +33,6 @@ def parse_url(raw: str) -> URL:
         raise LabError(
             f"unsupported driver {driver!r}; use {scheme}:// (the lab brings its own driver)"
         )
-    try:
-        _ = url.port
-    except ValueError:
-        raise LabError("malformed database URL: the port is not a number") from None
     url = url.set(drivername=engine.driver)
     engine.check_url(url)
     return url
@@ -64,7 +58,7 @@ def mask(url: URL | str) -> str:
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except (ArgumentError, ValueError):
+        except ValueError:
             return "<unparseable URL>"
     return _plain(url).render_as_string(hide_password=True)
 

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy.engine import URL
-
+from redpacket.database.url import URL
 from redpacket.isolation import Isolation
 
 CONNECT_TIMEOUT_S = 5

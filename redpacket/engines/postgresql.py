@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import URL
 
+from redpacket.database.url import URL
 from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError, rows_of
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation

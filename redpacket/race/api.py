@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Engine
 
+from redpacket.database.url import from_sqlalchemy
 from redpacket.errors import LabError
 from redpacket.race.controller import Controller, RaceError, schedule_entries
 from redpacket.race.explore import Exploration, explore
@@ -42,7 +43,7 @@ class Race:
 
         if not self.engine.url.drivername.startswith("postgresql"):
             raise RaceError("psycopg_connect needs a PostgreSQL engine")
-        return connect(conninfo(self.engine.url, "redpacket race"), **kwargs)
+        return connect(conninfo(from_sqlalchemy(self.engine.url), "redpacket race"), **kwargs)
 
     def _interleave(
         self, *fns: Callable[[], Any], schedule: str = "t2-first-read", engine: Engine | None = None

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from redpacket.database.url import from_sqlalchemy
 from redpacket.database.urls import engine_of
 from redpacket.errors import LabError
 from redpacket.interleave.schedule import Entry, parse_schedule
@@ -72,7 +73,8 @@ class Controller:
             if not callable(fn):
                 raise RaceError(f"{fn!r} is not callable: pass the functions themselves")
         self.engine = engine
-        self.database = engine_of(engine.url)
+        self.url = from_sqlalchemy(engine.url)
+        self.database = engine_of(self.url)
         self.fns = list(fns)
         self.step_timeout = step_timeout
         self.events: list[RaceEvent] = []
@@ -180,7 +182,7 @@ class Controller:
     # -- a whole race ---------------------------------------------------------------------
 
     def run(self, entries: Sequence[Entry]) -> RaceResult:
-        observer = self.database.connect(self.engine.url, autocommit=True)
+        observer = self.database.connect(self.url, autocommit=True)
         calls = Calls(self.engine, self.database, self.fns)
         targets = [0.0] * len(self.fns)
         try:
@@ -226,7 +228,7 @@ class Controller:
         (then of the lowest-numbered call that can move); a call waiting for a lock
         cannot be chosen. Returns the race, the calls released in order, and at each
         point the calls that could have been."""
-        observer = self.database.connect(self.engine.url, autocommit=True)
+        observer = self.database.connect(self.url, autocommit=True)
         calls = Calls(self.engine, self.database, self.fns)
         executed: list[int] = []
         available: list[set[int]] = []

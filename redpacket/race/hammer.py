@@ -39,6 +39,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, QueuePool
 
+from redpacket.database.url import from_sqlalchemy
 from redpacket.database.urls import engine_of
 from redpacket.race.calls import describe
 from redpacket.race.controller import RaceError
@@ -134,7 +135,7 @@ def hammer(
         raise RaceError(f"reset={reset!r} is not callable: pass the function itself")
     if workers < 1 or times < 1:
         raise RaceError("hammer needs workers >= 1 and times >= 1")
-    database = engine_of(engine.url)
+    database = engine_of(from_sqlalchemy(engine.url))
     found = Hammered(workers, times)
     found.warmed = warm(engine, workers)
     lock = threading.Lock()

@@ -28,8 +28,14 @@ from redpacket.specs.model import (
 )
 
 KEYWORDS = frozenset({"notices", "permutation", "session", "setup", "step", "teardown"})
-_IDENT_START = re.compile(r"[A-Za-z\x80-\U0010ffff_]")
-_IDENT = re.compile(r"[A-Za-z\x80-\U0010ffff_][A-Za-z\x80-\U0010ffff_0-9$]*")
+# isolationtester's identifier: [A-Za-z\200-\377_][A-Za-z\200-\377_0-9$]* over bytes, so
+# any non-ASCII character. Written as the ASCII it excludes: the same sets (every code
+# point checked), but compiled in 0.2 ms instead of the 11 ms the range to U+10FFFF
+# costs, paid by every `redpacket spec` process.
+_IDENT_START = re.compile(r"[^\x00-\x40\x5b-\x5e\x60\x7b-\x7f]")
+_IDENT = re.compile(
+    r"[^\x00-\x40\x5b-\x5e\x60\x7b-\x7f][^\x00-\x23\x25-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]*"
+)
 _SPACE = " \t\r\f"
 _ENGINES_LINE = re.compile(r"#\s*redpacket:\s*engines?\s+(.*)", re.I)
 

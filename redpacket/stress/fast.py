@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from sqlalchemy.engine import make_url
-
+from redpacket.database.url import make_url
 from redpacket.errors import LabError
 from redpacket.stress.plan import StressPlan
 from redpacket.stress.tally import Tally

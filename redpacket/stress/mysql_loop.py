@@ -20,8 +20,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
+from redpacket.database.url import make_url
 from redpacket.engines.mysql import ENGINE as MYSQL
 from redpacket.engines.mysql import connect_options
 from redpacket.engines.mysql_drivers import literal, protocol_connect

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Final
 
-from redpacket.engines.mysql import bind, rows_answered
+from redpacket.engines.mysql import rows_answered, template
+from redpacket.engines.mysql_drivers import literal
 from redpacket.engines.mysql_wire import ERR
 from redpacket.strategies import Ending, Step, Walk
 from redpacket.stress.event_loop import LoopWorker
@@ -39,6 +40,7 @@ class MySQLWorker(LoopWorker):
         self.conn: Any = None  # the driver's connection: it connected, and it closes
         self.wire: Any = None  # what sends and reads on its socket (mysql_wire)
         self.literals: dict[str, bytes] = {}
+        self.templates: dict[str, tuple[bytes, tuple[str, ...]]] = {}
         self.order_index = 0
         self.walk: Walk | None = None
         self.reached: dict[int, Step] = {}  # steps run, for what they release afterwards
@@ -138,10 +140,28 @@ class MySQLWorker(LoopWorker):
         assert walk is not None
         step = walk.step
         self.reached[walk.index] = step
-        self._send(STEP, self._bound(step.pyformat_sql, step.param_names, walk.context))
+        self._send(STEP, self._bound(step.pyformat_sql, walk.context))
 
-    def _bound(self, sql: str, names: tuple[str, ...], context: dict[str, Any]) -> bytes:
-        return bind(self.conn, sql, {name: context[name] for name in names}, self.literals)
+    def _bound(self, sql: str, context: dict[str, Any]) -> bytes:
+        """The statement with the context's values in it, escaped as the driver escapes them
+        (integers, the common case, need no escaping; the run's fixed values were escaped
+        once, when the connection was made)."""
+        known = self.templates.get(sql)
+        if known is None:
+            known = self.templates[sql] = template(sql)
+        query, names = known
+        if not names:
+            return query
+        escaped = self.literals
+        values = []
+        for name in names:
+            value = context[name]
+            if type(value) is int:
+                values.append(b"%d" % value)
+            else:
+                fixed = escaped.get(name)
+                values.append(fixed if fixed is not None else literal(self.conn, value))
+        return query % tuple(values)
 
     def _step_done(self, rows: tuple[tuple[Any, ...], ...]) -> None:
         walk = self.walk
@@ -208,10 +228,9 @@ class MySQLWorker(LoopWorker):
         self.afterwards = []
         for step in self.reached.values():
             if step.pyformat_afterwards is not None:
-                names = step.param_names
                 for order_id in self.orders:
                     context = dict(self.engine.base_context, order_id=order_id)
-                    self.afterwards.append(self._bound(step.pyformat_afterwards, names, context))
+                    self.afterwards.append(self._bound(step.pyformat_afterwards, context))
         self._next_afterwards()
 
     def _next_afterwards(self) -> None:

@@ -33,6 +33,11 @@ RETRYABLE_SQLSTATES = frozenset(
     }
 )
 LOST_RACE = "lost_race"
+RETRIED = (
+    f"a serialization failure or deadlock ({SERIALIZATION_FAILURE}, {DEADLOCK_DETECTED};"
+    f" MySQL {MYSQL_DEADLOCK}, {MYSQL_RECORD_CHANGED}), a lost optimistic race, or a"
+    " connection lost before COMMIT was sent"
+)  # what the --retries help says: the set above, in words
 
 
 def means_connection_lost(sqlstate: str | None) -> bool:

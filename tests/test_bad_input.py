@@ -93,8 +93,15 @@ BAD = [
     (["@lab", "matrix", "--json", "--html", "never.html"], "give --json or --html, not both"),
     (["@lab", "stress", "--statement-timeout", "-3"], "--statement-timeout must be more than 0"),
     (["--database-url", "postgresql://u:pw@127.0.0.1:1/x", "doctor"], "cannot connect to"),
-    (["--lab-database", " ", "doctor"], "--lab-database must not be empty"),
+    (["--lab-database", " ", "doctor"], "must be letters, digits and underscores"),
+    (["--lab-database", "bad;name", "doctor"], "'bad;name' must be letters, digits and"),
+    (["--lab-database", 'x"; DROP DATABASE postgres; --', "drop"], "must be letters, digits"),
+    (["--lab-database", "7lab", "doctor"], "not starting with a digit"),
+    (["--lab-database", "l" * 50, "doctor"], "is longer than 49 characters"),
     (["@lab", "reset", "--orders", "many"], "'many' is not a valid integer"),
+    (["@lab", "stress", "--duration", "5"], "--duration and --attempts are for the uniform"),
+    (["@lab", "stress", "--workload", "crossed", "--attempts", "9"], "the crossed workload"),
+    (["@lab", "compare", "--attempts", "9"], "add --workload uniform"),
     (["@lab", "explain", "nope"], "unknown strategy 'nope'"),
     (["@lab", "explain", "seed", "--isolation", "chaos"], "unknown isolation level 'chaos'"),
     (["@lab", "matrix", "--schedules", "serial", "--schedules", "T1:7,T2:end"], "names a step"),
@@ -151,6 +158,42 @@ def test_bad_invocation(
     assert err.startswith("redpacket: error: ")
     assert "Traceback" not in out + err
     assert "pw@" not in err
+
+
+@pytest.mark.parametrize(
+    ("lab_fixture", "variable", "message"),
+    [
+        ("lab", "REDPACKET_PIPE", "REDPACKET_PIPE is 'c' or 'psycopg', not 'bogus'"),
+        (
+            "mysql_lab",
+            "REDPACKET_MYSQL_WIRE",
+            "REDPACKET_MYSQL_WIRE is 'c' or 'python', not 'bogus'",
+        ),
+    ],
+)
+def test_a_bad_wire_setting_is_one_line(
+    lab_fixture: str,
+    variable: str,
+    message: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lab: Lab = request.getfixturevalue(lab_fixture)
+    monkeypatch.setenv(variable, "bogus")
+    status = main(expand(["@lab", "doctor"], lab.server, lab, ""))
+    out, err = capsys.readouterr()
+    assert status == 2, (out, err)
+    assert err == f"redpacket: error: {message}\n"
+
+
+def test_no_command_shows_the_help_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main([])
+    _out, err = capsys.readouterr()
+    assert status == 2
+    assert err.startswith("Usage: redpacket [OPTIONS] COMMAND [ARGS]...")
+    assert "error" not in err.splitlines()[0]
+    assert "Commands:" in err
 
 
 def test_compare_without_the_plots_extra_refuses_out_before_any_work(

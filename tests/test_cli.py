@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -207,10 +208,19 @@ def test_stress_expect_correct_and_csv(
 ) -> None:
     csv_file = tmp_path / "runs.csv"
     base = [*cli_lab, "stress", "--workers", "8", "--orders", "20", "--csv", str(csv_file)]
-    status, _out, _ = run(
+    status, out, _ = run(
         capsys, *base, "-s", "seed", "-i", "repeatable-read", "--expect", "correct"
     )
     assert status == 1
+    # the broken run's findings, summarised: a count per rule and three examples at most
+    found = re.search(r"history check: (\d+) violation\(s\)[^\n]*duplicate (\d+)", out)
+    assert found, out
+    violations = int(found.group(1))
+    assert violations >= int(found.group(2)) > 0
+    assert out.count("duplicate: order ") == min(3, violations)
+    if violations > 3:
+        assert f"... and {violations - 3} more (--json lists every one kept)" in out
+    assert len(out.splitlines()) < 60
     status, out, _ = run(
         capsys,
         *base,
@@ -241,6 +251,10 @@ def test_stress_expect_correct_and_csv(
         assert key in data
     assert set(data["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert (data["attempts"], data["granted"], data["duplicate_orders"]) == (160, 20, 0)
+    # throughput counts the requests; grants/s only those that granted (20 of 160 here)
+    elapsed = data["elapsed_s"]
+    assert data["throughput_per_s"] == pytest.approx(160 / elapsed, rel=0.01)
+    assert data["grants_per_s"] == pytest.approx(20 / elapsed, rel=0.01)
     lines = csv_file.read_text().splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("strategy,isolation")

@@ -95,7 +95,7 @@ def test_reset_before_migrate_says_what_to_run(server: Server, worker_id_suffix:
     lab.drop()
     lab.ensure()
     try:
-        with pytest.raises(LabError, match="run `redpacket migrate`"):
+        with pytest.raises(LabError, match=f"run `redpacket --lab-database {lab.name} migrate`"):
             lab.reset(3)
     finally:
         lab.drop()

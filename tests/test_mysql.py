@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -506,3 +507,21 @@ def test_a_worker_waiting_on_a_lock_never_stops_the_loop_on_innodb(mysql_lab: La
     assert (result.tally.granted, result.tally.already_granted) == (30, 210)
     assert not result.tally.failed
     assert "1205" not in result.tally.errors
+
+
+def test_the_servers_refusal_is_printed_whole(
+    capsys: pytest.CaptureFixture[str], mysql_server: Server
+) -> None:
+    """The driver's message, to its last character: the parenthesis closing the errno, the
+    quote closing the host (both were cut off once)."""
+    url = mysql_server.url
+    refused = url.set(port=1).render_as_string(hide_password=False)
+    nobody = url.set(username="redpacket_nobody", password=None).render_as_string(False)
+    assert main(["--database-url", refused, "doctor"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("Connection refused)"), err
+    assert main(["--database-url", nobody, "doctor"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(
+        r"Access denied for user 'redpacket_nobody'@'[^']+'( \(using password: NO\))?$", err
+    ), err

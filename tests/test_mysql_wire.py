@@ -24,6 +24,7 @@ from redpacket.engines import mysql_wire
 from redpacket.engines.mysql import bind, connect_options, template
 from redpacket.engines.mysql_drivers import protocol_connect
 from redpacket.engines.mysql_wire import ERR, MORE_RESULTS, OK, ROWS, PyWire
+from redpacket.errors import LabError
 
 Wire = Callable[[int, bool], Any]
 
@@ -48,7 +49,7 @@ def test_the_wire_is_chosen_by_redpacket_mysql_wire(monkeypatch: pytest.MonkeyPa
     assert mysql_wire.wire_class() is PyWire
     assert mysql_wire.wire_build() == "MySQL Python wire"
     monkeypatch.setenv(mysql_wire.ENV, "smoke signals")
-    with pytest.raises(ValueError, match="REDPACKET_MYSQL_WIRE is 'c' or 'python'"):
+    with pytest.raises(LabError, match="REDPACKET_MYSQL_WIRE is 'c' or 'python'"):
         mysql_wire.wire_class()
 
 

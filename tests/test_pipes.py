@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import pq
 
+from redpacket.errors import LabError
 from redpacket.stress import pipes
 from redpacket.stress.pipes import LOST, Pipe, PsycopgPipe, Summary
 from redpacket.stress.statements import COMMIT, STEP, Items, PipeError
@@ -55,7 +56,7 @@ def test_the_wire_is_chosen_by_redpacket_pipe(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(pipes.ENV, "psycopg")
     assert pipes.pipe_class() is PsycopgPipe
     monkeypatch.setenv(pipes.ENV, "carrier pigeon")
-    with pytest.raises(ValueError, match="REDPACKET_PIPE is 'c' or 'psycopg'"):
+    with pytest.raises(LabError, match="REDPACKET_PIPE is 'c' or 'psycopg'"):
         pipes.pipe_class()
     monkeypatch.delenv(pipes.ENV)
     assert pipes.pipe_class() is (pipes._c_pipe() or PsycopgPipe)

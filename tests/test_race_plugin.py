@@ -8,6 +8,7 @@ the fix passes them. Misuse gives one clear line, never a hang.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,11 +47,14 @@ def run_example(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, url: str, grants: str,
     *args: str,
 ) -> pytest.RunResult:  # fmt: skip
+    """As its README says: ``cd examples/shop``, then the ``pytest`` command (not ``python -m
+    pytest``, whose working directory on sys.path would hide a missing setting)."""
     monkeypatch.setenv("SHOP_GRANTS", grants)
-    monkeypatch.setenv("PYTHONPATH", str(EXAMPLE))
-    return pytester.runpytest_subprocess(
-        str(EXAMPLE / "tests"), "--redpacket-url", url, "-p", "no:cacheprovider",
-        "-p", "no:xdist", "--rootdir", str(EXAMPLE), *args,
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.chdir(EXAMPLE)
+    command = Path(sys.executable).with_name("pytest")
+    return pytester.run(
+        command, "--redpacket-url", url, "-p", "no:cacheprovider", "-p", "no:xdist", *args,
     )  # fmt: skip
 
 

@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # no command: the help, not an error
+        click.echo(exc.format_message(), err=True)
+        return 2
     except click.UsageError as exc:
         click.echo(f"{PROG}: error: {exc.format_message()}", err=True)
         return 2

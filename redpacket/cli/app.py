@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from redpacket.cli.lazy import LazyGroup
-from redpacket.database.names import BACKENDS, DEFAULT_LAB_DATABASE
+from redpacket.database.names import BACKENDS, DEFAULT_LAB_DATABASE, lab_name_problem
 from redpacket.errors import LabError
 from redpacket.interleave.schedule import looks_explicit
 from redpacket.isolation import ISOLATION_NAMES, Isolation, Levels
+from redpacket.retry import RETRIED
 from redpacket.strategies import STRATEGY_NAMES, Strategy, get_strategy
 
 if TYPE_CHECKING:  # loaded by the commands that print or connect, not by --help
@@ -26,6 +27,11 @@ if TYPE_CHECKING:  # loaded by the commands that print or connect, not by --help
     from rich.progress import Progress
 
     from redpacket.database.lab import Lab
+
+
+# The commands that run on every --database-url given (open_labs); tests/test_cli.py holds
+# this to the commands themselves.
+SEVERAL_SERVERS = "anomalies, demo and matrix"
 
 
 @dataclasses.dataclass
@@ -40,7 +46,7 @@ class Options:
         if len(self.database_urls) > 1:
             raise LabError(
                 "this command runs on one server: give one --database-url"
-                " (matrix and demo take several, side by side)"
+                f" ({SEVERAL_SERVERS} take several, side by side)"
             )
         return self.database_urls[0] if self.database_urls else None
 
@@ -252,7 +258,7 @@ retries_option = click.option(
     default=0,
     show_default=True,
     type=int,
-    help="Extra attempts after 40001, 40P01 or a lost optimistic race.",
+    help=f"Extra attempts after {RETRIED}.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
@@ -285,7 +291,7 @@ settings_option = click.option(
     "database_urls",
     multiple=True,
     help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DB or mysql://USER[:PASSWORD]@HOST[:PORT]/"
-    " (env REDPACKET_DATABASE_URL); matrix and demo take several, side by side.",
+    f" (env REDPACKET_DATABASE_URL); {SEVERAL_SERVERS} take several, side by side.",
 )
 @click.option(
     "--backend",
@@ -307,8 +313,9 @@ def cli(
     ctx: click.Context, database_urls: tuple[str, ...], backend: str, lab_database: str
 ) -> None:
     """Reproduce, explain, stress and fix the duplicate red-packet grant."""
-    if not lab_database.strip():
-        raise LabError("--lab-database must not be empty")
+    problem = lab_name_problem(lab_database)
+    if problem is not None:
+        raise LabError(f"--lab-database: {problem}")
     if not database_urls and os.environ.get("REDPACKET_DATABASE_URL"):
         database_urls = (os.environ["REDPACKET_DATABASE_URL"],)  # one URL, spaces and all
     ctx.obj = Options(tuple(url for url in database_urls if url), backend, lab_database)

@@ -34,6 +34,7 @@ from redpacket.database.lab import Lab
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.report.stress_view import compare_table, stress_table, violations_text
+from redpacket.retry import RETRIED
 from redpacket.strategies import Strategy
 from redpacket.stress.compare import compare_plans, run_comparison
 from redpacket.stress.history import write_history
@@ -219,10 +220,16 @@ def run_comparison_with_bars(lab: Lab, plans: Sequence[StressPlan]) -> list[Stre
 @click.option("--strategies", multiple=True, help=STRATEGIES_HELP)
 @click.option("--isolation", "levels", multiple=True, help="Comma-separated; default: all three.")
 @click.option("--workers", "worker_counts", multiple=True, help="Comma-separated; default: 16.")
-@click.option("--workload", "workloads", multiple=True, help="hot and/or uniform; default: hot.")
+@click.option(
+    "--workload", "workloads", multiple=True,
+    help=f"Comma-separated ({', '.join(w.value for w in Workload)}); default: hot.",
+)  # fmt: skip
 @orders_option
 @processes_option
-@click.option("--retries", default=3, show_default=True, type=int, help="Retries per grant.")
+@click.option(
+    "--retries", default=3, show_default=True, type=int,
+    help=f"Extra attempts per grant after {RETRIED}.",
+)  # fmt: skip
 @duration_option
 @attempts_option
 @click.option("--out", type=click.Path(path_type=Path), help="Write PNG charts to this folder.")

@@ -53,14 +53,16 @@ def connect(url: URL, *, autocommit: bool = False, application: str = "redpacket
 
 
 def cannot_connect(url: URL, exc: BaseException | None) -> LabError:
-    return LabError(f"cannot connect to {mask(url)}: {first_line(str(exc), url)}")
+    """The server's (or the driver's) own message, whole: the engine knows where its driver
+    keeps it (MySQL's drivers: ``(number, message)``), never a cut of the exception's repr."""
+    error = engine_of(url).error_of(exc) if exc is not None else None
+    message = error.message if error is not None else str(exc)
+    return LabError(f"cannot connect to {mask(url)}: {first_line(message, url)}")
 
 
 def first_line(message: str, url: URL) -> str:
     lines = [line.strip() for line in scrub(message, url).splitlines() if line.strip()]
-    text = lines[0] if lines else "unknown error"
-    # mysqlclient reports (number, "message"): show the message
-    return text.split(", ", 1)[1].strip("\"')") if text.startswith("(") and ", " in text else text
+    return lines[0] if lines else "unknown error"
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from redpacket.database import ownership
 from redpacket.database.backends import Server
 from redpacket.database.connect import connect
-from redpacket.database.names import DEFAULT_LAB_DATABASE, Schema
+from redpacket.database.names import DEFAULT_LAB_DATABASE, Schema, lab_name_problem
 from redpacket.database.url import URL
 
 __all__ = ["DEFAULT_LAB_DATABASE", "Lab", "Schema"]
@@ -38,6 +38,11 @@ class Lab:
     server: Server
     name: str = DEFAULT_LAB_DATABASE
     _engines: dict[Schema, Engine] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        problem = lab_name_problem(self.name)
+        if problem is not None:
+            raise LabError(problem)
 
     @property
     def engine(self) -> DatabaseEngine:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 
 from redpacket.database.connect import translate_connect_errors
 from redpacket.database.lab import Lab, Schema
+from redpacket.database.names import migrate_command
 from redpacket.errors import LabError
 
 
@@ -79,7 +80,7 @@ def require_migrated(lab: Lab) -> None:
         if current != target:
             raise LabError(
                 f"the lab schema {schema.value!r} is at revision {current or 'none'},"
-                f" needs {target}; run `redpacket migrate`"
+                f" needs {target}; run `{migrate_command(lab.name)}`"
             )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from redpacket.database.connect import connect
+from redpacket.database.names import migrate_command
 from redpacket.database.urls import mask
 from redpacket.errors import LabError
 
@@ -80,7 +81,7 @@ def require(lab: Lab) -> None:
         if mark is False:
             raise LabError(
                 f"the lab database {database!r} does not exist on {mask(lab.server.url)};"
-                " run `redpacket migrate` first"
+                f" run `{migrate_command(lab.name)}` first"
             )
         _refuse_foreign(database, mark)
 

@@ -21,6 +21,8 @@ import os
 import select
 from typing import Any, Final
 
+from redpacket.errors import LabError
+
 OK: Final = 0
 ROWS: Final = 1
 ERR: Final = 2
@@ -206,10 +208,10 @@ def wire_class() -> Any:
     """The C wire where it was built, unless REDPACKET_MYSQL_WIRE=python asks for Python's."""
     chosen = os.environ.get(ENV, "")
     if chosen not in ("", "c", "python"):
-        raise ValueError(f"{ENV} is 'c' or 'python', not {chosen!r}")
+        raise LabError(f"{ENV} is 'c' or 'python', not {chosen!r}")
     found = None if chosen == "python" else _c_wire()
     if found is None and chosen == "c":
-        raise ImportError(f"{ENV}=c, but the C wire (redpacket.engines._mysql_wire) was not built")
+        raise LabError(f"{ENV}=c, but the C wire (redpacket.engines._mysql_wire) was not built")
     return found or PyWire
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from redpacket.database.names import migrate_command
 from redpacket.doctor import DoctorReport
 
 
@@ -26,7 +27,8 @@ def doctor_rows(report: DoctorReport) -> list[tuple[str, str]]:
                 f"{mark} (at {status.current or 'none'}, target {status.target})",
             )
         )
-    rows.append(("ready", "yes" if report.migrated else "no: run `redpacket migrate`"))
+    hint = f"no: run `{migrate_command(report.lab_database)}`"
+    rows.append(("ready", "yes" if report.migrated else hint))
     rows.append(("stress loop", report.stress_loop))
     rows.append(("stress wire", report.stress_wire))
     rows.append(("driver", report.driver))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from rich.table import Table
@@ -66,7 +67,11 @@ def stress_table(result: StressResult) -> Table:
         ("orders with duplicates", _count(data["duplicate_orders"])),
         ("extra grants", _count(data["extra_grants"])),
         ("orders left without a grant", _count(data["missing_orders"])),
-        ("throughput", f"{data['throughput_per_s']:,.0f} grants/s"),
+        (
+            "throughput",
+            f"{data['throughput_per_s']:,.0f} requests/s, of them {data['grants_per_s']:,.0f}"
+            " grants/s",
+        ),
         (
             "latency p50 / p95 / p99 / max",
             f"{latency['p50']} / {latency['p95']} / {latency['p99']} / {latency['max']} ms",
@@ -101,7 +106,8 @@ def stress_table(result: StressResult) -> Table:
 
 COMPARE_CAPTION = (
     "dup: orders with duplicates; extra: grants beyond one; missing: orders never granted;"
-    " failed: requests refused (with the code) or that lost the race"
+    " failed: requests refused (with the code) or that lost the race; requests/s: requests"
+    " finished per second, granted or not"
 )
 Cell = str | tuple[str, str]  # text, or a verdict as (word, detail)
 
@@ -120,7 +126,7 @@ def compare_grid(
     header = ["strategy", "isolation"]
     header += ["workload"] if show_workload else []
     header += ["workers"] if show_workers else []
-    header += ["verdict", "dup", "extra", "missing", "failed", "retries", "grants/s", "p50 ms",
+    header += ["verdict", "dup", "extra", "missing", "failed", "retries", "requests/s", "p50 ms",
                "p99 ms"]  # fmt: skip
     rows: list[list[Cell]] = []
     for result in results:
@@ -165,13 +171,27 @@ def _drawn(cell: Cell) -> Text | str:
     return cell
 
 
-def violations_text(result: StressResult) -> str:
-    """The history checker's violations, each with the requests involved."""
+SHOWN_VIOLATIONS = 3
+
+
+def violations_text(result: StressResult, shown: int = SHOWN_VIOLATIONS) -> str:
+    """The history checker's findings for a person: how many of each rule, and the first
+    few with the requests involved; ``--json`` has every example the checker kept."""
     history = result.history_check
     if history is None or history.ok:
         return ""
-    lines = [f"history check: {history.violation_count} violation(s)"]
-    lines += [violation.describe() for violation in history.violations]
-    if history.violation_count > len(history.violations):
-        lines.append(f"... and {history.violation_count - len(history.violations)} more")
+    kept = history.violations
+    rules = Counter(violation.rule for violation in kept)
+    counted = ", ".join(f"{rule} {count}" for rule, count in rules.most_common())
+    of_kept = "" if len(kept) == history.violation_count else f" (of the {len(kept)} kept: "
+    lines = [
+        f"history check: {history.violation_count} violation(s)"
+        + (f"{of_kept}{counted})" if of_kept else f": {counted}")
+    ]
+    lines += [violation.describe() for violation in kept[:shown]]
+    if history.violation_count > shown:
+        lines.append(
+            f"... and {history.violation_count - min(shown, len(kept))} more"
+            " (--json lists every one kept)"
+        )
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from redpacket.database.lab import Lab
+from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 from redpacket.strategies import Strategy
 from redpacket.stress.live import Live
@@ -34,6 +35,10 @@ def compare_plans(
     A uniform run lasts ``duration_s``, or makes ``attempts`` requests (default:
     ten per order); a hot run grants every order once per worker.
     """
+    if (duration_s is not None or attempts is not None) and Workload.UNIFORM not in workloads:
+        raise LabError(
+            "--duration and --attempts are for the uniform workload; add --workload uniform"
+        )
     plans = []
     for workload in workloads:
         uniform = workload is Workload.UNIFORM

@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol
 
 from psycopg import OperationalError, pq
 
+from redpacket.errors import LabError
 from redpacket.stress.statements import Items, PipeError
 
 Row = tuple[bytes | None, ...]
@@ -188,10 +189,10 @@ def pipe_class() -> Callable[[bytes], Pipe]:
     """The C wire where it was built, unless REDPACKET_PIPE=psycopg asks for psycopg's."""
     chosen = os.environ.get(ENV, "")
     if chosen not in ("", "c", "psycopg"):
-        raise ValueError(f"{ENV} is 'c' or 'psycopg', not {chosen!r}")
+        raise LabError(f"{ENV} is 'c' or 'psycopg', not {chosen!r}")
     found = None if chosen == "psycopg" else _c_pipe()
     if found is None and chosen == "c":
-        raise ImportError(f"{ENV}=c, but the C wire (redpacket.stress._libpq_pipe) was not built")
+        raise LabError(f"{ENV}=c, but the C wire (redpacket.stress._libpq_pipe) was not built")
     return found or PsycopgPipe
 
 

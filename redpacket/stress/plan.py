@@ -86,6 +86,11 @@ class StressPlan:
             raise LabError(f"--attempts must be at least 1, got {self.attempts}")
         if self.duration_s is not None and self.attempts is not None:
             raise LabError("give --duration or --attempts, not both")
+        if self.workload.hot and (self.duration_s is not None or self.attempts is not None):
+            raise LabError(
+                f"--duration and --attempts are for the uniform workload; the"
+                f" {self.workload.value} workload grants each of --orders once per worker"
+            )
         if self.engine is Engine.SERVICE and self.processes > 1:
             raise LabError("--engine service runs threads in one process; drop --processes")
         if self.kill_rate is not None and self.kill_rate <= 0:

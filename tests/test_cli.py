@@ -318,6 +318,33 @@ def test_strategies_lists_every_strategy_with_its_declared_verdicts(
     status, out, _ = run(capsys, "strategies")
     assert status == 0
     assert all(name in out for name in STRATEGIES)
+    assert "grant strategies on PostgreSQL and MariaDB / MySQL" in out
+
+
+def test_strategies_gives_the_verdicts_of_the_engine_at_hand(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Declared per engine, as the interleaving tests hold them: lock first duplicates at
+    REPEATABLE READ on PostgreSQL and is a fix on InnoDB. Nothing connects."""
+    rr = "repeatable-read"
+    for url, engine, race in [
+        ("postgresql://nobody@127.0.0.1:1/x", "postgresql", "duplicate"),
+        ("mysql://nobody@127.0.0.1:1/", "mysql", "correct"),
+    ]:
+        status, out, _ = run(capsys, "--database-url", url, "strategies", "lock_first", "--json")
+        assert status == 0
+        data = json.loads(out)
+        assert (data["engine"], data["verdicts"][rr]["race"]) == (engine, race)
+        assert set(data["engines"]) == {engine}
+    status, out, _ = run(capsys, "strategies", "--json")
+    both = {entry["name"]: entry["engines"] for entry in json.loads(out)}
+    assert both["lock_first"]["postgresql"][rr]["race"] == "duplicate"
+    assert both["lock_first"]["mysql"][rr]["race"] == "correct"
+    mysql_steps = STRATEGIES["lock_first"].for_engine("mysql").steps
+    status, out, _ = run(capsys, "--database-url", "mysql://x@h/", "strategies", "lock_first")
+    assert "lock_first on MariaDB / MySQL: one transaction, step by step" in out
+    assert "grant strategies on MariaDB / MySQL" in out
+    assert all(step.name in out for step in mysql_steps)
 
 
 def test_strategies_name_shows_its_why_and_its_sql(capsys: pytest.CaptureFixture[str]) -> None:

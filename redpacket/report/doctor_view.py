@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from redpacket.database.names import migrate_command
 from redpacket.doctor import DoctorReport
@@ -42,5 +43,5 @@ def doctor_table(report: DoctorReport) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for name, value in doctor_rows(report):
-        table.add_row(name, value)
+        table.add_row(name, Text(value))  # as written: "redpacket[mysql-fast]" is no markup
     return table

@@ -22,6 +22,7 @@ import pytest
 from redpacket.cli import main
 from redpacket.database.backends import Server
 from redpacket.database.lab import Lab
+from redpacket.engines import pq_ctypes
 from redpacket.engines.postgresql import libpq
 from redpacket.errors import LabError
 from redpacket.specs import output
@@ -133,8 +134,15 @@ def expected(name: str, suffix: str = "") -> str:
     return (EXPECTED / f"{name}{suffix}.out").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("binding", ["ctypes", "psycopg"])
 @pytest.mark.parametrize("name", PG_SPECS)
-def test_a_spec_prints_what_postgresqls_isolationtester_prints(lab: Lab, name: str) -> None:
+def test_a_spec_prints_what_postgresqls_isolationtester_prints(
+    lab: Lab, name: str, binding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On either libpq binding the sessions may use (pq_ctypes, psycopg.pq): the same bytes."""
+    if binding == "ctypes" and not pq_ctypes.AVAILABLE:
+        pytest.skip("the machine's libpq (libpq.so.5) does not load: psycopg.pq serves")
+    monkeypatch.setenv("REDPACKET_SPEC_LIBPQ", binding)
     run = run_spec(lab, load(SPECS / f"{name}.spec"), max_wait=STEP_TIMEOUT.get(name, 60))
     assert run.text() == expected(name)
     assert run.aborted == ABORTED.get(name)

@@ -119,6 +119,9 @@ class Lab:
 
     def spec_url(self) -> URL:
         """The spec database, created and marked if missing (and set up by the engine)."""
+        url = self.server.url.set(database=self.spec_database)
+        if self.engine.carries_mark(url, ownership.OWNER_MARK):
+            return url  # there, and the lab's: nothing to create, nothing to refuse
         if ownership.ensure_database(self, self.spec_database):
             with connect(self.maintenance_url, autocommit=True) as conn:
                 self.engine.prepare_spec_database(conn, self.spec_database)

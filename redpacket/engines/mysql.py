@@ -126,6 +126,9 @@ class MySQL:
         """On no database (printed as the user writes it: ``mysql://HOST/``)."""
         return server.set(database="")
 
+    def carries_mark(self, url: URL, mark: str) -> bool:
+        return False  # PyMySQL is light to import: ownership asks, the usual way
+
     def mark_of(self, conn: Any, database: str) -> str | bool | None:
         """The mark row of the lab's table in ``database``; None without it, False if absent."""
         found = _column(

@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
-
-import psycopg
-from psycopg import sql
 
 from redpacket.database.url import URL
 from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError, rows_of
@@ -45,9 +43,13 @@ class PostgreSQL:
     )
 
     def check_url(self, url: URL) -> None:
-        try:  # what libpq itself would refuse (spaces, unknown options), refused in one line
-            psycopg.conninfo.conninfo_to_dict(libpq(url))
-        except psycopg.ProgrammingError as exc:
+        if " " in url.render_as_string(hide_password=False):
+            # libpq 16 and later refuse it in a URI (psycopg's does); the machine's may be older
+            raise LabError("malformed database URL: it holds a space (libpq refuses spaces)")
+        parse, refused = _conninfo_parser()
+        try:  # what libpq itself would refuse (unknown options, bad syntax), in one line
+            parse(libpq(url))
+        except refused as exc:
             message = str(exc).replace(str(url.password), "***") if url.password else str(exc)
             raise LabError(f"malformed database URL: {message}") from None
 
@@ -57,6 +59,8 @@ class PostgreSQL:
     # -- connections --------------------------------------------------------------------
 
     def connect(self, url: URL, *, autocommit: bool = True, application: str = "redpacket") -> Any:
+        import psycopg
+
         return psycopg.connect(conninfo(url, application), autocommit=autocommit)
 
     def sqlalchemy_args(self, url: URL) -> tuple[URL, dict[str, Any]]:
@@ -99,8 +103,32 @@ class PostgreSQL:
             return False
         return row[0] if isinstance(row[0], str) else None
 
+    def carries_mark(self, url: URL, mark: str) -> bool:
+        """On libpq through ctypes, where it loads: the spec database of every run after the
+        first is checked without psycopg's 0.1 s import."""
+        from redpacket.engines import pq_ctypes
+
+        if not pq_ctypes.AVAILABLE:
+            return False
+        conn = pq_ctypes.PGconn.connect(conninfo(url, "redpacket spec").encode())
+        try:
+            if conn.status != pq_ctypes.ConnStatus.OK:
+                return False  # absent, or unreachable: ownership says which, in one line
+            res = conn.exec_(
+                b"SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+                b" WHERE datname = current_database()"
+            )
+            ok = res.status == pq_ctypes.ExecStatus.TUPLES_OK and res.ntuples == 1
+            found = res.get_value(0, 0) if ok else None
+            return found == mark.encode()
+        finally:
+            conn.finish()
+
     def create_database(self, conn: Any, database: str, mark: str) -> bool:
         """Create and mark ``database``; False when a concurrent lab created it first."""
+        import psycopg
+        from psycopg import sql
+
         name = sql.Identifier(database)
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
@@ -119,6 +147,9 @@ class PostgreSQL:
         output can be diffed against PostgreSQL's expected files: messages, numbers and
         times in the C locale, hex bytea, Pacific time, Postgres-style dates. Setting
         lc_messages needs a superuser; without one the server's default stays."""
+        import psycopg
+        from psycopg import sql
+
         for name, value in SPEC_DATABASE_SETTINGS:
             try:
                 with conn.transaction():
@@ -131,6 +162,8 @@ class PostgreSQL:
                 continue
 
     def drop_database(self, conn: Any, database: str) -> None:
+        from psycopg import sql
+
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
 
     def create_schema(self, conn: Any, schema: str) -> None:
@@ -140,6 +173,8 @@ class PostgreSQL:
         conn.execute(CreateSchema(schema, if_not_exists=True))
 
     def empty_tables(self, conn: Any, tables: tuple[str, ...]) -> None:
+        from psycopg import sql
+
         listed = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
         conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(listed))
 
@@ -177,6 +212,10 @@ class PostgreSQL:
         return bool(conn.closed)
 
     def error_of(self, exc: BaseException) -> ServerError | None:
+        if "psycopg" not in sys.modules:  # never imported: nothing it raised
+            return None
+        import psycopg
+
         if not isinstance(exc, psycopg.Error):
             return None
         lines = [line for line in str(exc).splitlines() if line.strip()]
@@ -237,6 +276,8 @@ class PostgreSQL:
         statement_timeout_ms: int | None,
         deadlock_timeout_ms: int | None = None,
     ) -> Sequence[str]:
+        from psycopg import sql
+
         settings = []
         for name, value in (("lock_timeout", lock_timeout_ms),
                             ("statement_timeout", statement_timeout_ms)):  # fmt: skip
@@ -259,12 +300,35 @@ def conninfo(url: URL, application: str = "redpacket", options: str = "") -> str
     """A libpq connection string for ``url``, landing in its ``search_path`` schema if any."""
     schema = url.query.get("search_path")
     settings = f"-c search_path={schema} {options}" if schema else options
-    return psycopg.conninfo.make_conninfo(
+    make = _conninfo_maker()
+    return make(
         libpq(url),
         options=settings.strip() or None,
         connect_timeout=CONNECT_TIMEOUT_S,
         application_name=application,
     )
+
+
+def _conninfo_parser() -> tuple[Callable[[str], Any], type[Exception]]:
+    """libpq's own parse of a connection string: through ctypes where the machine's libpq
+    loads (a ``spec`` process then never imports psycopg), else psycopg's, by the same call."""
+    from redpacket.engines import pq_ctypes
+
+    if pq_ctypes.AVAILABLE:
+        return pq_ctypes.conninfo_to_dict, ValueError
+    import psycopg
+
+    return psycopg.conninfo.conninfo_to_dict, psycopg.ProgrammingError
+
+
+def _conninfo_maker() -> Callable[..., str]:
+    from redpacket.engines import pq_ctypes
+
+    if pq_ctypes.AVAILABLE:
+        return pq_ctypes.make_conninfo
+    import psycopg
+
+    return psycopg.conninfo.make_conninfo
 
 
 ENGINE = PostgreSQL()

@@ -1,4 +1,4 @@
-"""PostgreSQL sessions for spec files, on libpq itself (``psycopg.pq``).
+"""PostgreSQL sessions for spec files, on libpq itself (``pq_ctypes``, else ``psycopg.pq``).
 
 The spec runner must print what PostgreSQL's isolationtester prints, and that
 tester is a libpq program: results are libpq's results (one per statement of a
@@ -13,26 +13,44 @@ passing lock does not count).
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-import psycopg
-from psycopg import pq
-
+from redpacket.engines import pq_ctypes
 from redpacket.errors import LabError
 from redpacket.specs.events import Failure, Result, Table
 from redpacket.specs.wire import Notification, SpecSession, WireError
 
 WAIT_QUERY = b"SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2::int[])"
-_STATUS = pq.ExecStatus
-_FIELD = pq.DiagnosticField
+_STATUS = pq_ctypes.ExecStatus  # libpq's numbers, the same in either binding
+_FIELD = pq_ctypes.DiagnosticField
+ENV = "REDPACKET_SPEC_LIBPQ"
+
+
+def libpq_binding() -> tuple[Any, tuple[type[Exception], ...]]:
+    """(the pq module, what it raises for a failed connection): ctypes on the machine's
+    libpq where it loads, unless REDPACKET_SPEC_LIBPQ=psycopg asks for psycopg's (the
+    bytes printed are the same; tests/test_specs.py runs the specs on both)."""
+    chosen = os.environ.get(ENV, "")
+    if chosen not in ("", "ctypes", "psycopg"):
+        raise LabError(f"{ENV} is 'ctypes' or 'psycopg', not {chosen!r}")
+    if chosen != "psycopg" and pq_ctypes.AVAILABLE:
+        return pq_ctypes, (pq_ctypes.OperationalError,)
+    if chosen == "ctypes":
+        raise LabError(f"{ENV}=ctypes, but the machine's libpq (libpq.so.5) does not load")
+    import psycopg
+    from psycopg import pq
+
+    return pq, (psycopg.OperationalError,)
 
 
 def _text(value: bytes | None) -> str:
     return value.decode("utf-8", "surrogateescape") if value is not None else ""
 
 
-def result_of(res: pq.abc.PGresult) -> Result | None:
+def result_of(res: Any) -> Result | None:
     status = res.status
     if status == _STATUS.TUPLES_OK:
         columns = tuple(_text(res.fname(j)) for j in range(res.nfields))
@@ -59,8 +77,9 @@ def result_of(res: pq.abc.PGresult) -> Result | None:
 
 class PQSession:
     def __init__(self, conninfo: str, on_notice: Callable[[str], None] | None) -> None:
+        pq, self._failed = libpq_binding()
         self.conn = pq.PGconn.connect(conninfo.encode())
-        if self.conn.status != pq.ConnStatus.OK:
+        if self.conn.status != pq_ctypes.ConnStatus.OK:
             message = _text(self.conn.error_message).strip()
             self.conn.finish()
             raise LabError(f"cannot connect a spec session: {message}")
@@ -81,7 +100,7 @@ class PQSession:
     def send(self, sql: str) -> None:
         try:
             self.conn.send_query(sql.encode("utf-8", "surrogateescape"))
-        except psycopg.OperationalError:
+        except self._failed:
             raise WireError(_text(self.conn.error_message)) from None
 
     def busy(self) -> bool:
@@ -94,7 +113,7 @@ class PQSession:
     def consume(self) -> None:
         try:
             self.conn.consume_input()
-        except psycopg.OperationalError:
+        except self._failed:
             raise WireError(_text(self.conn.error_message)) from None
 
     def results(self) -> Iterator[Result]:
@@ -110,15 +129,15 @@ class PQSession:
         return self._changed, 0
 
     def lost(self) -> bool:
-        return self.conn.status != pq.ConnStatus.OK
+        return bool(self.conn.status != pq_ctypes.ConnStatus.OK)
 
     def notifications(self) -> list[Notification]:
         found = []
-        with contextlib.suppress(psycopg.OperationalError):  # unchecked, as the tester does
+        with contextlib.suppress(*self._failed):  # unchecked, as the tester does
             self.conn.consume_input()
         while (notify := self.conn.notifies()) is not None:
             found.append(Notification(_text(notify.relname), _text(notify.extra), notify.be_pid))
-            with contextlib.suppress(psycopg.OperationalError):
+            with contextlib.suppress(*self._failed):
                 self.conn.consume_input()
         return found
 
@@ -135,7 +154,7 @@ class PQSession:
     def cancel(self) -> bool:
         try:
             self.conn.get_cancel().cancel()
-        except psycopg.OperationalError:
+        except self._failed:
             return False
         return True
 
@@ -167,7 +186,7 @@ class PQSpecServer:
         res = self.control.conn.exec_params(WAIT_QUERY, [str(session.pid).encode(), self._pids])
         if res.status != _STATUS.TUPLES_OK or res.ntuples != 1:
             raise LabError(f"lock wait query failed: {self.control.last_error().strip()}")
-        return res.get_value(0, 0) == b"t"
+        return bool(res.get_value(0, 0) == b"t")
 
     def close(self) -> None:
         self.control.close()

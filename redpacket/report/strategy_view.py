@@ -49,15 +49,13 @@ def strategy_data(strategy: Strategy, engines: Sequence[EngineAtHand]) -> dict[s
         "engine": engines[0][0],
         "steps": [{"name": step.name, "sql": step.sql} for step in first.steps],
         "verdicts": _verdicts_data(first),
-        "engines": {
-            name: (
-                None
-                if (there := on_engine(strategy, (name, label))) is None
-                else _verdicts_data(there)
-            )
-            for name, label in engines
-        },  # fmt: skip
+        "engines": {engine[0]: _verdicts_on(strategy, engine) for engine in engines},
     }
+
+
+def _verdicts_on(strategy: Strategy, engine: EngineAtHand) -> dict[str, dict[str, str]] | None:
+    there = on_engine(strategy, engine)
+    return None if there is None else _verdicts_data(there)
 
 
 def _verdicts_data(strategy: Strategy) -> dict[str, dict[str, str]]:

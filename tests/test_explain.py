@@ -139,7 +139,7 @@ def test_naive_at_read_committed_t2_waits_says_the_grant_was_uncommitted(
     scheduler: Scheduler,
 ) -> None:
     text = why(scheduler, "naive", RC, "t2-waits")
-    assert "no isolation level shows one transaction another's uncommitted rows" in text
+    assert "no isolation level of PostgreSQL shows one transaction another's uncommitted" in text
     assert "Nothing made T2 wait for T1, so both inserted." in text
 
 

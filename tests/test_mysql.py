@@ -527,3 +527,66 @@ def test_the_servers_refusal_is_printed_whole(
     assert re.search(
         r"Access denied for user 'redpacket_nobody'@'[^']+'( \(using password: NO\))?$", err
     ), err
+
+
+@pytest.mark.parametrize(("level", "schedule"), [(RC, "t2-waits"), (RR, "t2-first-read")])
+def test_a_missed_uncommitted_grant_is_explained_by_innodbs_rule_not_postgresqls(
+    scheduler: Scheduler, level: Isolation, schedule: str
+) -> None:
+    """On InnoDB READ UNCOMMITTED does read dirty: "no isolation level shows uncommitted
+    rows" and "the level makes no difference" are PostgreSQL's facts, not InnoDB's."""
+    run = scheduled(scheduler, "naive", level, schedule)
+    assert run.verdict is Verdict.DUPLICATE
+    checks = [e for e in run.events if e.action == "find_grant" and e.kind is not Kind.WAIT]
+    assert checks
+    assert all(e.read != "current read" for e in checks)  # plain reads: the rule applies
+    why = str(explain(run))
+    assert "no isolation level" not in why
+    assert "makes no difference" not in why
+    if schedule == "t2-waits":
+        assert "only READ UNCOMMITTED reads them dirty" in why
+    else:
+        assert "At read committed and at repeatable read alike an InnoDB consistent read" in why
+
+
+@pytest.mark.parametrize("schedule", ["t2-first-read", "t2-waits"])
+def test_a_locking_check_is_not_explained_by_the_rules_of_plain_reads(
+    scheduler: Scheduler, schedule: str
+) -> None:
+    """lock_check's check is SELECT ... FOR UPDATE: on InnoDB a current read, which uses no
+    snapshot; what consistent reads see is not what decided it."""
+    run = scheduled(scheduler, "lock_check", RC, schedule)
+    checks = [e for e in run.events if e.action == "lock_check" and e.read is not None]
+    assert checks
+    assert {e.read for e in checks} == {"current read"}
+    why = str(explain(run))
+    assert "consistent read" not in why
+    assert "no isolation level" not in why
+    assert "makes no difference" not in why
+    if run.verdict is Verdict.DUPLICATE and "Both checks ran before either session" not in why:
+        assert "a locking (current) read, found no red packet" in why
+
+
+@pytest.mark.parametrize("name", ["advisory", "lock_check"])
+def test_a_wait_that_held_the_check_past_the_commit_is_credited_whatever_ended_it(
+    scheduler: Scheduler, name: str
+) -> None:
+    """GET_LOCK's wait ends at RELEASE_LOCK (after the COMMIT), lock_check's at the COMMIT:
+    either way the events show T2 waiting from before T1's commit to after it."""
+    run = scheduled(scheduler, name, RC, "t2-waits")
+    events = run.events
+    commit = next(i for i, e in enumerate(events) if e.session == 1 and e.action == "commit")
+    wait = next(i for i, e in enumerate(events) if e.session == 2 and e.kind is Kind.WAIT)
+    resume = next(
+        i for i, e in enumerate(events) if i > wait and e.session == 2 and e.kind is Kind.RESUME
+    )
+    assert wait < commit < resume  # held back past the winner's commit, by the server's account
+    why = str(explain(run))
+    assert "Nothing held back" not in why
+    assert f"Waiting for T1 (#{wait + 1}) put T2's check" in why
+    check = next(e for e in events[resume:] if e.session == 2 and e.role == "check")
+    if check.read == "current read":
+        assert "a locking read reads the newest committed version" in why
+        assert "plain read" not in why
+    else:
+        assert "each plain read takes a fresh snapshot" in why

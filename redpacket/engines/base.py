@@ -153,6 +153,12 @@ class Engine(Protocol):
     session_reset: tuple[str, ...]  # leaves a session with no transaction and no lock
     server_word: str  # "PostgreSQL", "InnoDB": who did what, in an explanation
     snapshot_rule: str  # when a transaction's snapshot is fixed
+    # why a plain read missed a row inserted and not yet committed: true at every level the
+    # lab runs, in this engine's terms (InnoDB's READ UNCOMMITTED does read it)
+    uncommitted_rule: str
+    # why two plain-read checks before either commit both miss, whatever the level below
+    # serializable (said only when both checks were plain reads)
+    committed_only_rule: str
 
 
 def rows_of(cursor: Any) -> tuple[tuple[Any, ...], ...]:

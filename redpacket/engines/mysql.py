@@ -71,6 +71,14 @@ class MySQL:
         "InnoDB fixes a transaction's snapshot at its first plain (consistent) read, not at"
         " BEGIN and not at a locking read"
     )
+    uncommitted_rule = (
+        "an InnoDB consistent read at READ COMMITTED and above shows only committed rows"
+        " (only READ UNCOMMITTED reads them dirty)"
+    )
+    committed_only_rule = (
+        "At read committed and at repeatable read alike an InnoDB consistent read shows only"
+        " committed rows, and neither grant was committed when the other checked."
+    )
 
     def __init__(self) -> None:
         self._innodb_next_read = 0.0  # not before: InnoDB's lock-wait tables (blocked_by)

@@ -41,6 +41,14 @@ class PostgreSQL:
     snapshot_rule = (
         "PostgreSQL takes a transaction's snapshot when its first statement starts, not at BEGIN"
     )
+    uncommitted_rule = (
+        "no isolation level of PostgreSQL shows one transaction another's uncommitted rows"
+        " (READ UNCOMMITTED reads as READ COMMITTED)"
+    )
+    committed_only_rule = (
+        "Below serializable the isolation level makes no difference here: every snapshot shows"
+        " only committed rows, and neither grant was committed when the other checked."
+    )
 
     def check_url(self, url: URL) -> None:
         if " " in url.render_as_string(hide_password=False):

@@ -81,18 +81,26 @@ def _check_saw(
     refs = (story.at(decided), story.at(commit))
     check = f"T{session}'s check, {story.cite(decided)},"
     if not story.level(session).takes_snapshot_per_transaction:
-        waited = [
+        # held back: a wait that began before the winner's commit and ended after it, whatever
+        # ended it (a COMMIT, RELEASE_LOCK, a session's end)
+        held = [
             w
             for w in story.waits(session, attempt)
-            if w.role == Role.LOCK.value and story.released_by(w) is commit
+            if story.before(w, commit) and story.before(commit, story.resume_of(w))
         ]
-        ran = "Waiting for the lock put" if waited else "Nothing held back"
+        ran = f"Waiting for T{winner} ({story.ref(held[0])}) put" if held else "Nothing held back"
+        if decided.read == "current read":
+            seen = (
+                "a locking read reads the newest committed version of the rows it finds (a"
+                " current read, which uses no snapshot)"
+            )
+        else:
+            seen = "at read committed each plain read takes a fresh snapshot"
         return [
             Sentence(
-                f"{ran} {check} after T{winner}'s commit ({story.ref(commit)}); at read committed"
-                " each plain read takes a fresh snapshot, so it saw the red packet and granted"
-                " nothing.",
-                refs,
+                f"{ran} {check} after T{winner}'s commit ({story.ref(commit)}); {seen}, so it saw"
+                " the red packet and granted nothing.",
+                (*refs, story.at(held[0])) if held else refs,
             )
         ]
     snapshot = story.snapshot(session, attempt)

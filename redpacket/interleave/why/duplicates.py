@@ -32,15 +32,16 @@ def duplicate(story: Story, granted: list[int]) -> list[Sentence]:
             f" T{second}'s {story.cite(b)} each found no red packet, so both inserted.",
             (story.at(a), story.at(b)),
         ),
-        below_serializable(story),
+        *below_serializable(story, a, b),
     ]
 
 
-def below_serializable(story: Story) -> Sentence:
-    return Sentence(
-        "Below serializable the isolation level makes no difference here: every snapshot shows"
-        " only committed rows, and neither grant was committed when the other checked."
-    )
+def below_serializable(story: Story, *checks: Event | None) -> list[Sentence]:
+    """The engine's rule for plain reads; nothing for a locking (current) read, whose rules
+    (locks on the index records and gaps it read) this sentence does not speak for."""
+    if any(check is None or check.read == "current read" for check in checks):
+        return []
+    return [Sentence(story.engine.committed_only_rule)]
 
 
 def _checked(story: Story, session: int, check: Event) -> str:
@@ -57,18 +58,21 @@ def missed(story: Story, late: int, other: int, check: Event, insert: Event) -> 
         story.causes.append("a check ran before the other grant was committed")
         until = f" but not committed until {story.ref(commit)}" if commit else " but not committed"
         refs = (story.at(check), story.at(insert)) + ((story.at(commit),) if commit else ())
-        sentences = [
-            Sentence(
-                f"{checked} found no red packet: T{other}'s had been inserted"
-                f" ({story.ref(insert)}){until}, and no isolation level shows one transaction"
-                " another's uncommitted rows.",
-                refs,
+        if check.read == "current read":
+            said = (
+                f"{checked} a locking (current) read, found no red packet: T{other}'s had been"
+                f" inserted ({story.ref(insert)}){until}."
             )
-        ]
+        else:
+            said = (
+                f"{checked} found no red packet: T{other}'s had been inserted"
+                f" ({story.ref(insert)}){until}, and {story.engine.uncommitted_rule}."
+            )
+        sentences = [Sentence(said, refs)]
         other_check = story.check_of(other)
         if story.before(other_check, story.commit(late)):
             sentences.append(Sentence("Both checks ran before either commit."))
-            sentences.append(below_serializable(story))
+            sentences += below_serializable(story, check, other_check)
         if not story.waits(late, story.attempts(late)):
             sentences.append(Sentence(f"Nothing made T{late} wait for T{other}, so both inserted."))
         return sentences

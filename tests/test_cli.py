@@ -198,6 +198,7 @@ def test_demo_reproduces_and_explains_the_seed_bug(
     assert "how to read a timeline" in out
     assert "with 3 retries" in out
     assert "stress comparison" in out
+    assert "Under load on PostgreSQL: 16 workers" in out  # the stress table names its server
     assert "takeaways: which fixes hold at which level, and why" in out
     assert out.index("how to read a timeline") < out.index("redpacket doctor")
 

@@ -590,3 +590,14 @@ def test_a_wait_that_held_the_check_past_the_commit_is_credited_whatever_ended_i
         assert "plain read" not in why
     else:
         assert "each plain read takes a fresh snapshot" in why
+
+
+def test_the_legend_gives_mysqls_numbers_with_the_sqlstates_the_server_maps_them_to() -> None:
+    from redpacket.engines.mysql import SQLSTATES
+    from redpacket.report.marks import LEGEND
+
+    said = dict(LEGEND)["error 40001 / error 1062"]
+    for number in (1062, 1213):
+        assert f"{number}: SQLSTATE {SQLSTATES[number]}" in said or (
+            f"{number}: {SQLSTATES[number]}" in said
+        )

@@ -119,7 +119,7 @@ def demo(options: Options, html_path: Path | None) -> None:
         again = [run for server in servers for run in run_matrix(server, todo, RetryPolicy(3))]
         show.matrix(once, "no retries")
         show.matrix(again, "with 3 retries")
-        show.heading("Under load: 16 workers racing for each of 50 orders")
+        show.heading(f"Under load on {lab.engine.label}: 16 workers racing for each of 50 orders")
         plans = [
             StressPlan(strategy=STRATEGIES[name], isolation=level, workers=16, orders=50, retries=3)
             for name, level in DEMO_STRESS

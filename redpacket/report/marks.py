@@ -46,7 +46,8 @@ LEGEND: list[tuple[str, str]] = [
      " (pg_blocking_pids; InnoDB's lock-wait tables): time runs down the page, and the"
      " session stays blocked"),
     ("released", "the blocked statement completed, right after what released it"),
-    ("error 40001", "the server refused the statement with this SQLSTATE"),
+    ("error 40001 / error 1062", "the server refused the statement: PostgreSQL's SQLSTATE,"
+     " MySQL's own error number (1062: SQLSTATE 23000; 1213: 40001)"),
     ("⇒ granted / already granted", "where the strategy decided how the attempt ends"),
     ("→ (1) / → no row", "what the statement returned"),
 ]  # fmt: skip

@@ -601,3 +601,25 @@ def test_the_legend_gives_mysqls_numbers_with_the_sqlstates_the_server_maps_them
         assert f"{number}: SQLSTATE {SQLSTATES[number]}" in said or (
             f"{number}: {SQLSTATES[number]}" in said
         )
+
+
+def test_of_several_spec_files_one_for_postgresql_is_skipped_on_mariadb(
+    mysql_lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    specs = Path(__file__).resolve().parent / "specs"
+    with mysql_lab.connect(Schema.UNCONSTRAINED) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT VERSION()")
+        if "MariaDB" not in str(cursor.fetchone()[0]):
+            pytest.skip("the expected files are MariaDB's")
+    url = mysql_lab.server.url.render_as_string(hide_password=False)
+    files = [str(specs / "notices.spec"), str(specs / "basics.spec")]
+    status = main(["--database-url", url, "--lab-database", mysql_lab.name, "spec", *files,
+                   "--expected", str(specs / "expected")])  # fmt: skip
+    printed = capsys.readouterr()
+    assert status == 0, printed
+    assert "# notices: skipped, written for postgresql, not MariaDB / MySQL" in printed.err
+    rows = [line.split()[:2] for line in printed.out.splitlines()]
+    assert rows == [["notices", "skipped"], ["basics", "ok"]]  # basics.mariadb.out compared

@@ -393,3 +393,15 @@ def test_an_identifier_is_isolationtesters_letters_digits_underscore_dollar_and_
         assert bool(parser._IDENT_START.fullmatch(ch)) is starts, hex(ord(ch))
         assert bool(parser._IDENT.fullmatch("a" + ch)) is goes_on, hex(ord(ch))
         assert bool(parser._IDENT.fullmatch(ch)) is starts, hex(ord(ch))
+
+
+def test_the_readmes_example_passes_in_seconds_with_pg_isolation_regress_exit_status(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every file of tests/specs against its expected file: stuck.spec stops (mutually
+    blocking steps) as its expected output says, so it is ok, and the status is 0."""
+    files = sorted(str(path) for path in SPECS.glob("*.spec"))
+    args = ["--expected", str(EXPECTED), "--step-timeout", "1"]
+    assert main(cli(lab, *files, *args)) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:2] for line in out.splitlines()] == [[Path(f).stem, "ok"] for f in files]

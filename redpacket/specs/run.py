@@ -74,12 +74,17 @@ def event_json(event: Event) -> dict[str, Any]:
     return data
 
 
-def check_engine(spec: Spec, engine: Any) -> None:
+def engine_problem(spec: Spec, engine: Any) -> str | None:
+    """Why ``spec`` cannot run on ``engine`` (its '# redpacket: engines' line), or None."""
     if spec.engines and not {engine.name, *engine.schemes} & set(spec.engines):
-        raise LabError(
-            f"spec {spec.name!r} is written for {', '.join(spec.engines)}, not {engine.label}"
-            " (its '# redpacket: engines' line)"
-        )
+        return f"written for {', '.join(spec.engines)}, not {engine.label}"
+    return None
+
+
+def check_engine(spec: Spec, engine: Any) -> None:
+    problem = engine_problem(spec, engine)
+    if problem is not None:
+        raise LabError(f"spec {spec.name!r} is {problem} (its '# redpacket: engines' line)")
 
 
 def run_spec(

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -606,8 +607,6 @@ def test_the_legend_gives_mysqls_numbers_with_the_sqlstates_the_server_maps_them
 def test_of_several_spec_files_one_for_postgresql_is_skipped_on_mariadb(
     mysql_lab: Lab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pathlib import Path
-
     specs = Path(__file__).resolve().parent / "specs"
     with mysql_lab.connect(Schema.UNCONSTRAINED) as conn:
         cursor = conn.cursor()
@@ -623,3 +622,33 @@ def test_of_several_spec_files_one_for_postgresql_is_skipped_on_mariadb(
     assert "# notices: skipped, written for postgresql, not MariaDB / MySQL" in printed.err
     rows = [line.split()[:2] for line in printed.out.splitlines()]
     assert rows == [["notices", "skipped"], ["basics", "ok"]]  # basics.mariadb.out compared
+
+
+def test_sql_the_server_refuses_ends_the_stress_run_before_it_starts_naming_the_step(
+    mysql_lab: Lab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """As on PostgreSQL: the server prepares every statement first (MySQL's PREPARE), so a
+    wrong column is one line naming the strategy, the step and the server's message, and
+    no figures."""
+    source = """
+from redpacket.strategies import STRATEGIES
+from dataclasses import replace
+seed = STRATEGIES["lock_first"]
+steps = list(seed.steps)
+steps[1] = replace(steps[1], sql=steps[1].sql.replace("SELECT id", "SELECT no_such_column"),
+                   dialects={})
+STRATEGY = replace(seed, name="typo", steps=tuple(steps), engine_verdicts={})
+"""
+    path = tmp_path / "typo.py"
+    path.write_text(source)
+    base = ["--database-url", plain_url(mysql_lab.server.url), "--lab-database", mysql_lab.name]
+    for processes in ("1", "2"):
+        status = main([*base, "stress", "-s", str(path), "-w", "4", "-n", "5", "-p", processes])
+        out, err = capsys.readouterr()
+        assert status == 2, (out, err)
+        assert out == ""  # no table of zero figures
+        (line,) = err.strip().splitlines()
+        assert line.startswith(
+            "redpacket: error: strategy 'typo', step find_grant: the server refuses its SQL"
+            " (1054): Unknown column 'no_such_column' in '"  # 'SELECT' here; 'field list'
+        ), err

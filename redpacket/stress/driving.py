@@ -51,7 +51,7 @@ def drive(
     except ServerGone as exc:
         error = f"the server went away mid-run ({exc}); the figures are those gathered so far"
     except StatementRefused as exc:  # the schema changed under the run, and a worker reconnected
-        error = f"{exc}, on reconnecting mid-run; the figures are those gathered so far"
+        error = f"{exc}, mid-run; the figures are those gathered so far"
     finally:
         engine.close()
         engine.tally.client_cpu_s += time.process_time() - cpu_started

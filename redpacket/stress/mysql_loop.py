@@ -22,12 +22,13 @@ from typing import Any
 
 from redpacket.database.url import make_url
 from redpacket.engines.mysql import ENGINE as MYSQL
-from redpacket.engines.mysql import connect_options
+from redpacket.engines.mysql import connect_options, template
 from redpacket.engines.mysql_drivers import literal, protocol_connect
 from redpacket.engines.mysql_wire import open_wire
 from redpacket.stress.event_loop import EventLoop
 from redpacket.stress.mysql_worker import MySQLWorker
 from redpacket.stress.plan import StressPlan
+from redpacket.stress.statements import StatementRefused
 
 
 class MySQLLoop(EventLoop):
@@ -50,9 +51,34 @@ class MySQLLoop(EventLoop):
         self.base_context: dict[str, Any] = {
             "campaign_id": plan.campaign_id, "amount": plan.amount,
         }  # fmt: skip
+        self.checked = False  # the strategy's statements, prepared once by the server
         self.connect_all(
             [MySQLWorker(self, first_worker + i) for i in range(workers)], self.reconnect
         )
+
+    def _check_statements(self, conn: Any, cursor: Any) -> None:
+        """Have the server prepare every statement of the strategy once, before any runs:
+        a wrong one (an unknown column, a syntax error) ends the run at once, naming its
+        step, as the PostgreSQL loop's prepared statements do. (PREPARE parses and
+        resolves names; nothing executes.)"""
+        for step in self.strategy.steps:
+            for sql in (step.pyformat_sql, step.pyformat_afterwards):
+                if sql is None:
+                    continue
+                query, _names = template(sql)
+                placeholders = query.replace(b"%s", b"?").replace(b"%%", b"%").decode()
+                try:
+                    cursor.execute("PREPARE redpacket_check FROM " + conn.escape(placeholders))
+                    cursor.execute("DEALLOCATE PREPARE redpacket_check")
+                except Exception as exc:
+                    error = self.database.error_of(exc)
+                    if error is None or not self.database.statement_is_wrong(error.code):
+                        raise
+                    raise StatementRefused(
+                        f"strategy {self.strategy.name!r}, step {step.name}: the server refuses"
+                        f" its SQL ({error.code}): {error.message}"
+                    ) from None
+        self.checked = True
 
     def reconnect(self, worker: MySQLWorker, initial: bool = False) -> bool:
         conn = None
@@ -61,6 +87,8 @@ class MySQLLoop(EventLoop):
             cursor = conn.cursor()
             for setting in self.settings:
                 cursor.execute(setting)
+            if not self.checked:
+                self._check_statements(conn, cursor)
             cursor.close()
             conn.autocommit(False)
         except Exception as exc:

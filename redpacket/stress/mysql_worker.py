@@ -85,7 +85,7 @@ class MySQLWorker(LoopWorker):
             return
         if answer[0] == ERR:
             error = self.database.error_numbered(answer[1], answer[3])
-            self._failed(kind, error.code, error.lost)
+            self._failed(kind, error.code, error.lost, error.message)
             return
         rows = rows_answered(answer)
         if kind == STEP:
@@ -187,7 +187,7 @@ class MySQLWorker(LoopWorker):
         self.pending = ending
         self._send(ROLLBACK, b"ROLLBACK")
 
-    def _failed(self, kind: int, code: str, lost: bool) -> None:
+    def _failed(self, kind: int, code: str, lost: bool, message: str = "") -> None:
         engine = self.engine
         engine.tally.errors[code] += 1
         if lost:
@@ -197,8 +197,10 @@ class MySQLWorker(LoopWorker):
             walk = self.walk
             handled = walk.error(code) if walk is not None and len(self.orders) == 1 else None
             if handled is None and self.database.statement_is_wrong(code):
+                step = walk.step.name if walk is not None else "?"
                 raise StatementRefused(
-                    f"strategy {self.strategy.name!r}: the server refuses a statement ({code})"
+                    f"strategy {self.strategy.name!r}, step {step}: the server refuses its SQL"
+                    f" ({code}): {message}"
                 )
             if handled is not None:
                 self.ends, self.ids = [handled], [None]

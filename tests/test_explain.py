@@ -269,3 +269,14 @@ def test_an_explanation_is_data_with_citations(scheduler: Scheduler) -> None:
     assert explanation.cause == "the check read a snapshot from before the other's commit"
     first = explanation.sentences[0]
     assert set(first.refs) >= {5, 9, 11}
+
+
+def test_no_explained_run_on_postgresql_has_an_empty_why(lab: Lab) -> None:
+    from redpacket.interleave.matrix import cells, run_matrix
+    from redpacket.interleave.schedule import SCHEDULE_NAMES
+    from redpacket.retry import RetryPolicy
+
+    todo = cells(list(STRATEGIES.values()), list(Isolation), list(SCHEDULE_NAMES))
+    runs = run_matrix(lab, todo, RetryPolicy(0))
+    assert len(runs) == 135
+    assert [(r.strategy, r.schedule) for r in runs if not str(explain(r)).strip()] == []

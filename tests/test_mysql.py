@@ -652,3 +652,21 @@ STRATEGY = replace(seed, name="typo", steps=tuple(steps), engine_verdicts={})
             "redpacket: error: strategy 'typo', step find_grant: the server refuses its SQL"
             " (1054): Unknown column 'no_such_column' in '"  # 'SELECT' here; 'field list'
         ), err
+
+
+def test_no_explained_run_on_innodb_has_an_empty_why(mysql_lab: Lab, innodb_watch: None) -> None:
+    """All 135 cells (9 strategies x 3 levels x 5 schedules): each says what decided it;
+    a check that saw the winner's grant at serializable says it was a locking read, as the
+    timeline marks it."""
+    from redpacket.interleave.matrix import cells, run_matrix
+    from redpacket.interleave.schedule import SCHEDULE_NAMES
+
+    todo = cells(list(STRATEGIES.values()), list(Isolation), list(SCHEDULE_NAMES))
+    runs = run_matrix(mysql_lab, todo, RetryPolicy(0))
+    assert len(runs) == 135
+    empty = [(r.strategy, r.schedule) for r in runs if not str(explain(r)).strip()]
+    assert empty == []
+    for run in runs:
+        why = str(explain(run))
+        if "a current read, which uses no snapshot" in why:
+            assert any(e.read == "current read" for e in run.events), why

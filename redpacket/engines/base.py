@@ -159,6 +159,9 @@ class Engine(Protocol):
     # why two plain-read checks before either commit both miss, whatever the level below
     # serializable (said only when both checks were plain reads)
     committed_only_rule: str
+    # what a read marked "current read" sees, and what serializable makes of a plain SELECT
+    current_read_rule: str
+    serializable_read_rule: str
 
 
 def rows_of(cursor: Any) -> tuple[tuple[Any, ...], ...]:

@@ -79,6 +79,13 @@ class MySQL:
         "At read committed and at repeatable read alike an InnoDB consistent read shows only"
         " committed rows, and neither grant was committed when the other checked."
     )
+    current_read_rule = (
+        "a locking read reads the newest committed version of the rows it finds (a current"
+        " read, which uses no snapshot)"
+    )
+    serializable_read_rule = (
+        "at serializable InnoDB makes every plain SELECT in a transaction such a locking read"
+    )
 
     def __init__(self) -> None:
         self._innodb_next_read = 0.0  # not before: InnoDB's lock-wait tables (blocked_by)

@@ -49,6 +49,9 @@ class PostgreSQL:
         "Below serializable the isolation level makes no difference here: every snapshot shows"
         " only committed rows, and neither grant was committed when the other checked."
     )
+    # PostgreSQL's locking reads use the transaction's snapshot: no read is a current read
+    current_read_rule = "a locking read reads the newest committed version of the rows it finds"
+    serializable_read_rule = "serializable adds predicate locks, not locking reads"
 
     def check_url(self, url: URL) -> None:
         if " " in url.render_as_string(hide_password=False):

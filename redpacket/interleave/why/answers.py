@@ -5,6 +5,7 @@ from __future__ import annotations
 from redpacket.interleave.timeline import Event, Kind
 from redpacket.interleave.why.refusals import lost_race, refused
 from redpacket.interleave.why.story import Sentence, Story
+from redpacket.isolation import Isolation
 from redpacket.strategies import Role
 
 
@@ -80,7 +81,8 @@ def _check_saw(
 ) -> list[Sentence]:
     refs = (story.at(decided), story.at(commit))
     check = f"T{session}'s check, {story.cite(decided)},"
-    if not story.level(session).takes_snapshot_per_transaction:
+    current = decided.read == "current read"  # InnoDB's locking reads, at every level
+    if current or not story.level(session).takes_snapshot_per_transaction:
         # held back: a wait that began before the winner's commit and ended after it, whatever
         # ended it (a COMMIT, RELEASE_LOCK, a session's end)
         held = [
@@ -88,18 +90,23 @@ def _check_saw(
             for w in story.waits(session, attempt)
             if story.before(w, commit) and story.before(commit, story.resume_of(w))
         ]
-        ran = f"Waiting for T{winner} ({story.ref(held[0])}) put" if held else "Nothing held back"
-        if decided.read == "current read":
-            seen = (
-                "a locking read reads the newest committed version of the rows it finds (a"
-                " current read, which uses no snapshot)"
+        if held:
+            ran = f"Waiting for T{winner} ({story.ref(held[0])}) put {check} after"
+        elif story.before(commit, decided):
+            ran = f"{check} ran after"
+        else:  # cannot be: it saw the grant; said as the events have it
+            ran = f"{check} answered after"
+        if current:
+            serializable = story.level(session) is Isolation.SERIALIZABLE
+            seen = story.engine.current_read_rule + (
+                f"; {story.engine.serializable_read_rule}" if serializable else ""
             )
         else:
             seen = "at read committed each plain read takes a fresh snapshot"
         return [
             Sentence(
-                f"{ran} {check} after T{winner}'s commit ({story.ref(commit)}); {seen}, so it saw"
-                " the red packet and granted nothing.",
+                f"{ran} T{winner}'s commit ({story.ref(commit)}); {seen}, so it saw the red"
+                " packet and granted nothing.",
                 (*refs, story.at(held[0])) if held else refs,
             )
         ]

@@ -670,3 +670,22 @@ def test_no_explained_run_on_innodb_has_an_empty_why(mysql_lab: Lab, innodb_watc
         why = str(explain(run))
         if "a current read, which uses no snapshot" in why:
             assert any(e.read == "current read" for e in run.events), why
+
+
+@pytest.mark.parametrize("level", [RC, RR])
+def test_the_insert_that_decided_is_credited_not_the_read_after_it(
+    scheduler: Scheduler, level: Isolation
+) -> None:
+    """INSERT IGNORE waited on the winner and inserted nothing: that decided the attempt;
+    the order read after it only told "granted already" from "no such order"."""
+    run = scheduled(scheduler, "on_conflict", level, "t2-waits")
+    inserted_nothing = [
+        e for e in run.events
+        if e.session == 2 and e.action == "insert_on_conflict" and e.kind is Kind.RESUME
+    ]  # fmt: skip
+    assert inserted_nothing
+    assert not inserted_nothing[0].rows
+    why = str(explain(run))
+    assert "found the conflicting row and inserted nothing" in why
+    assert "ended its grant as already granted" not in why
+    assert "snapshot" not in why  # a write is a current read: no snapshot decided it

@@ -60,12 +60,26 @@ def saw_the_grant(
         return []
     refs = (story.at(decided), story.at(commit))
     claims = [e for e in story.with_role(session, attempt, Role.CLAIM) if not e.rows]
+    empty_inserts = [e for e in story.with_role(session, attempt, Role.INSERT) if not e.rows]
     if decided.role == Role.CHECK.value:
         sentences = _check_saw(story, winner, session, attempt, decided, commit)
     elif claims:
         sentences = [_claim_found(story, winner, session, claims[0], decided, commit)]
     elif decided.role == Role.INSERT.value:
         sentences = [_insert_found(story, winner, session, decided, commit)]
+    elif empty_inserts and story.before(commit, empty_inserts[-1]):
+        # the insert decided (INSERT IGNORE: nothing inserted, after the winner's commit);
+        # the step that ended the attempt only told "granted already" from "no such order".
+        # A write is a current read: the snapshot was not the reason, and is not offered.
+        insert = empty_inserts[-1]
+        return [
+            _insert_found(story, winner, session, insert, commit),
+            Sentence(
+                f"Its {story.cite(decided)} then told an order granted already from an"
+                " unknown one.",
+                (story.at(decided),),
+            ),
+        ]
     else:
         sentences = [
             Sentence(

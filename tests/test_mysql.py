@@ -689,3 +689,27 @@ def test_the_insert_that_decided_is_credited_not_the_read_after_it(
     assert "found the conflicting row and inserted nothing" in why
     assert "ended its grant as already granted" not in why
     assert "snapshot" not in why  # a write is a current read: no snapshot decided it
+
+
+def test_the_two_engine_matrix_reads_at_a_normal_terminal_width(
+    lab: Lab, mysql_lab: Lab, innodb_watch: None
+) -> None:
+    """At 80 columns every strategy, server and schedule is printed whole (the verdicts
+    wrap in their cells): "condition…" and "MariaD…" named nothing."""
+    from rich.console import Console
+
+    from redpacket.interleave.matrix import cells, run_matrix
+    from redpacket.report.matrix_view import matrix_table
+
+    todo = cells([STRATEGIES["conditional_update"], STRATEGIES["seed"]], list(Isolation),
+                 ["t2-first-read", "t2-begins-first"])  # fmt: skip
+    runs = [run for one in (lab, mysql_lab) for run in run_matrix(one, todo, RetryPolicy(0))]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(matrix_table(runs))
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for run in runs:
+        assert run.strategy in text
+        assert run.server in text
+        assert run.schedule in text

@@ -58,8 +58,15 @@ def matrix_grid(runs: Sequence[Run]) -> tuple[list[str], list[list[Cell]]]:
 def matrix_table(runs: Sequence[Run], title: str = "isolation matrix") -> Table:
     header, rows = matrix_grid(runs)
     table = Table(title=title, caption=MATRIX_CAPTION)
+    labels = sum(1 for column in header if column in ("strategy", "server", "schedule"))
     for index, column in enumerate(header):
-        table.add_column(column, style="bold" if index == 0 else "", no_wrap=True)
+        if index < labels:  # strategy, server, schedule: whole at any width, as names must be
+            widest = max([len(column)] + [len(str(row[index])) for row in rows])
+            table.add_column(
+                column, style="bold" if index == 0 else "", no_wrap=True, min_width=widest
+            )
+        else:  # the verdicts wrap within their cells instead
+            table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(_drawn(cell) for cell in row))
     return table

@@ -713,3 +713,23 @@ def test_the_two_engine_matrix_reads_at_a_normal_terminal_width(
         assert run.strategy in text
         assert run.server in text
         assert run.schedule in text
+
+
+def test_a_deadlock_why_names_the_cycle_from_the_servers_waits(scheduler: Scheduler) -> None:
+    """lock_check at repeatable read: both locking reads found nothing, each insert then
+    needs what the other holds. The why names who waited for whom, as the server said."""
+    run = scheduled(scheduler, "lock_check", RR, "t2-first-read")
+    events = run.events
+    refused = next(i for i, e in enumerate(events) if e.sqlstate == "1213")
+    loser = events[refused].session
+    waits = [
+        i for i, e in enumerate(events[:refused])
+        if e.kind is Kind.WAIT and e.session != loser and loser in e.waited_on
+    ]  # fmt: skip
+    assert waits  # the server reported the other session waiting for the loser
+    wait = events[waits[-1]]
+    why = str(explain(run))
+    assert (
+        f"The cycle: T{wait.session}'s step {wait.step_number} ({wait.action}, #{waits[-1] + 1})"
+        f" was waiting for a lock T{loser} held"
+    ) in why

@@ -56,7 +56,8 @@ def refused(story: Story, winner: int, loser: int, attempt: int, failure: Event)
                 f"{story.server} found a deadlock and broke it by refusing {subject} with"
                 f" {failure_shown(failure)} {said}.",
                 (story.at(failure),),
-            )
+            ),
+            *_the_cycle(story, loser, failure),
         ]
     after = ""
     refs = [story.at(failure)]
@@ -64,6 +65,31 @@ def refused(story: Story, winner: int, loser: int, attempt: int, failure: Event)
         after = f", after T{winner} had committed ({story.ref(commit)})"
         refs.append(story.at(commit))
     return [Sentence(f"The server refused {subject} with {code} {said}{after}.", tuple(refs))]
+
+
+def _the_cycle(story: Story, loser: int, failure: Event) -> list[Sentence]:
+    """Who waited for whom when the deadlock was found, as the server reported the waits:
+    the other half of the cycle is the refused statement's own wait, which the server ended
+    at once with the error, so it is said as the error says it."""
+    for wait in reversed(story.events[: story.at(failure)]):
+        resume = story.resume_of(wait) if wait.kind is Kind.WAIT else None
+        if (
+            resume is None
+            or wait.session == loser
+            or loser not in wait.waited_on
+            or not story.before(failure, resume)
+        ):
+            continue
+        return [
+            Sentence(
+                f"The cycle: T{wait.session}'s {story.cite(wait)} was waiting for a lock"
+                f" T{loser} held, and T{loser}'s {story.cite(failure)} needed one"
+                f" T{wait.session} held; refusing T{loser}'s let T{wait.session}'s go on"
+                f" ({story.ref(resume)}).",
+                (story.at(wait), story.at(failure), story.at(resume)),
+            )
+        ]
+    return []
 
 
 def failure_shown(failure: Event) -> str:

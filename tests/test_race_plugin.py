@@ -78,6 +78,7 @@ def test_the_shipped_code_fails_every_race_test_with_its_timeline(
     assert "assert 2 == 1" in out
     # every schedule: the shortest failing one
     assert "the shortest: T1:1,T2:end,T1:end" in out
+    assert "34 of 36 schedules break the invariant" in out  # as the README quotes it
     # the hammer: duplicates found by the user's check, outcomes counted
     assert "after the hammer: red packets per order" in out
     assert "160 calls (16 workers x 10 rounds)" in out

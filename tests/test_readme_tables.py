@@ -55,4 +55,4 @@ def test_the_readmes_verdict_tables_are_the_servers(
         assert heading in text, heading
         table = text[text.index(heading) :].split("\n\n")[1]
         expected = rows(pg, innodb)
-        assert [line for line in table.splitlines()[2:]] == expected, "\n".join(expected)
+        assert table.splitlines()[2:] == expected, "\n".join(expected)

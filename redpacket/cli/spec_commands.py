@@ -125,7 +125,7 @@ def spec(
                 (output_dir / f"{one.name}.out").write_text(run.text(), encoding="utf-8",
                                                            errors="surrogateescape")  # fmt: skip
     if as_json:
-        print_json([run.to_json() for run in runs] if len(runs) > 1 else runs[0].to_json())
+        print_json([run.to_json() for run in runs] if len(specs) > 1 else runs[0].to_json())
     elif html_path is not None:
         from redpacket.cli.show import Show
 

@@ -492,16 +492,33 @@ def _column(conn: Any, statement: str, params: Any = None) -> list[Any]:
 
 
 def bind(conn: Any, statement: str, params: dict[str, Any] | None) -> bytes:
-    """The statement with its values escaped by the driver, as a cursor would do it
-    (integers, the common case, need no escaping)."""
+    """The statement with its values escaped by the driver, as a cursor would do it."""
     if not params:
         return statement.encode()
-    query, names = template(statement)
+    return bound(conn, template(statement), params)
+
+
+def bound(
+    conn: Any, known: tuple[bytes, tuple[str, ...]], values: dict[str, Any],
+    escaped: dict[str, bytes] | None = None,
+) -> bytes:  # fmt: skip
+    """A ``template`` with ``values`` in it: integers, the common case, as their digits;
+    anything else escaped by the driver, unless ``escaped`` has it escaped already (a
+    worker escapes the run's fixed values once per connection)."""
+    query, names = known
+    if not names:
+        return query
+    fixed = escaped or {}
     literal = mysql_drivers.literal
-    return query % tuple(
-        b"%d" % value if type(value) is int else literal(conn, value)
-        for value in (params[name] for name in names)
-    )
+    parts = []
+    for name in names:
+        value = values[name]
+        if type(value) is int:
+            parts.append(b"%d" % value)
+        else:
+            done = fixed.get(name)
+            parts.append(done if done is not None else literal(conn, value))
+    return query % tuple(parts)
 
 
 _PLACEHOLDER = re.compile(rb"%\((\w+)\)s")

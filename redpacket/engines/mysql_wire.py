@@ -21,7 +21,7 @@ import os
 import select
 from typing import Any, Final
 
-from redpacket.errors import LabError
+from redpacket.twins import chosen
 
 OK: Final = 0
 ROWS: Final = 1
@@ -206,13 +206,10 @@ def _c_wire() -> Any:
 
 def wire_class() -> Any:
     """The C wire where it was built, unless REDPACKET_MYSQL_WIRE=python asks for Python's."""
-    chosen = os.environ.get(ENV, "")
-    if chosen not in ("", "c", "python"):
-        raise LabError(f"{ENV} is 'c' or 'python', not {chosen!r}")
-    found = None if chosen == "python" else _c_wire()
-    if found is None and chosen == "c":
-        raise LabError(f"{ENV}=c, but the C wire (redpacket.engines._mysql_wire) was not built")
-    return found or PyWire
+    return chosen(
+        ENV, ("c", _c_wire), ("python", lambda: PyWire),
+        "the C wire (redpacket.engines._mysql_wire) was not built",
+    )  # fmt: skip
 
 
 def wire_build() -> str:

@@ -57,7 +57,7 @@ class PostgreSQL:
         if " " in url.render_as_string(hide_password=False):
             # libpq 16 and later refuse it in a URI (psycopg's does); the machine's may be older
             raise LabError("malformed database URL: it holds a space (libpq refuses spaces)")
-        parse, refused = _conninfo_parser()
+        parse, _make, refused = _conninfo_tools()
         try:  # what libpq itself would refuse (unknown options, bad syntax), in one line
             parse(libpq(url))
         except refused as exc:
@@ -311,7 +311,7 @@ def conninfo(url: URL, application: str = "redpacket", options: str = "") -> str
     """A libpq connection string for ``url``, landing in its ``search_path`` schema if any."""
     schema = url.query.get("search_path")
     settings = f"-c search_path={schema} {options}" if schema else options
-    make = _conninfo_maker()
+    _parse, make, _refused = _conninfo_tools()
     return make(
         libpq(url),
         options=settings.strip() or None,
@@ -320,26 +320,18 @@ def conninfo(url: URL, application: str = "redpacket", options: str = "") -> str
     )
 
 
-def _conninfo_parser() -> tuple[Callable[[str], Any], type[Exception]]:
-    """libpq's own parse of a connection string: through ctypes where the machine's libpq
-    loads (a ``spec`` process then never imports psycopg), else psycopg's, by the same call."""
+def _conninfo_tools() -> tuple[Callable[[str], Any], Callable[..., str], type[Exception]]:
+    """(parse, make, what a refused string raises): libpq's own calls on connection strings,
+    through ctypes where the machine's libpq loads (a ``spec`` process then never imports
+    psycopg), else psycopg's, which make the same calls."""
     from redpacket.engines import pq_ctypes
 
     if pq_ctypes.AVAILABLE:
-        return pq_ctypes.conninfo_to_dict, ValueError
+        return pq_ctypes.conninfo_to_dict, pq_ctypes.make_conninfo, ValueError
     import psycopg
 
-    return psycopg.conninfo.conninfo_to_dict, psycopg.ProgrammingError
-
-
-def _conninfo_maker() -> Callable[..., str]:
-    from redpacket.engines import pq_ctypes
-
-    if pq_ctypes.AVAILABLE:
-        return pq_ctypes.make_conninfo
-    import psycopg
-
-    return psycopg.conninfo.make_conninfo
+    conninfo = psycopg.conninfo
+    return conninfo.conninfo_to_dict, conninfo.make_conninfo, psycopg.ProgrammingError
 
 
 ENGINE = PostgreSQL()

@@ -13,7 +13,6 @@ passing lock does not count).
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from redpacket.engines import pq_ctypes
 from redpacket.errors import LabError
 from redpacket.specs.events import Failure, Result, Table
 from redpacket.specs.wire import Notification, SpecSession, WireError
+from redpacket.twins import chosen
 
 WAIT_QUERY = b"SELECT pg_catalog.pg_isolation_test_session_is_blocked($1, $2::int[])"
 _STATUS = pq_ctypes.ExecStatus  # libpq's numbers, the same in either binding
@@ -33,13 +33,17 @@ def libpq_binding() -> tuple[Any, tuple[type[Exception], ...]]:
     """(the pq module, what it raises for a failed connection): ctypes on the machine's
     libpq where it loads, unless REDPACKET_SPEC_LIBPQ=psycopg asks for psycopg's (the
     bytes printed are the same; tests/test_specs.py runs the specs on both)."""
-    chosen = os.environ.get(ENV, "")
-    if chosen not in ("", "ctypes", "psycopg"):
-        raise LabError(f"{ENV} is 'ctypes' or 'psycopg', not {chosen!r}")
-    if chosen != "psycopg" and pq_ctypes.AVAILABLE:
-        return pq_ctypes, (pq_ctypes.OperationalError,)
-    if chosen == "ctypes":
-        raise LabError(f"{ENV}=ctypes, but the machine's libpq (libpq.so.5) does not load")
+    return chosen(
+        ENV, ("ctypes", _ctypes_binding), ("psycopg", _psycopg_binding),
+        "the machine's libpq (libpq.so.5) does not load",
+    )  # fmt: skip
+
+
+def _ctypes_binding() -> tuple[Any, tuple[type[Exception], ...]] | None:
+    return (pq_ctypes, (pq_ctypes.OperationalError,)) if pq_ctypes.AVAILABLE else None
+
+
+def _psycopg_binding() -> tuple[Any, tuple[type[Exception], ...]]:
     import psycopg
     from psycopg import pq
 

@@ -194,6 +194,7 @@ class PGconn:
 
     def __init__(self, pointer: int) -> None:
         self._pointer = pointer
+        self._handler: Callable[[Any], None] | None = None
         self._receiver: Any = None  # kept: libpq holds only the C pointer to it
 
     @classmethod
@@ -224,13 +225,14 @@ class PGconn:
 
     @property
     def notice_handler(self) -> Callable[[Any], None] | None:
-        return None
+        return self._handler
 
     @notice_handler.setter
     def notice_handler(self, handler: Callable[[Any], None]) -> None:
         def receive(_argument: int | None, result: int) -> None:
             handler(_Notice(result))
 
+        self._handler = handler
         self._receiver = _NOTICE(receive)
         _pq.PQsetNoticeReceiver(self._pointer, self._receiver, None)
 

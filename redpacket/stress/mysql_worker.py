@@ -13,8 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Final
 
-from redpacket.engines.mysql import rows_answered, template
-from redpacket.engines.mysql_drivers import literal
+from redpacket.engines.mysql import bound, rows_answered, template
 from redpacket.engines.mysql_wire import ERR
 from redpacket.strategies import Ending, Step, Walk
 from redpacket.stress.event_loop import LoopWorker
@@ -143,25 +142,11 @@ class MySQLWorker(LoopWorker):
         self._send(STEP, self._bound(step.pyformat_sql, walk.context))
 
     def _bound(self, sql: str, context: dict[str, Any]) -> bytes:
-        """The statement with the context's values in it, escaped as the driver escapes them
-        (integers, the common case, need no escaping; the run's fixed values were escaped
-        once, when the connection was made)."""
+        """The statement with the context's values in it, its template worked out once."""
         known = self.templates.get(sql)
         if known is None:
             known = self.templates[sql] = template(sql)
-        query, names = known
-        if not names:
-            return query
-        escaped = self.literals
-        values = []
-        for name in names:
-            value = context[name]
-            if type(value) is int:
-                values.append(b"%d" % value)
-            else:
-                fixed = escaped.get(name)
-                values.append(fixed if fixed is not None else literal(self.conn, value))
-        return query % tuple(values)
+        return bound(self.conn, known, context, self.literals)
 
     def _step_done(self, rows: tuple[tuple[Any, ...], ...]) -> None:
         walk = self.walk

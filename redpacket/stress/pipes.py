@@ -19,14 +19,13 @@ statuses are libpq's own numbers, as ``psycopg.pq.ExecStatus`` has them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from psycopg import OperationalError, pq
 
-from redpacket.errors import LabError
 from redpacket.stress.statements import Items, PipeError
+from redpacket.twins import chosen
 
 Row = tuple[bytes | None, ...]
 Summary = tuple[int, Row | None, str | None, int]
@@ -187,13 +186,10 @@ def _c_pipe() -> Callable[[bytes], Pipe] | None:
 
 def pipe_class() -> Callable[[bytes], Pipe]:
     """The C wire where it was built, unless REDPACKET_PIPE=psycopg asks for psycopg's."""
-    chosen = os.environ.get(ENV, "")
-    if chosen not in ("", "c", "psycopg"):
-        raise LabError(f"{ENV} is 'c' or 'psycopg', not {chosen!r}")
-    found = None if chosen == "psycopg" else _c_pipe()
-    if found is None and chosen == "c":
-        raise LabError(f"{ENV}=c, but the C wire (redpacket.stress._libpq_pipe) was not built")
-    return found or PsycopgPipe
+    return chosen(
+        ENV, ("c", _c_pipe), ("psycopg", lambda: PsycopgPipe),
+        "the C wire (redpacket.stress._libpq_pipe) was not built",
+    )  # fmt: skip
 
 
 def pipe_build() -> str:

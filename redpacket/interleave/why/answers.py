@@ -104,12 +104,11 @@ def _check_saw(
             for w in story.waits(session, attempt)
             if story.before(w, commit) and story.before(commit, story.resume_of(w))
         ]
-        if held:
-            ran = f"Waiting for T{winner} ({story.ref(held[0])}) put {check} after"
-        elif story.before(commit, decided):
-            ran = f"{check} ran after"
-        else:  # cannot be: it saw the grant; said as the events have it
-            ran = f"{check} answered after"
+        ran = (  # it saw the committed grant: it completed after the commit
+            f"Waiting for T{winner} ({story.ref(held[0])}) put {check} after"
+            if held
+            else f"{check} ran after"
+        )
         if current:
             serializable = story.level(session) is Isolation.SERIALIZABLE
             seen = story.engine.current_read_rule + (

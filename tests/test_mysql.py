@@ -743,3 +743,38 @@ def test_a_deadlock_why_names_the_cycle_from_the_servers_waits(scheduler: Schedu
         f"The cycle: T{wait.session}'s step {wait.step_number} ({wait.action}, #{waits[-1] + 1})"
         f" was waiting for a lock T{loser} held"
     ) in why
+
+
+@pytest.mark.parametrize(
+    ("strategy", "level", "held_mode"),
+    [
+        # SERIALIZABLE turns the plain existence check into a shared locking read
+        ("naive", Isolation.SERIALIZABLE, "S"),
+        # FOR UPDATE takes exclusive next-key locks, on the gap too when it finds nothing
+        ("lock_check", RR, "X"),
+    ],
+)
+def test_a_deadlock_why_names_the_locks_the_server_reported(
+    scheduler: Scheduler, strategy: str, level: Isolation, held_mode: str
+) -> None:
+    """Both checks found nothing and locked the gap where the red packet would go; each
+    insert then wants an insert-intention lock into that gap, which waits for the other's
+    gap lock. The locks come from InnoDB's own deadlock report, and the why says them."""
+    run = scheduled(scheduler, strategy, level, "t2-first-read")
+    failure = next(e for e in run.events if e.sqlstate == "1213")
+    assert failure.locks, "InnoDB's report of this deadlock was not read"
+    assert {c.waiting for c in failure.locks} == {1, 2}
+    for conflict in failure.locks:
+        assert conflict.wanted.kind == "insert intention"
+        assert conflict.wanted.table == "red_packets"
+        holders = {lock.holder for lock in conflict.held}
+        assert holders == {3 - conflict.waiting}  # the other session, nobody else
+        assert {lock.mode for lock in conflict.held} == {held_mode}
+        assert all(lock.place == conflict.wanted.place for lock in conflict.held)
+    why = str(explain(run))
+    held = failure.locks[0].held[0]
+    assert f"T1 and T2 each held {held.what} on {held.place}" in why
+    assert "wanted an insert-intention lock there" in why
+    assert json.loads(json.dumps(run.to_json(), default=str))["events"][run.events.index(failure)][
+        "locks"
+    ]

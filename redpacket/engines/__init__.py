@@ -7,7 +7,7 @@ it is; a new engine is one new module with an ``ENGINE`` and one line below.
 from __future__ import annotations
 
 from redpacket.engines import mysql, postgresql
-from redpacket.engines.base import Engine, FaultCodes, Read, ServerError
+from redpacket.engines.base import Engine, FaultCodes, Lock, LockConflict, Read, ServerError
 
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (postgresql.ENGINE, mysql.ENGINE)}
 SCHEMES: dict[str, Engine] = {
@@ -19,4 +19,14 @@ def engine_named(name: str) -> Engine:
     return ENGINES[name]
 
 
-__all__ = ["ENGINES", "SCHEMES", "Engine", "FaultCodes", "Read", "ServerError", "engine_named"]
+__all__ = [
+    "ENGINES",
+    "SCHEMES",
+    "Engine",
+    "FaultCodes",
+    "Lock",
+    "LockConflict",
+    "Read",
+    "ServerError",
+    "engine_named",
+]

@@ -141,6 +141,9 @@ class Engine(Protocol):
     def cancel(self, observer: Any, session_id: int) -> None: ...
     def kill(self, observer: Any, session_id: int) -> None: ...
     def sessions_in_transaction(self, observer: Any, database: str) -> list[int]: ...
+    def deadlock_locks(
+        self, observer: Any, code: str, victim: int
+    ) -> tuple[LockConflict, ...]: ...  # the locks of the deadlock ``code`` reports, if known
     def setting(self, name: str, value: str) -> tuple[str, tuple[str, ...]]: ...
     def session_settings(
         self,
@@ -176,3 +179,53 @@ def rows_of(cursor: Any) -> tuple[tuple[Any, ...], ...]:
     if cursor.rowcount is None or cursor.rowcount <= 0:
         return ()
     return ((cursor.lastrowid or cursor.rowcount,),)
+
+
+@dataclass(frozen=True)
+class Lock:
+    """One lock as the server's deadlock report names it (InnoDB: a row, gap or table)."""
+
+    holder: int  # the server's id of the session that holds or wants it
+    mode: str  # S, X, IS, IX, AUTO-INC
+    kind: str  # next-key, gap, record, insert intention, table
+    table: str
+    index: str | None = None
+    at_end: bool = False  # on the supremum: the gap after the index's last record
+
+    @property
+    def what(self) -> str:
+        """The lock without its place: "a shared (S) gap lock", "an insert-intention lock"."""
+        if self.kind == "insert intention":
+            return "an insert-intention lock"
+        strength = {"S": "shared", "X": "exclusive"}.get(self.mode, self.mode)
+        # on the supremum a next-key lock covers only the gap: the place says so
+        kind = "" if self.at_end or self.kind == "table" else f" {self.kind}"
+        return f"a {strength} ({self.mode}){kind} lock"
+
+    @property
+    def place(self) -> str:
+        where = f"index {self.index} of {self.table}" if self.index else self.table
+        if self.kind == "table":
+            return f"table {self.table}"
+        if self.at_end:
+            return f"the gap at the end of {where}"
+        return {
+            "gap": f"a gap of {where}",
+            "insert intention": f"a gap of {where}",
+            "record": f"a record of {where}",
+            "next-key": f"a record of {where} and the gap before it",
+        }[self.kind]
+
+    @property
+    def words(self) -> str:
+        return f"{self.what} on {self.place}"
+
+
+@dataclass(frozen=True)
+class LockConflict:
+    """In a deadlock the server broke: what one session waited for, and who held what
+    it conflicted with."""
+
+    waiting: int  # the server's id of the waiting session
+    wanted: Lock
+    held: tuple[Lock, ...]  # the conflicting locks, other sessions' only

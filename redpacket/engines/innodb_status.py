@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from redpacket.engines.base import Lock, LockConflict
+
 _TRANSACTION = re.compile(r"^---TRANSACTION ", re.M)
 _THREAD = re.compile(r"\b(?:MariaDB|MySQL) thread id (\d+)")
 _LOCK_STRUCTS = re.compile(r"\b(\d+) lock struct\(s\)")
@@ -68,3 +70,96 @@ def parse(status: str) -> dict[int, InnoDBTransaction]:
             waited_table=(table.group(1), table.group(2)) if table else None,
         )
     return found
+
+
+_DEADLOCK = "\nLATEST DETECTED DEADLOCK\n"
+_PART = re.compile(r"^\*\*\* (.*)$", re.M)
+_TRX_HEADER = re.compile(r"^TRANSACTION (\d+),", re.M)
+_VICTIM = re.compile(r"WE ROLL BACK TRANSACTION \((\d+)\)")
+_RECORD_LOCK = re.compile(
+    r"^RECORD LOCKS .*? index (\S+) of table `[^`]*`\.`([^`]*)`"
+    r" trx id (\d+) lock[_ ]mode (\S+)(.*)$"
+    r"(?:\nRecord lock, heap no (\d+) )?",
+    re.M,
+)
+_TABLE_LOCK = re.compile(r"^TABLE LOCK table `[^`]*`\.`([^`]*)` trx id (\d+) lock mode (\S+)", re.M)
+
+
+def latest_deadlock(observer: Any, victim: int) -> tuple[LockConflict, ...]:
+    """The locks of the last deadlock InnoDB broke, if ``victim`` (a session id) is the
+    transaction it rolled back; nothing when the latest deadlock is someone else's (the
+    server keeps only the last one, for every client)."""
+    cursor = observer.cursor()
+    cursor.execute("SHOW ENGINE INNODB STATUS")
+    row = cursor.fetchone()
+    cursor.close()
+    return deadlock_of(str(row[2]) if row else "", victim)
+
+
+def deadlock_of(status: str, victim: int) -> tuple[LockConflict, ...]:
+    start = status.find(_DEADLOCK)
+    if start < 0:
+        return ()
+    section = status[start + len(_DEADLOCK) :]
+    section = (
+        section[: section.find("\nTRANSACTIONS\n")] if "\nTRANSACTIONS\n" in section else section
+    )
+    parts = _PART.split(section)  # [before, heading, body, heading, body, ...]
+    transactions: dict[str, tuple[int, int]] = {}  # "(1)" -> (trx id, thread id)
+    wanted: dict[str, Lock] = {}
+    held: list[Lock] = []
+    current = ""
+    for heading, body in zip(parts[1::2], parts[2::2], strict=True):
+        number = re.match(r"(\(\d+\)) TRANSACTION:", heading)
+        if number:
+            trx, thread = _TRX_HEADER.search(body), _THREAD.search(body)
+            if trx is None or thread is None:
+                return ()
+            current = number.group(1)
+            transactions[current] = (int(trx.group(1)), int(thread.group(1)))
+            continue
+        locks = _locks(body)
+        if "WAITING FOR THIS LOCK" in heading and locks and current:
+            wanted[current] = locks[0]
+        elif "CONFLICTING WITH" in heading or "HOLDS THE LOCK" in heading:
+            held += locks
+    victim_said = _VICTIM.search(section)
+    if victim_said is None or transactions.get(f"({victim_said.group(1)})", (0, 0))[1] != victim:
+        return ()
+    threads = dict(transactions.values())
+    conflicts = []
+    for name, lock in wanted.items():
+        own = transactions[name][0]
+        others = tuple(
+            Lock(threads.get(h.holder, 0), h.mode, h.kind, h.table, h.index, h.at_end)
+            for h in dict.fromkeys(held)
+            if h.holder != own and (h.table, h.index) == (lock.table, lock.index)
+        )
+        conflicts.append(
+            LockConflict(
+                transactions[name][1],
+                Lock(
+                    transactions[name][1], lock.mode, lock.kind, lock.table, lock.index, lock.at_end
+                ),
+                others,
+            )
+        )
+    return tuple(conflicts)
+
+
+def _locks(body: str) -> list[Lock]:
+    """Locks in the order printed, ``holder`` still the transaction id."""
+    found: list[tuple[int, Lock]] = []
+    for m in _RECORD_LOCK.finditer(body):
+        flags = m.group(5)
+        kind = (
+            "insert intention" if "insert intention" in flags
+            else "gap" if "locks gap before rec" in flags
+            else "record" if "locks rec but not gap" in flags
+            else "next-key"
+        )  # fmt: skip
+        lock = Lock(int(m.group(3)), m.group(4), kind, m.group(2), m.group(1), m.group(6) == "1")
+        found.append((m.start(), lock))
+    for m in _TABLE_LOCK.finditer(body):
+        found.append((m.start(), Lock(int(m.group(2)), m.group(3), "table", m.group(1))))
+    return [lock for _, lock in sorted(found, key=lambda pair: pair[0])]

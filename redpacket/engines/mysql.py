@@ -29,7 +29,14 @@ from typing import Any
 
 from redpacket.database.url import URL
 from redpacket.engines import innodb_status, mysql_drivers, mysql_wire
-from redpacket.engines.base import CONNECT_TIMEOUT_S, FaultCodes, Read, ServerError, rows_of
+from redpacket.engines.base import (
+    CONNECT_TIMEOUT_S,
+    FaultCodes,
+    LockConflict,
+    Read,
+    ServerError,
+    rows_of,
+)
 from redpacket.errors import LabError
 from redpacket.isolation import Isolation
 
@@ -410,6 +417,12 @@ class MySQL:
 
     def kill(self, observer: Any, session_id: int) -> None:
         _execute(observer, f"KILL CONNECTION {int(session_id)}")
+
+    def deadlock_locks(self, observer: Any, code: str, victim: int) -> tuple[LockConflict, ...]:
+        """InnoDB keeps the last deadlock it broke, locks and all, in its monitor output."""
+        if code != "1213":
+            return ()
+        return innodb_status.latest_deadlock(observer, victim)
 
     def sessions_in_transaction(self, observer: Any, database: str) -> list[int]:
         active = {t.session_id for t in innodb_status.transactions(observer).values() if t.active}

@@ -14,12 +14,12 @@ the strategy decided, retries as new attempts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.engine import Dialect
 
-from redpacket.engines import Engine, Read
+from redpacket.engines import Engine, Lock, LockConflict, Read
 from redpacket.interleave.schedule import BEGIN, END, Schedule
 from redpacket.interleave.timeline import Event, Kind
 from redpacket.isolation import Isolation
@@ -223,6 +223,23 @@ class Stepper:
 
     # -- what came back ---------------------------------------------------------------------
 
+    def _deadlock_locks(self, state: SessionState, code: str | None) -> tuple[LockConflict, ...]:
+        """The locks of the deadlock the server broke by refusing this session, as it
+        reported them, holders named by the run's session numbers."""
+        if code is None or means_connection_lost(code):
+            return ()
+        numbers = {self.runner.conns[s.index].session.pid: s.number for s in self.states}
+        victim = self.runner.conns[state.index].session.pid
+        conflicts = self.engine.deadlock_locks(self.observer, code, victim)
+
+        def named(lock: Lock) -> Lock:
+            return replace(lock, holder=numbers.get(lock.holder, 0))
+
+        return tuple(
+            LockConflict(numbers.get(c.waiting, 0), named(c.wanted), tuple(map(named, c.held)))
+            for c in conflicts
+        )
+
     def _record(
         self,
         state: SessionState,
@@ -249,6 +266,7 @@ class Stepper:
                 role=event.role,
                 read=event.read,
                 params=event.params,
+                locks=self._deadlock_locks(state, None if result is None else result.code),
             )
         )
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redpacket import vocabulary
 from redpacket.isolation import Isolation, Levels
 from redpacket.retry import LOST_RACE
 from redpacket.strategies import Outcome
+
+if TYPE_CHECKING:
+    from redpacket.engines.base import LockConflict
 
 
 class Verdict(enum.Enum):
@@ -46,6 +49,9 @@ class Event:
     role: str | None = None  # the step's role (read, lock, check, claim, insert, bump)
     read: str | None = None  # how it read rows: snapshot, uses snapshot, current read, none
     params: tuple[tuple[str, Any], ...] = ()  # the values bound to ``sql``'s :names
+    # A deadlock's locks as the server reported them, holders as session numbers (0: not
+    # the run's); empty where the server named none
+    locks: tuple[LockConflict, ...] = ()
 
     @property
     def label(self) -> str:

@@ -58,6 +58,7 @@ def refused(story: Story, winner: int, loser: int, attempt: int, failure: Event)
                 (story.at(failure),),
             ),
             *_the_cycle(story, loser, failure),
+            *_the_locks(story, failure),
         ]
     after = ""
     refs = [story.at(failure)]
@@ -90,6 +91,39 @@ def _the_cycle(story: Story, loser: int, failure: Event) -> list[Sentence]:
             )
         ]
     return []
+
+
+def _the_locks(story: Story, failure: Event) -> list[Sentence]:
+    """The locks of the cycle, as the server's own deadlock report names them: once for
+    all when every session held and wanted the same kinds of lock on one place (two
+    inserts into a gap both had locked), else one clause per waiting session."""
+    conflicts = [c for c in failure.locks if c.waiting and any(h.holder for h in c.held)]
+    if not conflicts:
+        return []
+    head = f"The locks, as {story.server} reported this deadlock: "
+    shapes = {
+        (c.wanted.what, c.wanted.place, tuple((h.what, h.place) for h in c.held if h.holder))
+        for c in conflicts
+    }
+    if len(conflicts) > 1 and len(shapes) == 1:
+        wanted, place, held = shapes.pop()
+        if len(held) == 1 and held[0][1] == place:
+            who = " and ".join(f"T{c.waiting}" for c in sorted(conflicts, key=lambda c: c.waiting))
+            text = f"{who} each held {held[0][0]} on {place} and each then wanted {wanted} there"
+            if wanted == "an insert-intention lock":  # InnoDB's rule, whatever the gap's lock
+                text += (
+                    ", and an insert-intention lock waits for a gap lock another transaction holds"
+                )
+            return [Sentence(head + text + ".", (story.at(failure),))]
+    said = []
+    for conflict in conflicts:
+        held_by = " and ".join(
+            f"T{lock.holder}'s {lock.words.split(' ', 1)[1]}"
+            for lock in conflict.held
+            if lock.holder
+        )
+        said.append(f"T{conflict.waiting} wanted {conflict.wanted.words}, against {held_by}")
+    return [Sentence(head + "; ".join(said) + ".", (story.at(failure),))]
 
 
 def failure_shown(failure: Event) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from redpacket.database.lab import Lab
 from redpacket.interleave.matrix import cells, run_matrix
-from redpacket.interleave.timeline import Run
+from redpacket.interleave.timeline import Run, Verdict
 from redpacket.isolation import Isolation
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import STRATEGIES
@@ -56,3 +56,21 @@ def test_the_readmes_verdict_tables_are_the_servers(
         table = text[text.index(heading) :].split("\n\n")[1]
         expected = rows(pg, innodb)
         assert table.splitlines()[2:] == expected, "\n".join(expected)
+        # "With --retries 3 every refused and lost-race cell ends correct, and no other
+        # cell changes"
+        retried = [
+            *run_matrix(lab, todo, RetryPolicy(3)),
+            *run_matrix(mysql_lab, todo, RetryPolicy(3)),
+        ]
+        for before, after in zip([*pg, *innodb], retried, strict=True):
+            assert (before.strategy, before.isolation, before.engine) == (
+                after.strategy,
+                after.isolation,
+                after.engine,
+            )
+            settles = before.verdict in (Verdict.REFUSED, Verdict.LOST_RACE)
+            assert after.verdict is (Verdict.CORRECT if settles else before.verdict), (
+                f"{before.engine} {before.strategy} {before.isolation} {schedule}:"
+                f" {before.verdict.value} without retries, {after.verdict.value} with 3"
+            )
+    assert "With `--retries 3` every refused and lost-race cell in them ends\ncorrect" in text

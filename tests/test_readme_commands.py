@@ -116,7 +116,7 @@ def the_insert_if_absent_file() -> str:
     text = README.read_text(encoding="utf-8")
     found = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "STRATEGY =" in b]
     assert len(found) == 1
-    return found[0]
+    return str(found[0])
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b[0][:60] for b in BLOCKS])

@@ -594,7 +594,7 @@ def test_a_wait_that_held_the_check_past_the_commit_is_credited_whatever_ended_i
         assert "a locking read reads the newest committed version" in why
         assert "plain read" not in why
     else:
-        assert "each plain read takes a fresh snapshot" in why
+        assert scheduler.lab.engine.fresh_snapshot_rule in why
 
 
 def test_the_legend_gives_mysqls_numbers_with_the_sqlstates_the_server_maps_them_to() -> None:
@@ -778,3 +778,56 @@ def test_a_deadlock_why_names_the_locks_the_server_reported(
     assert json.loads(json.dumps(run.to_json(), default=str))["events"][run.events.index(failure)][
         "locks"
     ]
+
+
+def test_a_claim_that_decided_is_not_explained_by_the_snapshot(scheduler: Scheduler) -> None:
+    """conditional_update at repeatable read: the loser's UPDATE, a current read, found the
+    order claimed; when it began or took a snapshot decided nothing, and the why must not
+    offer BEGIN or the snapshot rule as the reason."""
+    run = scheduled(scheduler, "conditional_update", RR, "t2-waits")
+    claims = [e for e in run.events if e.role == "claim" and e.kind is not Kind.WAIT]
+    loser = next(e for e in claims if not e.rows)
+    assert loser.read == "current read"
+    why = str(explain(run))
+    assert "already claimed" in why
+    assert "BEGIN" not in why
+    assert scheduler.lab.engine.snapshot_rule not in why
+
+
+@pytest.mark.parametrize("schedule", ["t2-first-read", "t1-first-read"])
+def test_locking_checks_that_found_nothing_locked_nothing_at_read_committed(
+    scheduler: Scheduler, schedule: str
+) -> None:
+    """lock_check at read committed duplicates on InnoDB: FOR UPDATE that finds no row takes
+    no gap lock there, so neither insert waits. The why says so, and only because the run
+    shows no wait at all."""
+    run = scheduled(scheduler, "lock_check", RC, schedule)
+    assert run.red_packets == 2
+    assert not [e for e in run.events if e.kind is Kind.WAIT]
+    checks = [e for e in run.events if e.role == "check"]
+    assert all(e.read == "current read" and not e.rows for e in checks)
+    why = str(explain(run))
+    assert scheduler.lab.engine.empty_locking_read_rule(RC) in why
+    assert "neither insert waited" in why
+    at_rr = scheduled(scheduler, "lock_check", RR, schedule)  # gap locks: no duplicate there
+    assert at_rr.red_packets == 1
+    assert "neither insert waited" not in str(explain(at_rr))
+
+
+def test_a_lost_version_race_says_why_the_check_missed_the_grant(scheduler: Scheduler) -> None:
+    """optimistic at repeatable read: the loser's check ran after the winner's commit and
+    found nothing, because it read a snapshot fixed before that commit; only the version
+    check stopped it. The why names those events."""
+    run = scheduled(scheduler, "optimistic", RR, "t2-first-read")
+    events = run.events
+    commit = next(i for i, e in enumerate(events) if e.action == "commit" and e.session == 1)
+    check = next(i for i, e in enumerate(events) if e.role == "check" and e.session == 2)
+    snapshot = next(i for i, e in enumerate(events) if e.takes_snapshot and e.session == 2)
+    assert snapshot < commit < check
+    assert not events[check].rows
+    why = str(explain(run))
+    assert "lost the race" in why
+    assert (
+        f"ran after T1's commit (#{commit + 1}) and still found no red packet: it read T2's"
+        f" snapshot from #{snapshot + 1}"
+    ) in why

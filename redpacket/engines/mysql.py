@@ -78,6 +78,8 @@ class MySQL:
         "InnoDB fixes a transaction's snapshot at its first plain (consistent) read, not at"
         " BEGIN and not at a locking read"
     )
+    snapshot_taker = "plain read"  # the kind of statement whose first fixes the snapshot
+    fresh_snapshot_rule = "at read committed each plain (consistent) read takes a fresh snapshot"
     uncommitted_rule = (
         "an InnoDB consistent read at READ COMMITTED and above shows only committed rows"
         " (only READ UNCOMMITTED reads them dirty)"
@@ -93,6 +95,18 @@ class MySQL:
     serializable_read_rule = (
         "at serializable InnoDB makes every plain SELECT in a transaction such a locking read"
     )
+
+    def empty_locking_read_rule(self, level: Isolation) -> str:
+        """What a locking read that found no row locked, at ``level``."""
+        if level is Isolation.READ_COMMITTED:
+            return (
+                "at read committed InnoDB takes no gap lock for a locking read, so one that"
+                " finds no row locks nothing"
+            )
+        return (
+            f"at {level.value.replace('-', ' ')} InnoDB locks the gap a locking read scanned,"
+            " and an insert into that gap waits for the lock"
+        )
 
     def __init__(self) -> None:
         self._innodb_next_read = 0.0  # not before: InnoDB's lock-wait tables (blocked_by)

@@ -48,6 +48,8 @@ class PostgreSQL:
     snapshot_rule = (
         "PostgreSQL takes a transaction's snapshot when its first statement starts, not at BEGIN"
     )
+    snapshot_taker = "statement"  # the kind of statement whose first fixes the snapshot
+    fresh_snapshot_rule = "at read committed each statement takes a fresh snapshot"
     uncommitted_rule = (
         "no isolation level of PostgreSQL shows one transaction another's uncommitted rows"
         " (READ UNCOMMITTED reads as READ COMMITTED)"
@@ -59,6 +61,13 @@ class PostgreSQL:
     # PostgreSQL's locking reads use the transaction's snapshot: no read is a current read
     current_read_rule = "a locking read reads the newest committed version of the rows it finds"
     serializable_read_rule = "serializable adds predicate locks, not locking reads"
+
+    def empty_locking_read_rule(self, level: Isolation) -> str:
+        """What a locking read that found no row locked, at ``level``."""
+        return (
+            "a locking read locks only the rows it finds (PostgreSQL has no gap locks), so one"
+            " that finds no row locks nothing"
+        )
 
     def check_url(self, url: URL) -> None:
         if " " in url.render_as_string(hide_password=False):

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from redpacket.database.url import from_sqlalchemy
 from redpacket.errors import LabError
-from redpacket.race.controller import Controller, RaceError, schedule_entries
+from redpacket.race.controller import RaceError, for_engine, schedule_entries
 from redpacket.race.explore import Exploration, explore
 from redpacket.race.hammer import Hammered, hammer
 from redpacket.race.timeline import RaceResult
@@ -54,7 +54,7 @@ class Race:
         entries = schedule_entries(schedule, len(fns))
         with watched.connect():  # the dialect's first-connect queries run here, not in a call
             pass
-        result = Controller(watched, fns, step_timeout=self.step_timeout).run(entries)
+        result = for_engine(watched, fns, step_timeout=self.step_timeout).run(entries)
         self.last = result
         idle = [call.number for call in result.calls if not call.statements]
         if idle:

@@ -58,28 +58,22 @@ class Call:
         return self.state is State.FINISHED
 
 
-class Calls:
-    """The calls of one race, and the hooks that pause them (installed while racing)."""
+class Participants:
+    """The calls of one race and their parking: each call's function runs in a thread of
+    its own, and whoever sees a call's statement about to go out (SQLAlchemy's events
+    here; the wire proxy for a program in any language, ``redpacket.race.wire_calls``)
+    parks it in ``starts_for`` until the controller lets it go. The controller
+    (``redpacket.race.controller``) reads only what is here."""
 
-    def __init__(self, engine: Engine, database: DatabaseEngine, fns: list[Callable[[], Any]]):
-        self.engine, self.database = engine, database
+    def __init__(self, database: DatabaseEngine, fns: list[Callable[[], Any]]):
+        self.database = database
         self.calls = [Call(n, fn) for n, fn in enumerate(fns, start=1)]
         self.changed = threading.Condition()
-        self._mine = threading.local()
         self._threads: list[threading.Thread] = []
         self.free = False  # True: statements are not paused (hammer, and the end of a race)
 
-    # -- hooks, run in the calls' threads ---------------------------------------------
-
-    def _call(self) -> Call | None:
-        return getattr(self._mine, "call", None)
-
-    def starts(self, session_id: int | None, sql: str, params: Any) -> None:
-        """A statement of this thread is about to go out: park until it may (a thread
-        that is not one of the race's calls goes on at once)."""
-        call = self._call()
-        if call is None:
-            return
+    def starts_for(self, call: Call, session_id: int | None, sql: str, params: Any) -> None:
+        """``call``'s statement is about to go out: park until it may."""
         with self.changed:
             ending = sql in ("COMMIT", "ROLLBACK")
             call.in_transaction = not ending
@@ -94,12 +88,8 @@ class Calls:
             call.state = State.IN_FLIGHT
             self.changed.notify_all()
 
-    def ends(self, failure: BaseException | None) -> None:
-        """This thread's statement came back (``failure``: the exception it raised)."""
-        call = self._call()
-        if call is None:
-            return
-        error = None if failure is None else describe(self.database, failure)
+    def ends_for(self, call: Call, error: tuple[str, str] | None) -> None:
+        """``call``'s statement came back (``error``: the engine's code and the message)."""
         with self.changed:
             self._complete(call, error)
 
@@ -110,6 +100,67 @@ class Calls:
             call.completed += 1
             call.state = State.RUNNING
             self.changed.notify_all()
+
+    def _run(self, call: Call) -> None:
+        try:
+            call.result = call.fn()
+        except BaseException as exc:  # the user's exception is the call's outcome
+            call.exception = exc
+        finally:
+            with self.changed:
+                self._complete(call, None)
+                call.state = State.FINISHED
+                self.changed.notify_all()
+
+    def _start(self, call: Call) -> None:
+        thread = threading.Thread(target=self._run, args=(call,), daemon=True,
+                                  name=f"redpacket-race-T{call.number}")  # fmt: skip
+        self._threads.append(thread)
+        thread.start()
+
+    def __enter__(self) -> Participants:
+        for call in self.calls:
+            self._start(call)
+        return self
+
+    def release_all(self) -> None:
+        with self.changed:
+            self.free = True
+            self.changed.notify_all()
+
+    def __exit__(self, *_: Any) -> None:
+        self.release_all()
+        deadline = time.monotonic() + 30
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class Calls(Participants):
+    """Python calls on the application's SQLAlchemy engine, parked by its events."""
+
+    def __init__(self, engine: Engine, database: DatabaseEngine, fns: list[Callable[[], Any]]):
+        super().__init__(database, fns)
+        self.engine = engine
+        self._mine = threading.local()
+
+    # -- hooks, run in the calls' threads ---------------------------------------------
+
+    def _call(self) -> Call | None:
+        return getattr(self._mine, "call", None)
+
+    def starts(self, session_id: int | None, sql: str, params: Any) -> None:
+        """A statement of this thread is about to go out: park until it may (a thread
+        that is not one of the race's calls goes on at once)."""
+        call = self._call()
+        if call is not None:
+            self.starts_for(call, session_id, sql, params)
+
+    def ends(self, failure: BaseException | None) -> None:
+        """This thread's statement came back (``failure``: the exception it raised)."""
+        call = self._call()
+        if call is None:
+            return
+        self.ends_for(call, None if failure is None else describe(self.database, failure))
 
     # -- SQLAlchemy's events ----------------------------------------------------------------
 
@@ -153,15 +204,7 @@ class Calls:
 
     def _run(self, call: Call) -> None:
         self._mine.call = call
-        try:
-            call.result = call.fn()
-        except BaseException as exc:  # the user's exception is the call's outcome
-            call.exception = exc
-        finally:
-            with self.changed:
-                self._complete(call, None)
-                call.state = State.FINISHED
-                self.changed.notify_all()
+        super()._run(call)
 
     def __enter__(self) -> Calls:
         global _active
@@ -173,24 +216,12 @@ class Calls:
         self._originals = ("do_commit", "do_rollback")
         for name, word in zip(self._originals, ("COMMIT", "ROLLBACK"), strict=True):
             setattr(dialect, name, self._ending(word, getattr(dialect, name)))
-        for call in self.calls:
-            thread = threading.Thread(target=self._run, args=(call,), daemon=True,
-                                      name=f"redpacket-race-T{call.number}")  # fmt: skip
-            self._threads.append(thread)
-            thread.start()
+        super().__enter__()
         return self
-
-    def release_all(self) -> None:
-        with self.changed:
-            self.free = True
-            self.changed.notify_all()
 
     def __exit__(self, *_: Any) -> None:
         global _active
-        self.release_all()
-        deadline = time.monotonic() + 30
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        super().__exit__()
         for name, hook in (("before_cursor_execute", self.before),
                            ("after_cursor_execute", self.after),
                            ("handle_error", self.failed)):  # fmt: skip

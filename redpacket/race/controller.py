@@ -19,11 +19,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from redpacket.database.url import from_sqlalchemy
+from redpacket.database.url import URL, from_sqlalchemy
 from redpacket.database.urls import engine_of
 from redpacket.errors import LabError
 from redpacket.interleave.schedule import Entry, parse_schedule
-from redpacket.race.calls import Call, Calls, State, Statement
+from redpacket.race.calls import Call, Calls, Participants, State, Statement
 from redpacket.race.timeline import RaceEvent, RaceResult, with_values
 
 POLL_S = 0.010
@@ -62,20 +62,22 @@ class _Waiting:
 
 
 class Controller:
-    """One race: the calls, the server's eye on them, and the timeline so far."""
+    """One race: the calls, the server's eye on them, and the timeline so far.
+
+    The calls come from ``participants``, made afresh for each run: Python functions on
+    a SQLAlchemy engine (``Calls``, what ``race.interleave`` races), or programs in any
+    language behind the wire proxy (``redpacket race``). One scheduler serves both."""
 
     def __init__(
-        self, engine: Engine, fns: Sequence[Callable[[], Any]], *, step_timeout: float = 30.0
-    ) -> None:
-        if len(fns) < 1:
+        self, url: URL, participants: Callable[[], Participants], calls: int, *,
+        step_timeout: float = 30.0,
+    ) -> None:  # fmt: skip
+        if calls < 1:
             raise RaceError("a race needs at least one call")
-        for fn in fns:
-            if not callable(fn):
-                raise RaceError(f"{fn!r} is not callable: pass the functions themselves")
-        self.engine = engine
-        self.url = from_sqlalchemy(engine.url)
+        self.url = url
         self.database = engine_of(self.url)
-        self.fns = list(fns)
+        self.participants = participants
+        self.count = calls
         self.step_timeout = step_timeout
         self.events: list[RaceEvent] = []
         self.waiting: dict[int, _Waiting] = {}  # call -> its statement the server holds
@@ -89,7 +91,9 @@ class Controller:
         self.events.append(RaceEvent(len(self.events) + 1, call.number, statement.number,
                                      sql, kind, on, statement.error))  # fmt: skip
 
-    def _holders(self, observer: Any, calls: Calls, statement: Statement) -> tuple[int, ...] | None:
+    def _holders(
+        self, observer: Any, calls: Participants, statement: Statement
+    ) -> tuple[int, ...] | None:
         """The calls (0: a backend outside the race) the statement waits for; None: not waiting."""
         if statement.session_id is None:
             return None
@@ -100,7 +104,9 @@ class Controller:
         by_pid = {c.current.session_id: c.number for c in ordered if c.current is not None}
         return tuple(sorted({by_pid.get(pid, 0) for pid in pids}))
 
-    def _settle_one(self, calls: Calls, call: Call, statement: Statement, observer: Any) -> None:
+    def _settle_one(
+        self, calls: Participants, call: Call, statement: Statement, observer: Any
+    ) -> None:
         """Wait for ``statement`` to end, or to be seen waiting for a lock."""
         started = time.monotonic()
         with calls.changed:
@@ -121,7 +127,7 @@ class Controller:
                     )
             self._record(call, statement, "error" if statement.error else "done")
 
-    def _resumed(self, calls: Calls, observer: Any) -> bool:
+    def _resumed(self, calls: Participants, observer: Any) -> bool:
         """Record the waiting statements the server has let go since the last look: each
         waiting statement is either back, or still seen waiting by the server (one that
         was let go but is still on its way is waited for), so what can move next does
@@ -143,7 +149,7 @@ class Controller:
                     back = True
         return back
 
-    def _park_or_finish(self, calls: Calls, call: Call) -> None:
+    def _park_or_finish(self, calls: Participants, call: Call) -> None:
         """Let the call's Python run until its next statement, or its end."""
         started = time.monotonic()
         with calls.changed:
@@ -155,7 +161,7 @@ class Controller:
                         " statement or its end"
                     )
 
-    def _step(self, calls: Calls, call: Call, observer: Any) -> bool:
+    def _step(self, calls: Participants, call: Call, observer: Any) -> bool:
         """Release one statement of ``call``; False when it cannot move (ended or held)."""
         if call.number in self.waiting:
             return False
@@ -171,7 +177,7 @@ class Controller:
         self._resumed(calls, observer)
         return True
 
-    def _run_to(self, calls: Calls, call: Call, target: float, observer: Any) -> bool:
+    def _run_to(self, calls: Participants, call: Call, target: float, observer: Any) -> bool:
         moved = False
         while call.completed < target and not call.finished:
             if not self._step(calls, call, observer):
@@ -183,15 +189,15 @@ class Controller:
 
     def run(self, entries: Sequence[Entry]) -> RaceResult:
         observer = self.database.connect(self.url, autocommit=True)
-        calls = Calls(self.engine, self.database, self.fns)
-        targets = [0.0] * len(self.fns)
+        calls = self.participants()
+        targets = [0.0] * self.count
         try:
             with calls:
                 try:
                     for entry in entries:
                         targets[entry.session - 1] = max(targets[entry.session - 1], entry.target)
                         self._settle_all(calls, targets, observer, focus=entry.session)
-                    targets = [math.inf] * len(self.fns)
+                    targets = [math.inf] * self.count
                     self._settle_all(calls, targets, observer, focus=None, finish=True)
                 except BaseException:
                     self._cancel_waiting(calls, observer)  # before the threads are joined
@@ -201,7 +207,7 @@ class Controller:
         return RaceResult(tuple(self.events), tuple(calls.calls), self.database.label)
 
     def _settle_all(
-        self, calls: Calls, targets: list[float], observer: Any, *, focus: int | None,
+        self, calls: Participants, targets: list[float], observer: Any, *, focus: int | None,
         finish: bool = False,
     ) -> None:  # fmt: skip
         """Move the focused call to its target, then let any call below its target move."""
@@ -229,7 +235,7 @@ class Controller:
         cannot be chosen. Returns the race, the calls released in order, and at each
         point the calls that could have been."""
         observer = self.database.connect(self.url, autocommit=True)
-        calls = Calls(self.engine, self.database, self.fns)
+        calls = self.participants()
         executed: list[int] = []
         available: list[set[int]] = []
         started = time.monotonic()
@@ -262,7 +268,7 @@ class Controller:
         result = RaceResult(tuple(self.events), tuple(calls.calls), self.database.label)
         return result, executed, available
 
-    def _movable(self, calls: Calls) -> set[int]:
+    def _movable(self, calls: Participants) -> set[int]:
         movable = set()
         for call in calls.calls:
             if call.finished or call.number in self.waiting:
@@ -272,7 +278,7 @@ class Controller:
                 movable.add(call.number)
         return movable
 
-    def _check_stuck(self, calls: Calls, observer: Any, started: float) -> None:
+    def _check_stuck(self, calls: Participants, observer: Any, started: float) -> None:
         with calls.changed:
             calls.changed.wait(POLL_S)
         self._resumed(calls, observer)
@@ -285,11 +291,27 @@ class Controller:
         )
         raise RaceError(f"the race cannot go on: {held or 'no call can move'}")
 
-    def _cancel_waiting(self, calls: Calls, observer: Any) -> None:
+    def _cancel_waiting(self, calls: Participants, observer: Any) -> None:
         for wait in self.waiting.values():
             if wait.statement.session_id is not None:
                 self.database.cancel(observer, wait.statement.session_id)
         calls.release_all()
+
+
+def for_engine(
+    engine: Engine, fns: Sequence[Callable[[], Any]], *, step_timeout: float = 30.0
+) -> Controller:
+    """A race of Python functions on the application's SQLAlchemy engine."""
+    for fn in fns:
+        if not callable(fn):
+            raise RaceError(f"{fn!r} is not callable: pass the functions themselves")
+    url = from_sqlalchemy(engine.url)
+    database = engine_of(url)
+
+    def calls() -> Participants:
+        return Calls(engine, database, list(fns))
+
+    return Controller(url, calls, len(fns), step_timeout=step_timeout)
 
 
 def _short(sql: str) -> str:

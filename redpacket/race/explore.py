@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from redpacket.race.controller import Controller, RaceError
+from redpacket.race.controller import RaceError, for_engine
 from redpacket.race.timeline import RaceResult
 
 
@@ -105,7 +105,7 @@ def explore(
         prefix = todo.pop()
         if reset is not None:
             reset()
-        controller = Controller(engine, fns, step_timeout=step_timeout)
+        controller = for_engine(engine, fns, step_timeout=step_timeout)
         result, executed, available = controller.run_choices(prefix)
         found.runs += 1
         if found.runs == 1 and any(not call.statements for call in result.calls):

@@ -51,7 +51,10 @@ ORDER_EXISTS = replace(
 
 STRATEGY = Strategy(
     name="on_conflict",
-    summary="unique constraint + INSERT ... ON CONFLICT DO NOTHING",
+    summary=(
+        "unique constraint + an insert that skips a duplicate"
+        " (ON CONFLICT DO NOTHING; MySQL: INSERT IGNORE)"
+    ),
     steps=(INSERT_OR_NOTHING, ORDER_EXISTS),
     requires_revision="0002",
     verdicts={

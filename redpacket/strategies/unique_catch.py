@@ -28,7 +28,10 @@ DUPLICATE_KEY = "1062"  # MySQL's number for it
 
 STRATEGY = Strategy(
     name="unique_catch",
-    summary="unique constraint + plain insert; 23505 means already granted",
+    summary=(
+        "unique constraint + plain insert; a unique violation (23505; MySQL: 1062) means"
+        " already granted"
+    ),
     steps=(
         replace(
             INSERT_GRANT,

@@ -87,6 +87,9 @@ def saw_the_grant(
                 (story.at(decided),),
             )
         ]
+    if decided.read == "current read" or any(c.read == "current read" for c in claims):
+        # a current read decided (InnoDB's claim): the snapshot's timing was not the reason
+        return sentences
     return sentences + _begin_is_not_the_snapshot(story, session, attempt, commit, refs)
 
 
@@ -115,7 +118,7 @@ def _check_saw(
                 f"; {story.engine.serializable_read_rule}" if serializable else ""
             )
         else:
-            seen = "at read committed each plain read takes a fresh snapshot"
+            seen = story.engine.fresh_snapshot_rule
         return [
             Sentence(
                 f"{ran} T{winner}'s commit ({story.ref(commit)}); {seen}, so it saw the red"
@@ -128,7 +131,8 @@ def _check_saw(
         return []
     if story.at(snapshot) == story.at(decided):
         said = (
-            f"{check} was its first plain read, so its snapshot was taken then, after"
+            f"{check} was its first {story.engine.snapshot_taker}, so its snapshot was taken"
+            f" then, after"
             f" T{winner}'s commit ({story.ref(commit)}): it saw the red packet and granted nothing."
         )
         if snapshot.step_number and snapshot.step_number > 1 and not story.rule_said:

@@ -32,7 +32,29 @@ def duplicate(story: Story, granted: list[int]) -> list[Sentence]:
             f" T{second}'s {story.cite(b)} each found no red packet, so both inserted.",
             (story.at(a), story.at(b)),
         ),
+        *_locked_nothing(story, (first, a), (second, b)),
         *below_serializable(story, a, b),
+    ]
+
+
+def _locked_nothing(story: Story, *checks: tuple[int, Event]) -> list[Sentence]:
+    """Two locking checks that found nothing and held nothing back: the engine's rule for
+    what such a read locks, said only when neither insert waited (the events say so)."""
+    if not all(_ROW_LOCK.search(check.sql) for _, check in checks):
+        return []
+    inserts = [e for s, _ in checks for e in story.with_role(s, story.attempts(s), Role.INSERT)]
+    if any(story.waits(s, story.attempts(s)) for s, _ in checks) or not inserts:
+        return []
+    levels = {story.level(s) for s, _ in checks}
+    if len(levels) != 1:
+        return []
+    rule = story.engine.empty_locking_read_rule(levels.pop())
+    return [
+        Sentence(
+            f"Both checks were locking reads that found no row; {rule}: neither insert waited"
+            " for the other.",
+            tuple(story.at(check) for _, check in checks),
+        )
     ]
 
 
@@ -81,7 +103,11 @@ def missed(story: Story, late: int, other: int, check: Event, insert: Event) -> 
     if snapshot is None:
         return [Sentence(f"{checked} found no red packet, and T{late} inserted a second one.")]
     story.causes.append("the check read a snapshot from before the other's commit")
-    first = "its first statement" if snapshot.step_number == 1 else "its first plain read"
+    first = (
+        "its first statement"
+        if snapshot.step_number == 1
+        else f"its first {story.engine.snapshot_taker}"
+    )
     sentences = [
         Sentence(
             f"{checked} ran after T{other} committed its red packet ({story.ref(commit)}), but at"

@@ -184,25 +184,50 @@ def _ssi(
             f" serial order could explain. T{loser} found out {found}.",
             tuple(refs),
         )
-    refs += [story.at(theirs), story.at(mine), story.at(their_insert)]
-    if story.before(mine, commit):
-        why_missed = f"before T{winner} committed it ({story.ref(commit)})"
-        refs.append(story.at(commit))
-    else:
-        snapshot = story.snapshot(loser, attempt)
-        why_missed = f"because T{loser} read with a snapshot taken before T{winner}'s commit"
-        if snapshot is not None:
-            why_missed = (
-                f"because T{loser} read with its snapshot from {story.ref(snapshot)}, taken"
-                f" before T{winner}'s commit ({story.ref(commit)})"
-            )
-            refs += [story.at(snapshot), story.at(commit)]
+    mine_insert = next(iter(story.with_role(loser, attempt, Role.INSERT)), None)
+    if mine_insert is None and failure.role == Role.INSERT.value:
+        mine_insert = failure
+    first = _missed(story, winner, theirs, loser, mine_insert, None, None, refs)
+    snapshot = story.snapshot(loser, attempt)
+    second = _missed(story, loser, mine, winner, their_insert, commit, snapshot, refs)
     return Sentence(
-        head + f": T{winner}'s check ({story.ref(theirs)}) had found no red packet where"
-        f" T{loser} then tried to insert one, and T{loser}'s check ({story.ref(mine)}) had missed"
-        f" T{winner}'s ({story.ref(their_insert)}), {why_missed}. Each read what the other"
-        f" wrote, which no serial order of the two explains. T{loser} found out {found}.",
-        tuple(refs),
+        head + f": {first}, and {second}. Each transaction missed what the other wrote, a cycle"
+        f" of read/write dependencies that no serial order of the two explains. T{loser} found"
+        f" out {found}.",
+        tuple(dict.fromkeys(refs)),
+    )
+
+
+def _missed(
+    story: Story, reader: int, check: Event, writer: int, write: Event | None,
+    commit: Event | None, snapshot: Event | None, refs: list[int],
+) -> str:  # fmt: skip
+    """How ``reader``'s check missed ``writer``'s red packet, in the order the run shows:
+    written after it, written but uncommitted, or committed after its snapshot."""
+    refs.append(story.at(check))
+    said = f"T{reader}'s check ({story.ref(check)})"
+    if write is None:
+        return f"{said} had found no red packet"
+    refs.append(story.at(write))
+    tried = "inserted" if write.rows else "tried to insert"
+    if story.before(check, write):
+        return (
+            f"{said} had found no red packet where T{writer} then {tried} one ({story.ref(write)})"
+        )
+    if commit is None or story.before(check, commit):
+        return (
+            f"{said} had not seen the red packet T{writer} had inserted ({story.ref(write)}) and"
+            " not yet committed"
+        )
+    refs.append(story.at(commit))
+    if snapshot is None:
+        return (
+            f"{said} had missed T{writer}'s ({story.ref(write)}), committed at {story.ref(commit)}"
+        )
+    refs.append(story.at(snapshot))
+    return (
+        f"{said} had missed T{writer}'s ({story.ref(write)}): it read T{reader}'s snapshot from"
+        f" {story.ref(snapshot)}, taken before T{writer}'s commit ({story.ref(commit)})"
     )
 
 
@@ -223,6 +248,23 @@ def lost_race(story: Story, winner: int, loser: int, attempt: int, decided: Even
             f"; it had waited for T{winner}'s row lock, and read committed re-checked its"
             " condition against the newest row version"
         )
-    return Sentence(
-        text + f". T{loser} lost the race and rolled back, its insert with it.", tuple(refs)
-    )
+    text += f". T{loser} lost the race and rolled back, its insert with it."
+    check = story.check_of(loser, attempt)
+    snapshot = story.snapshot(loser, attempt)
+    commit = story.commit(winner) if winner else None
+    if (
+        check is not None
+        and commit is not None
+        and not check.rows
+        and check.read != "current read"
+        and snapshot is not None
+        and story.before(snapshot, commit)
+        and story.before(commit, check)
+    ):  # why it got as far as the version check: its check read an old snapshot
+        refs += [story.at(check), story.at(snapshot), story.at(commit)]
+        text += (
+            f" It got that far because its check, {story.cite(check)}, ran after T{winner}'s"
+            f" commit ({story.ref(commit)}) and still found no red packet: it read T{loser}'s"
+            f" snapshot from {story.ref(snapshot)}, taken before that commit."
+        )
+    return Sentence(text, tuple(refs))

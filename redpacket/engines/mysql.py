@@ -96,6 +96,9 @@ class MySQL:
         "at serializable InnoDB makes every plain SELECT in a transaction such a locking read"
     )
 
+    def wire_protocol(self) -> Any:
+        raise LabError("the proxy speaks PostgreSQL's protocol so far; MySQL's is not written yet")
+
     def empty_locking_read_rule(self, level: Isolation) -> str:
         """What a locking read that found no row locked, at ``level``."""
         if level is Isolation.READ_COMMITTED:

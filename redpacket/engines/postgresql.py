@@ -62,6 +62,11 @@ class PostgreSQL:
     current_read_rule = "a locking read reads the newest committed version of the rows it finds"
     serializable_read_rule = "serializable adds predicate locks, not locking reads"
 
+    def wire_protocol(self) -> Any:
+        from redpacket.wire import postgresql as wire
+
+        return wire.PROTOCOL
+
     def empty_locking_read_rule(self, level: Isolation) -> str:
         """What a locking read that found no row locked, at ``level``."""
         return (

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from redpacket.race.controller import RaceError, for_engine
+from redpacket.race.controller import Controller, RaceError, for_engine
 from redpacket.race.timeline import RaceResult
 
 
@@ -93,6 +93,25 @@ def explore(
     max_runs: int = 1000,
     step_timeout: float = 30.0,
 ) -> Exploration:
+    where = engine.url.render_as_string(hide_password=True)
+    return explore_with(
+        lambda: for_engine(engine, fns, step_timeout=step_timeout), check, reset,
+        max_runs=max_runs, idle_hint=f"on the engine the race watches ({where}); pass the"
+        " engine your code uses",
+    )  # fmt: skip
+
+
+def explore_with(
+    new_controller: Callable[[], Controller],
+    check: Callable[[], Any],
+    reset: Callable[[], Any] | None = None,
+    *,
+    max_runs: int = 1000,
+    idle_hint: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> Exploration:
+    """Every order, each run on a controller of its own (Python calls or programs behind
+    the proxy alike); ``progress(runs, known)`` after each run."""
     if not callable(check):
         raise RaceError("explore needs check=, a function that asserts the invariant")
     found = Exploration()
@@ -105,16 +124,12 @@ def explore(
         prefix = todo.pop()
         if reset is not None:
             reset()
-        controller = for_engine(engine, fns, step_timeout=step_timeout)
+        controller = new_controller()
         result, executed, available = controller.run_choices(prefix)
         found.runs += 1
         if found.runs == 1 and any(not call.statements for call in result.calls):
             idle = next(call.number for call in result.calls if not call.statements)
-            raise RaceError(
-                f"T{idle} ran without a statement on the engine the race watches"
-                f" ({engine.url.render_as_string(hide_password=True)}); pass the engine"
-                " your code uses"
-            )
+            raise RaceError(f"T{idle} ran without a statement {idle_hint}".rstrip())
         seen.add(tuple(executed))
         problem = verdict(check)
         if problem is not None:
@@ -125,4 +140,6 @@ def explore(
                 branch = [*executed[:index], other]
                 if tuple(branch) not in seen:
                     todo.append(branch)
+        if progress is not None:
+            progress(found.runs, found.runs + len(todo))
     return found

@@ -1,0 +1,210 @@
+"""proxy and race: the lab on the wire, for services in any language."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import click
+
+from redpacket.cli.app import Options, cli, console, json_option, print_json, progress_bar
+from redpacket.errors import LabError
+
+
+def _upstream(options: Options, upstream: str | None) -> Any:
+    from redpacket.database.urls import parse_url
+
+    raw = upstream or options.database_url
+    if not raw:
+        raise LabError("give --upstream URL (or --database-url): the real server")
+    return parse_url(raw)
+
+
+listen_option = click.option(
+    "--listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    help="HOST:PORT the proxy listens on (port 0: a free one).",
+)
+upstream_option = click.option(
+    "--upstream", help="The real server, in the lab's URL forms (default: --database-url)."
+)
+
+
+@cli.command()
+@upstream_option
+@listen_option
+@json_option
+@click.pass_obj
+def proxy(options: Options, upstream: str | None, listen: str, as_json: bool) -> None:
+    """Trace every transaction between clients and the server: steps, waits, ends."""
+    from redpacket.race.wire_race import parse_listen
+    from redpacket.wire.proxy import Proxy
+    from redpacket.wire.tracer import Tracer
+
+    url = _upstream(options, upstream)
+    from redpacket.database.urls import engine_of
+
+    database = engine_of(url)
+    out = None if as_json else console()
+
+    def emit(record: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps({k: v for k, v in record.items() if k != "text"}, default=str))
+        else:
+            assert out is not None
+            out.print(record["text"], markup=False)
+
+    def note(text: str) -> None:
+        click.echo(f"redpacket: {text}", err=True)
+
+    with Proxy(url, database.wire_protocol(), parse_listen(listen), on_note=note) as running:
+        tracer = Tracer(url, database, emit)
+        running.listener = tracer
+        shown = running.url().render_as_string(hide_password=True)
+        click.echo(f"redpacket: proxy for {url.render_as_string()} at {shown}", err=True)
+        stop = threading.Event()
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            tracer.close()
+
+
+@cli.command()
+@upstream_option
+@listen_option
+@click.option("--run", "commands", multiple=True, help="A competing request: a shell command"
+              " (repeat, two or more), run with DATABASE_URL set to the proxy; {url} in it is"
+              " replaced by that URL.")  # fmt: skip
+@click.option("--serve", help="A long-running service started once, with the same DATABASE_URL.")
+@click.option("--ready", help="HTTP URL or HOST:PORT that answers once --serve is ready.")
+@click.option("--check", help="SQL on the server returning the rows that break the invariant.")
+@click.option("--reset", help="SQL on the server run before every attempt.")
+@click.option("--setup", help="SQL on the server run once, before the first attempt.")
+@click.option("--schedule", help="Run once in this order: a named schedule or T1:2,T2:end,...")
+@click.option("--explore", is_flag=True, help="Run every order of the participants' steps.")
+@click.option("--max-runs", default=1000, show_default=True, help="Explore's bound.")
+@click.option("--step-timeout", default=30.0, show_default=True, help="Seconds a step (or a"
+              " command's start) may take before the race says it is stuck.")  # fmt: skip
+@click.option("--expect", type=click.Choice(["correct"]), help="Exit 1 when any attempt breaks"
+              " the invariant (0 when none does).")  # fmt: skip
+@json_option
+@click.pass_obj
+def race(
+    options: Options, upstream: str | None, listen: str, commands: tuple[str, ...],
+    serve: str | None, ready: str | None, check: str | None, reset: str | None,
+    setup: str | None, schedule: str | None, explore: bool, max_runs: int,
+    step_timeout: float, expect: str | None, as_json: bool,
+) -> int:  # fmt: skip
+    """Race any service's requests through the proxy: a schedule, or every interleaving."""
+    from redpacket.race.wire_race import WireRace, parse_listen
+
+    if bool(schedule) == explore:
+        raise LabError("give --schedule S or --explore (one of them)")
+    if expect and not check:
+        raise LabError("--expect correct needs --check SQL: the rows that break the invariant")
+    if ready and not serve:
+        raise LabError("--ready is for --serve")
+    wire = WireRace(
+        _upstream(options, upstream), commands, check=check, reset=reset, setup=setup,
+        serve=serve, ready=ready, listen=parse_listen(listen), step_timeout=step_timeout,
+    )  # fmt: skip
+    if explore:
+        return _explored(wire, max_runs, expect, as_json)
+    assert schedule is not None
+    attempt = wire.scheduled(schedule)
+    broken = bool(attempt.broken)
+    if as_json:
+        print_json(_attempt_json(attempt, check))
+    else:
+        out = console()
+        out.print(attempt.result.timeline, markup=False, highlight=False)
+        _participants(out, attempt.finished)
+        out.print(_verdict(attempt.broken, check), markup=False)
+    for note in wire.notes:
+        click.echo(f"redpacket: {note}", err=True)
+    return 1 if expect and broken else 0
+
+
+def _explored(wire: Any, max_runs: int, expect: str | None, as_json: bool) -> int:
+    with progress_bar() as bar:
+        task = bar.add_task("exploring", total=None)
+
+        def progress(runs: int, known: int) -> None:
+            bar.update(task, completed=runs, total=known)
+
+        found = wire.explored(max_runs=max_runs, progress=progress)
+    shortest = found.shortest
+    if as_json:
+        print_json({
+            "runs": found.runs,
+            "complete": found.complete,
+            "failing": [{"schedule": f.schedule, "switches": f.switches, "message": f.message}
+                        for f in sorted(found.failing, key=lambda f: (f.switches, f.schedule))],
+            "shortest": None if shortest is None else shortest.schedule,
+            "events": [] if shortest is None else _events(shortest.result),
+        })  # fmt: skip
+    else:
+        out = console()
+        bound = "" if found.complete else f" (stopped at --max-runs {found.runs})"
+        if shortest is None:
+            out.print(f"correct: none of {found.runs} schedules breaks the invariant{bound}")
+        else:
+            out.print(
+                f"{len(found.failing)} of {found.runs} schedules break the invariant{bound};"
+                f" the shortest: {shortest.schedule}",
+                markup=False,
+            )
+            out.print(shortest.message, markup=False)
+            out.print(shortest.result.timeline, markup=False, highlight=False)
+    return 1 if expect and found.failing else 0
+
+
+def _events(result: Any) -> list[dict[str, Any]]:
+    return [
+        {"position": e.position, "session": e.call, "step": e.number, "sql": e.sql,
+         "kind": e.kind, "waited_on": list(e.waited_on),
+         "error": None if e.error is None else {"code": e.error[0], "message": e.error[1]}}
+        for e in result.events
+    ]  # fmt: skip
+
+
+def _attempt_json(attempt: Any, check: str | None) -> dict[str, Any]:
+    return {
+        "schedule": attempt.schedule,
+        "verdict": "broken" if attempt.broken else ("correct" if check else "unchecked"),
+        "broken_rows": [list(row) for row in attempt.broken],
+        "participants": [_finished_json(f) for f in attempt.finished],
+        "events": _events(attempt.result),
+    }
+
+
+def _finished_json(finished: Any) -> dict[str, Any]:
+    if isinstance(finished, BaseException):
+        return {"error": str(finished)}
+    return {"command": finished.command, "status": finished.status, "output": finished.output}
+
+
+def _participants(out: Any, finished: list[Any]) -> None:
+    for number, done in enumerate(finished, start=1):
+        if isinstance(done, BaseException):
+            out.print(f"T{number}: {done}", markup=False)
+        else:
+            last = f": {done.last_line}" if done.status else ""
+            out.print(f"T{number} ({done.command}) exited {done.status}{last}", markup=False)
+
+
+def _verdict(broken: tuple[tuple[Any, ...], ...], check: str | None) -> str:
+    if not check:
+        return "verdict: unchecked (give --check SQL to judge the outcome)"
+    if not broken:
+        return "verdict: correct — --check returned no row"
+    shown = ", ".join(repr(tuple(row)) for row in broken[:3])
+    more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+    return f"verdict: broken — --check returned {len(broken)} row(s): {shown}{more}"
+
+
+__all__ = ["proxy", "race"]

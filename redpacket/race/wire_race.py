@@ -1,0 +1,200 @@
+"""``redpacket race``: the race of programs behind the proxy, without printing.
+
+The invariant is SQL on the real server (``--check``: the rows that break it; none:
+correct), as is what comes before (``--setup`` once, ``--reset`` before every
+attempt). A schedule runs once; explore runs every order of the participants' steps
+(``explore_with``, the fixture's own); each attempt is judged by the check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redpacket.database.url import URL
+from redpacket.database.urls import engine_of
+from redpacket.errors import LabError
+from redpacket.race.controller import Controller, RaceError, schedule_entries
+from redpacket.race.explore import Exploration, explore_with
+from redpacket.race.timeline import RaceResult
+from redpacket.race.wire_calls import Finished, WireCalls, proxy_env, with_url
+from redpacket.wire.proxy import Proxy
+
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt: the race as it ran, and what the check found."""
+
+    result: RaceResult
+    broken: tuple[tuple[Any, ...], ...]  # the rows --check returned
+    schedule: str
+
+    @property
+    def finished(self) -> list[Finished | BaseException | None]:
+        return list(self.result.results)
+
+
+@dataclass
+class WireRace:
+    upstream: URL
+    commands: Sequence[str]
+    check: str | None = None
+    reset: str | None = None
+    setup: str | None = None
+    serve: str | None = None
+    ready: str | None = None
+    listen: tuple[str, int] = ("127.0.0.1", 0)
+    step_timeout: float = 30.0
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.commands) < 2:
+            raise LabError("a race needs two --run commands or more (the competing requests)")
+        self.database = engine_of(self.upstream)
+
+    # -- the server's side ------------------------------------------------------------------
+
+    def sql(self, text: str, what: str) -> tuple[tuple[Any, ...], ...]:
+        """Run ``text`` on the upstream, autocommit; its rows."""
+        conn = self.database.connect(self.upstream, autocommit=True)
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(text)
+            except Exception as exc:
+                error = self.database.error_of(exc)
+                said = error.shown + " " + error.message if error else str(exc)
+                raise LabError(f"{what} failed on the server: {said}") from exc
+            rows = cursor.fetchall() if cursor.description else []
+            return tuple(tuple(row) for row in rows)
+        finally:
+            conn.close()
+
+    def _reset(self) -> None:
+        if self.reset:
+            self.sql(self.reset, "--reset")
+
+    def _broken(self) -> tuple[tuple[Any, ...], ...]:
+        return self.sql(self.check, "--check") if self.check else ()
+
+    # -- running ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Proxy]:
+        """The proxy up (and the service, if any, started and ready) for the whole race."""
+        proxy = Proxy(self.upstream, self.database.wire_protocol(), self.listen,
+                      on_note=self.notes.append)  # fmt: skip
+        with proxy:
+            if self.setup:
+                self.sql(self.setup, "--setup")
+            service = self._serve(proxy)
+            try:
+                yield proxy
+            finally:
+                if service is not None:
+                    service.terminate()
+                    try:
+                        service.wait(5)
+                    except subprocess.TimeoutExpired:
+                        service.kill()
+                        service.wait()
+
+    def _serve(self, proxy: Proxy) -> subprocess.Popen[bytes] | None:
+        if not self.serve:
+            return None
+        service = subprocess.Popen(
+            with_url(self.serve, proxy), shell=True, env=proxy_env(proxy),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        if self.ready:
+            _wait_ready(self.ready, service)
+        return service
+
+    def _controller(self, proxy: Proxy) -> Controller:
+        def participants() -> WireCalls:
+            return WireCalls(proxy, self.database, self.commands,
+                             start_timeout=self.step_timeout)  # fmt: skip
+
+        return Controller(self.upstream, participants, len(self.commands),
+                          step_timeout=self.step_timeout)  # fmt: skip
+
+    def scheduled(self, schedule: str) -> Attempt:
+        entries = schedule_entries(schedule, len(self.commands))
+        with self.running() as proxy:
+            self._reset()
+            result = self._controller(proxy).run(entries)
+            _no_idle(result, self.commands)
+            return Attempt(result, self._broken(), schedule)
+
+    def explored(
+        self, max_runs: int = 1000, progress: Callable[[int, int], None] | None = None
+    ) -> Exploration:
+        def check() -> None:
+            rows = self._broken()
+            if rows:
+                raise AssertionError(f"--check returned {len(rows)} row(s): {rows[0]!r}")
+
+        with self.running() as proxy:
+            return explore_with(
+                lambda: self._controller(proxy), check, self._reset, max_runs=max_runs,
+                idle_hint="through the proxy: does it connect to DATABASE_URL (or {url})?",
+                progress=progress,
+            )  # fmt: skip
+
+
+def _no_idle(result: RaceResult, commands: Sequence[str]) -> None:
+    idle = [call.number for call in result.calls if not call.statements]
+    if idle:
+        raise RaceError(
+            f"T{idle[0]} ({commands[idle[0] - 1]}) ran to its end without a statement through"
+            " the proxy: does it connect to DATABASE_URL (or {url})?"
+        )
+
+
+def _wait_ready(ready: str, service: subprocess.Popen[bytes]) -> None:
+    """``--ready``: an HTTP URL that answers, or HOST:PORT that accepts a connection."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise LabError(f"--serve exited with status {service.returncode} before it was ready")
+        if _answers(ready):
+            return
+        time.sleep(0.05)  # polling a service's readiness, not deciding a race
+    raise LabError(f"--ready {ready} did not answer within {READY_TIMEOUT_S:.0f} s")
+
+
+def _answers(ready: str) -> bool:
+    if ready.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(ready, timeout=1):
+                return True
+        except OSError:
+            return False
+    host, _, port = ready.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise LabError(f"--listen {text!r}: give HOST:PORT, e.g. 127.0.0.1:6432")
+    return host or "127.0.0.1", int(port)
+
+
+def quoted(commands: Sequence[str]) -> str:
+    return " ".join(f"--run {shlex.quote(c)}" for c in commands)

@@ -1,0 +1,97 @@
+"""One client's connection through the proxy, and who is told about its round trips.
+
+A protocol module (``redpacket.wire.postgresql``) reads the client's requests and the
+server's answers and keeps a ``Link`` up to date; a ``Listener`` (the tracer, a race)
+hears each round trip before it goes to the server, and may hold it there, and hears
+its answer before the client does: so a client cannot send its next request before
+the race has recorded the end of the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Request:
+    """One client round trip: the statements it carries, as the server will receive them."""
+
+    statements: tuple[str, ...]  # SQL text; empty for a request that carries none
+    params: tuple[tuple[Any, ...], ...] = ()  # the values bound to each statement, if any
+    closes: bool = False  # the client said goodbye (Terminate, COM_QUIT)
+
+    @property
+    def sql(self) -> str:
+        return "; ".join(self.statements)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The server's whole answer to a request."""
+
+    error: tuple[str, str] | None = None  # (SQLSTATE or MySQL's number, the server's message)
+    tags: tuple[str, ...] = ()  # what each statement said it did (COMMIT, INSERT 0 1, ...)
+    in_transaction: bool = False  # after it: inside a transaction block (or a failed one)
+    failed_transaction: bool = False  # after it: in a transaction that can only roll back
+
+
+@dataclass
+class Link:
+    """A client connection and its upstream one, as the protocol module saw them."""
+
+    number: int  # 1, 2, ... in the order the proxy accepted them
+    client: socket.socket
+    upstream: socket.socket
+    session_id: int | None = None  # the server's id of the session (backend pid, thread id)
+    user: str | None = None
+    database: str | None = None
+    in_transaction: bool = False
+    owner: Any = None  # what the listener keeps for it (a race's call)
+    closed: bool = False
+    drop_answers: bool = False  # a fault: the server's answers no longer reach the client
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        for sock in (self.client, self.upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class Listener(Protocol):
+    """Who hears the round trips: the tracer, a race."""
+
+    def opened(self, link: Link) -> None: ...
+
+    def before(self, link: Link, request: Request) -> bool:
+        """Called before ``request`` goes to the server; may block to hold it. True: hear
+        its answer (``after``), before the client does."""
+        ...
+
+    def after(self, link: Link, request: Request, answer: Answer) -> None: ...
+
+    def closed(self, link: Link) -> None: ...
+
+
+class PassThrough:
+    """A listener that holds nothing and records nothing."""
+
+    def opened(self, link: Link) -> None:
+        pass
+
+    def before(self, link: Link, request: Request) -> bool:
+        return False
+
+    def after(self, link: Link, request: Request, answer: Answer) -> None:
+        pass
+
+    def closed(self, link: Link) -> None:
+        pass

@@ -1,0 +1,313 @@
+"""PostgreSQL's frontend/backend protocol (version 3), as the proxy relays it.
+
+Start-up and authentication pass through unchanged, message by message (trust, md5,
+SCRAM: the proxy never reads a password): an ``SSLRequest`` or ``GSSENCRequest`` is
+answered 'N' so a client at ``sslmode=prefer`` goes on in plain text, and a
+``CancelRequest`` is relayed to the server on a connection of its own. The server's
+``BackendKeyData`` names the session (its pid), so waits are seen from the server
+(``pg_blocking_pids``), as everywhere in the lab.
+
+A request is everything the client sends up to a ``Query`` or a ``Sync`` (a pipeline
+of several Syncs sent at once is one request); its answer ends at the
+``ReadyForQuery`` of its last one, whose status byte says idle, in a transaction or in
+a failed one. A ``Flush`` without a ``Sync`` is part of the request its Sync ends.
+Messages of a request in flight (COPY's data) pass at once.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from redpacket.wire.link import Answer, Link, Listener, Request
+
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+PROTOCOL_3 = 196608
+_NEEDS_ANSWER = {3, 5, 7, 8, 10, 11}  # cleartext, md5, GSS, GSS continue, SASL, SASL continue
+_ENDS_REQUEST = {b"Q", b"S", b"X"}
+_COPY_FROM_CLIENT = {b"d", b"c", b"f"}
+
+
+class Closed(Exception):
+    """One side hung up."""
+
+
+def _exact(reader: BinaryIO, n: int) -> bytes:
+    data = reader.read(n)
+    if data is None or len(data) < n:
+        raise Closed
+    return data
+
+
+def read_startup(reader: BinaryIO) -> bytes:
+    head = _exact(reader, 4)
+    (length,) = struct.unpack("!i", head)
+    if not 8 <= length <= 10_000:
+        raise Closed
+    return head + _exact(reader, length - 4)
+
+
+def read_message(reader: BinaryIO) -> tuple[bytes, bytes]:
+    """(type byte, the whole message as sent)."""
+    head = _exact(reader, 5)
+    (length,) = struct.unpack("!i", head[1:])
+    if length < 4:
+        raise Closed
+    return head[:1], head + _exact(reader, length - 4)
+
+
+def _cstrings(data: bytes) -> list[str]:
+    return [part.decode("utf-8", "replace") for part in data.split(b"\0")]
+
+
+def _startup_fields(packet: bytes) -> dict[str, str]:
+    parts = _cstrings(packet[8:])
+    return dict(zip(parts[0::2], parts[1::2], strict=False))
+
+
+def _error_fields(message: bytes) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    body = message[5:]
+    while body and body[:1] != b"\0":
+        end = body.index(b"\0")
+        fields[body[:1].decode()] = body[1:end].decode("utf-8", "replace")
+        body = body[end + 1 :]
+    return fields
+
+
+def _value(data: bytes | None, text_format: bool) -> Any:
+    if data is None:
+        return None
+    if text_format:
+        return data.decode("utf-8", "replace")
+    return f"<{len(data)} bytes, binary>"
+
+
+@dataclass
+class _Parsed:
+    """What one request says, message by message."""
+
+    statements: list[str] = field(default_factory=list)
+    params: list[tuple[Any, ...]] = field(default_factory=list)
+    closes: bool = False
+    syncs: int = 0  # ReadyForQuery answers it will get
+
+
+class PostgresWire:
+    """The protocol, for one proxy: the relay of each connection runs in two threads."""
+
+    name = "postgresql"
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.notes: list[str] = []  # what the proxy should tell its user (one line each)
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def serve(self, link: Link, listener: Listener, on_note: Callable[[str], None]) -> None:
+        """Relay one connection from start-up to its end."""
+        client_in = link.client.makefile("rb")
+        upstream_in = link.upstream.makefile("rb")
+        try:
+            if not self._start(link, client_in, upstream_in, on_note):
+                return
+            listener.opened(link)
+            relay = _Relay(link, listener, client_in, upstream_in)
+            answers = threading.Thread(target=relay.answers, daemon=True,
+                                       name=f"redpacket-proxy-{link.number}-answers")  # fmt: skip
+            answers.start()
+            relay.requests()
+            answers.join()
+        except (Closed, OSError):
+            pass
+        finally:
+            link.close()
+            listener.closed(link)
+
+    def _start(
+        self, link: Link, client_in: BinaryIO, upstream_in: BinaryIO, on_note: Callable[[str], None]
+    ) -> bool:
+        asked_tls = False
+        while True:
+            try:
+                packet = read_startup(client_in)
+            except Closed:
+                if asked_tls:
+                    on_note(
+                        f"connection {link.number}: the client asked for TLS and hung up when"
+                        " refused; the proxy speaks plain text (use sslmode=prefer or disable)"
+                    )
+                return False
+            (code,) = struct.unpack("!i", packet[4:8])
+            if code in (SSL_REQUEST, GSSENC_REQUEST):
+                asked_tls = asked_tls or code == SSL_REQUEST
+                link.client.sendall(b"N")
+                continue
+            if code == CANCEL_REQUEST:
+                with socket.create_connection(self.upstream, timeout=5) as cancel:
+                    cancel.sendall(packet)
+                return False
+            if code != PROTOCOL_3:
+                return False
+            break
+        fields = _startup_fields(packet)
+        link.user, link.database = fields.get("user"), fields.get("database") or fields.get("user")
+        link.upstream.sendall(packet)
+        while True:
+            kind, message = read_message(upstream_in)
+            if kind == b"K":
+                (link.session_id,) = struct.unpack("!i", message[5:9])
+            link.client.sendall(message)
+            if kind == b"R" and struct.unpack("!i", message[5:9])[0] in _NEEDS_ANSWER:
+                _, reply = read_message(client_in)
+                link.upstream.sendall(reply)
+            elif kind == b"E":
+                return False
+            elif kind == b"Z":
+                link.in_transaction = message[5:6] != b"I"
+                return True
+
+
+class _Relay:
+    """Requests one way, answers the other; the listener hears both in order."""
+
+    def __init__(
+        self, link: Link, listener: Listener, client_in: BinaryIO, upstream_in: BinaryIO
+    ) -> None:
+        self.link, self.listener = link, listener
+        self.client_in, self.upstream_in = client_in, upstream_in
+        self.prepared: dict[str, str] = {}  # statement name -> its SQL (Parse)
+        self.changed = threading.Condition()
+        self.outstanding = 0  # ReadyForQuery messages still to come for requests in flight
+        self.current: Request | None = None
+        self.counted = False
+        self.error: tuple[str, str] | None = None
+        self.tags: list[str] = []
+
+    def requests(self) -> None:
+        pending: list[bytes] = []
+        parsed = _Parsed()
+        flushed = False  # the request was let go at a Flush; the rest of it follows freely
+        while True:
+            kind, message = read_message(self.client_in)
+            with self.changed:
+                busy = self.outstanding > 0
+            if busy and not pending and not flushed:  # in flight: COPY data, pipelining
+                self._read_into(parsed, kind, message)
+                with self.changed:
+                    self.outstanding += parsed.syncs
+                parsed = _Parsed()
+                self.link.upstream.sendall(message)
+                if kind == b"X":
+                    return
+                continue
+            self._read_into(parsed, kind, message)
+            if flushed:  # the rest of a request already let go
+                self.link.upstream.sendall(message)
+                if kind in _ENDS_REQUEST:
+                    with self.changed:
+                        self.outstanding += parsed.syncs
+                    flushed, parsed = False, _Parsed()
+                if kind == b"X":
+                    return
+                continue
+            pending.append(message)
+            if kind not in _ENDS_REQUEST and kind != b"H":
+                continue
+            request = Request(tuple(parsed.statements), tuple(parsed.params), parsed.closes)
+            counted = self.listener.before(self.link, request)
+            with self.changed:
+                self.current, self.counted = request, counted
+                self.error, self.tags = None, []
+                self.outstanding += parsed.syncs
+            self.link.upstream.sendall(b"".join(pending))
+            pending = []
+            flushed = kind == b"H"  # answers come now; its Sync ends it
+            if not flushed:
+                parsed = _Parsed()
+            if kind == b"X":
+                return
+
+    def _read_into(self, parsed: _Parsed, kind: bytes, message: bytes) -> None:
+        body = message[5:]
+        if kind == b"Q":
+            parsed.statements.append(body.rstrip(b"\0").decode("utf-8", "replace"))
+            parsed.params.append(())
+            parsed.syncs += 1
+        elif kind == b"P":
+            name, sql = _cstrings(body)[:2]
+            self.prepared[name] = sql
+        elif kind == b"B":
+            parsed.statements.append(self._bound(body, parsed))
+        elif kind == b"S":
+            parsed.syncs += 1
+        elif kind == b"X":
+            parsed.closes = True
+
+    def _bound(self, body: bytes, parsed: _Parsed) -> str:
+        portal_end = body.index(b"\0")
+        statement_end = body.index(b"\0", portal_end + 1)
+        name = body[portal_end + 1 : statement_end].decode("utf-8", "replace")
+        at = statement_end + 1
+        (formats,) = struct.unpack("!h", body[at : at + 2])
+        codes = struct.unpack(f"!{formats}h", body[at + 2 : at + 2 + 2 * formats])
+        at += 2 + 2 * formats
+        (count,) = struct.unpack("!h", body[at : at + 2])
+        at += 2
+        values = []
+        for i in range(count):
+            (length,) = struct.unpack("!i", body[at : at + 4])
+            at += 4
+            data = None if length < 0 else body[at : at + length]
+            at += max(length, 0)
+            code = codes[i] if len(codes) > 1 else (codes[0] if codes else 0)
+            values.append(_value(data, code == 0))
+        parsed.params.append(tuple(values))
+        return self.prepared.get(name, f"<prepared statement {name!r}>")
+
+    def answers(self) -> None:
+        try:
+            while True:
+                kind, message = read_message(self.upstream_in)
+                if kind == b"E":
+                    fields = _error_fields(message)
+                    with self.changed:
+                        if self.error is None:
+                            self.error = (fields.get("C", "?"), fields.get("M", ""))
+                elif kind == b"C":
+                    with self.changed:
+                        self.tags.append(message[5:].rstrip(b"\0").decode("utf-8", "replace"))
+                elif kind == b"Z":
+                    self._ready(message[5:6])
+                if not self.link.drop_answers:
+                    self.link.client.sendall(message)
+        except (Closed, OSError):
+            self.link.close()
+
+    def _ready(self, status: bytes) -> None:
+        with self.changed:
+            self.outstanding = max(0, self.outstanding - 1)
+            if self.outstanding:
+                return
+            request, counted = self.current, self.counted
+            answer = Answer(self.error, tuple(self.tags), status != b"I", status == b"E")
+            self.link.in_transaction = answer.in_transaction
+            self.current, self.counted = None, False
+        if request is not None and counted:  # before the client hears it: recorded first
+            self.listener.after(self.link, request, answer)
+
+
+@dataclass(frozen=True)
+class WireProtocol:
+    name: str
+    default_port: int
+    factory: Callable[[tuple[str, int]], Any]
+
+
+PROTOCOL = WireProtocol("postgresql", 5432, PostgresWire)

@@ -1,0 +1,341 @@
+"""The proxy on PostgreSQL's wire, with real clients (psql, psycopg) and the real server.
+
+The race's participants are psql processes running the seed's grant logic as a script
+(``\\gset`` and ``\\if`` give psql the check-then-insert branch): unchanged programs
+that know nothing of the lab, which is the point of the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from redpacket.cli import main
+from redpacket.database.backends import Server
+from redpacket.database.url import URL
+from redpacket.engines.postgresql import ENGINE, conninfo
+from redpacket.race.wire_race import WireRace
+from redpacket.wire.housekeeping import is_housekeeping
+from redpacket.wire.link import Answer, Link, PassThrough, Request
+from redpacket.wire.proxy import Proxy
+from redpacket.wire.tracer import Tracer
+
+PSQL = shutil.which("psql")
+needs_psql = pytest.mark.skipif(PSQL is None, reason="psql (PostgreSQL's client) is not installed")
+
+SEED = """\
+BEGIN ISOLATION LEVEL {level};
+SELECT id FROM orders WHERE id = 7;
+SELECT id FROM orders WHERE id = 7 FOR UPDATE;
+SELECT count(*) = 0 AS absent FROM red_packets WHERE order_id = 7 \\gset
+\\if :absent
+INSERT INTO red_packets (order_id) VALUES (7);
+\\endif
+COMMIT;
+"""
+CHECK = "SELECT order_id, count(*) FROM red_packets GROUP BY order_id HAVING count(*) > 1"
+RESET = "DELETE FROM red_packets"
+
+
+@pytest.fixture(scope="module")
+def wire_db(server: Server, worker_id_suffix: str) -> Iterator[URL]:
+    """A database of this module's own, with the seed's two tables and order 7."""
+    name = f"redpacket_wire_{worker_id_suffix}"
+    with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = server.url.set(database=name)
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE red_packets (id serial PRIMARY KEY, order_id int NOT NULL)")
+        conn.execute("INSERT INTO orders VALUES (7)")
+    yield url
+    with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def script(tmp_path: Path, level: str) -> str:
+    path = tmp_path / f"grant-{level.replace(' ', '-')}.sql"
+    path.write_text(SEED.format(level=level), encoding="utf-8")
+    return f'psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f {path}'
+
+
+class Heard(PassThrough):
+    """Records what the proxy saw, holding nothing."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[Link, Request]] = []
+        self.answers: list[Answer] = []
+
+    def before(self, link: Link, request: Request) -> bool:
+        self.requests.append((link, request))
+        return True
+
+    def after(self, link: Link, request: Request, answer: Answer) -> None:
+        self.answers.append(answer)
+
+
+def proxied(url: URL) -> tuple[Proxy, Heard]:
+    proxy = Proxy(url, ENGINE.wire_protocol()).start()
+    heard = Heard()
+    proxy.listener = heard
+    return proxy, heard
+
+
+def test_the_proxy_relays_simple_and_extended_queries_and_knows_the_session(
+    wire_db: URL,
+) -> None:
+    proxy, heard = proxied(wire_db)
+    try:
+        with psycopg.connect(conninfo(proxy.url()), autocommit=True) as conn:
+            pid = conn.execute("SELECT pg_backend_pid()").fetchone()
+            assert conn.execute("SELECT %s::int + 1", (41,)).fetchone() == (42,)
+            with pytest.raises(psycopg.errors.UniqueViolation) as refused:
+                conn.execute("INSERT INTO orders VALUES (7)")
+        assert pid is not None
+        links = {link.session_id for link, _ in heard.requests}
+        assert links == {pid[0]}  # BackendKeyData names the server's own session
+        assert any("SELECT $1::int + 1" in r.statements for _, r in heard.requests)
+        errors = [a.error for a in heard.answers if a.error]
+        assert errors == [("23505", refused.value.diag.message_primary)]
+    finally:
+        proxy.close()
+
+
+def test_a_client_at_sslmode_prefer_goes_on_in_plain_text_and_require_is_told(
+    wire_db: URL,
+) -> None:
+    proxy, _ = proxied(wire_db)
+    try:
+        with psycopg.connect(conninfo(proxy.url()) + " sslmode=prefer") as conn:
+            assert conn.pgconn.ssl_in_use is False
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="SSL"):
+            psycopg.connect(conninfo(proxy.url()) + " sslmode=require")
+        proxy.settle()
+        assert any("asked for TLS" in note for note in proxy.notes)
+    finally:
+        proxy.close()
+
+
+CANCELLING_CLIENT = """
+import sys, threading, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+threading.Timer(0.3, conn.cancel).start()  # the client's own cancel, as an impatient user's
+try:
+    conn.execute("SELECT pg_sleep(30)")
+except psycopg.Error as exc:
+    print(exc.sqlstate)
+"""
+
+
+def test_a_cancel_request_reaches_the_server(wire_db: URL) -> None:
+    """In a process of its own, as a real client is (psycopg's binary libpq holds the GIL
+    while it cancels, so a client in the proxy's own process could not be served)."""
+    proxy, _ = proxied(wire_db)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", CANCELLING_CLIENT, conninfo(proxy.url())],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.stdout.strip() == "57014", done.stderr
+    finally:
+        proxy.close()
+
+
+@needs_psql
+def test_the_seed_duplicates_through_the_wire_at_repeatable_read(
+    wire_db: URL, tmp_path: Path
+) -> None:
+    """t2-waits: T2 waits for T1's lock; at repeatable read PostgreSQL fixed T2's snapshot as
+    its first statement started, so its check misses T1's red packet: two rows."""
+    command = script(tmp_path, "REPEATABLE READ")
+    race = WireRace(wire_db, [command, command], check=CHECK, reset=RESET, step_timeout=20)
+    attempt = race.scheduled("t2-waits")
+    assert attempt.broken == ((7, 2),)
+    with psycopg.connect(conninfo(wire_db)) as conn:
+        assert conn.execute("SELECT count(*) FROM red_packets").fetchone() == (2,)
+    waits = [e for e in attempt.result.events if e.kind == "wait"]
+    assert [(e.call, e.waited_on) for e in waits] == [(2, (1,))]  # the server's account
+    assert "FOR UPDATE" in waits[0].sql
+    assert [f.status for f in attempt.finished] == [0, 0]  # type: ignore[union-attr]
+
+
+@needs_psql
+def test_read_committed_fixes_the_seed_through_the_wire(wire_db: URL, tmp_path: Path) -> None:
+    command = script(tmp_path, "READ COMMITTED")
+    race = WireRace(wire_db, [command, command], check=CHECK, reset=RESET, step_timeout=20)
+    assert race.scheduled("t2-waits").broken == ()
+    with psycopg.connect(conninfo(wire_db)) as conn:
+        assert conn.execute("SELECT count(*) FROM red_packets").fetchone() == (1,)
+
+
+@needs_psql
+def test_explore_through_the_wire_finds_the_shortest_breaking_schedule(
+    wire_db: URL, tmp_path: Path
+) -> None:
+    """Five steps each (BEGIN is housekeeping, glued): C(10, 5) = 252 orders, but a call
+    waiting for a lock cannot be chosen, so far fewer runs; as the in-process fixture
+    finds for the same logic, the shortest break is T1:1,T2:end,T1:end."""
+    command = script(tmp_path, "REPEATABLE READ")
+    race = WireRace(wire_db, [command, command], check=CHECK, reset=RESET, step_timeout=20)
+    found = race.explored()
+    assert found.complete
+    assert found.shortest is not None
+    assert found.shortest.schedule == "T1:1,T2:end,T1:end"
+    assert 0 < len(found.failing) < found.runs  # serial orders are correct
+    serial = WireRace(wire_db, [command, command], check=CHECK, reset=RESET)
+    assert serial.scheduled("serial").broken == ()
+
+
+@needs_psql
+def test_race_command_exit_statuses_and_json(
+    wire_db: URL, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = wire_db.render_as_string(hide_password=False)
+    broken = script(tmp_path, "REPEATABLE READ")
+    fixed = script(tmp_path, "READ COMMITTED")
+    base = ["race", "--upstream", url, "--check", CHECK, "--reset", RESET]
+    assert main([*base, "--run", broken, "--run", broken, "--schedule", "t2-waits",
+                 "--expect", "correct"]) == 1  # fmt: skip
+    out = capsys.readouterr().out
+    assert "verdict: broken" in out
+    assert "[waits for T1]" in out
+    assert main([*base, "--run", fixed, "--run", fixed, "--schedule", "t2-waits",
+                 "--expect", "correct", "--json"]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "correct"
+    assert [p["status"] for p in data["participants"]] == [0, 0]
+    assert any(e["kind"] == "wait" and e["waited_on"] == [1] for e in data["events"])
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--run", "true", "--schedule", "serial"], "two --run commands or more"),
+        (["--run", "true", "--run", "true"], "give --schedule S or --explore"),
+        (["--run", "a", "--run", "b", "--explore", "--schedule", "serial"], "one of them"),
+        (["--run", "a", "--run", "b", "--schedule", "serial", "--listen", "nope"], "--listen"),
+        (["--run", "a", "--run", "b", "--schedule", "serial", "--expect", "correct"], "--check"),
+    ],
+)
+def test_race_bad_input_is_one_line_and_status_2(
+    wire_db: URL, args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = wire_db.render_as_string(hide_password=False)
+    assert main(["race", "--upstream", url, *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_command_that_never_connects_is_named(wire_db: URL) -> None:
+    race = WireRace(wire_db, ["true", "true"], check=CHECK, step_timeout=5)
+    with pytest.raises(Exception, match=r"T1 \(true\) ran to its end without a statement"):
+        race.scheduled("serial")
+
+
+def test_the_tracer_reports_waits_ends_and_refusals_from_the_server(wire_db: URL) -> None:
+    records: list[dict[str, Any]] = []
+    waits: list[dict[str, Any]] = []
+    seen_waiting = threading.Event()
+
+    def emit(record: dict[str, Any]) -> None:
+        if record["event"] == "wait":
+            waits.append(record)
+            seen_waiting.set()
+        else:
+            records.append(record)
+
+    proxy = Proxy(wire_db, ENGINE.wire_protocol()).start()
+    tracer = Tracer(wire_db, ENGINE, emit)
+    proxy.listener = tracer
+    try:
+        first = psycopg.connect(conninfo(proxy.url()))
+        second = psycopg.connect(conninfo(proxy.url()))
+        first.execute("SELECT id FROM orders WHERE id = 7 FOR UPDATE")
+        blocked = threading.Thread(
+            target=lambda: second.execute("SELECT id FROM orders WHERE id = 7 FOR UPDATE")
+        )
+        blocked.start()
+        assert seen_waiting.wait(20)  # the tracer saw it from the server, live
+        first.commit()
+        blocked.join(10)
+        second.rollback()
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            first.execute("INSERT INTO orders VALUES (7)")
+        first.rollback()
+        first.close()
+        second.close()
+    finally:
+        proxy.close()
+        tracer.close()
+    ends = [(r["connection"], r["end"]) for r in records]
+    assert ends == [(1, "committed"), (2, "rolled back"), (1, "refused")]
+    waited = records[1]["steps"][0]
+    assert waited["waited_on"] == [1]  # connection 1 held the lock, as the server said
+    assert records[2]["error"]["code"] == "23505"
+    assert "waited for connection 1" in records[1]["text"]
+    assert [(w["connection"], w["waits_for"]) for w in waits] == [(2, [1])]
+
+
+@pytest.mark.parametrize(
+    ("statements", "in_transaction", "housekeeping"),
+    [
+        (("SET extra_float_digits = 3",), False, True),
+        (("BEGIN",), False, True),
+        (("SHOW TRANSACTION ISOLATION LEVEL",), True, True),
+        (("/* mysql-connector-j */ SELECT @@session.transaction_read_only",), False, True),
+        (("SELECT version()",), False, True),
+        (("SELECT 1",), False, True),
+        (("SELECT 1",), True, False),  # inside a transaction PostgreSQL takes the snapshot
+        (("BEGIN", "SELECT 1"), False, False),
+        (("START TRANSACTION WITH CONSISTENT SNAPSHOT",), False, False),
+        (("SET autocommit = 1",), True, False),  # MySQL: commits the open transaction
+        (("SELECT pg_advisory_xact_lock(7)",), True, False),
+        (("SELECT GET_LOCK('grant-7', 10)",), False, False),
+        (("SELECT id FROM orders WHERE id = 7",), False, False),
+        (("COMMIT",), True, False),
+    ],
+)
+def test_housekeeping_is_what_takes_no_snapshot_and_no_lock(
+    statements: tuple[str, ...], in_transaction: bool, housekeeping: bool
+) -> None:
+    assert is_housekeeping(statements, in_transaction) is housekeeping
+
+
+def test_proxy_command_traces_psql_as_json_lines(wire_db: URL) -> None:
+    """``redpacket proxy --json`` in a process of its own, psql through it."""
+    if PSQL is None:
+        pytest.skip("psql (PostgreSQL's client) is not installed")
+    url = wire_db.render_as_string(hide_password=False)
+    with subprocess.Popen(
+        [sys.executable, "-m", "redpacket", "proxy", "--upstream", url, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as tracer:  # fmt: skip
+        try:
+            assert tracer.stderr is not None
+            assert tracer.stdout is not None
+            first = tracer.stderr.readline()
+            address = first.rsplit(" at ", 1)[1].strip()
+            done = subprocess.run(
+                [PSQL, "-X", "-q", address, "-c", "BEGIN", "-c", "SELECT count(*) FROM orders",
+                 "-c", "COMMIT"], capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            record = json.loads(tracer.stdout.readline())
+            assert record["end"] == "committed"
+            sql = [step["sql"] for step in record["steps"]]
+            assert sql == ["SELECT count(*) FROM orders", "COMMIT"]
+        finally:
+            tracer.terminate()
+            tracer.wait(10)

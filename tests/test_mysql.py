@@ -831,3 +831,20 @@ def test_a_lost_version_race_says_why_the_check_missed_the_grant(scheduler: Sche
         f"ran after T1's commit (#{commit + 1}) and still found no red packet: it read T2's"
         f" snapshot from #{snapshot + 1}"
     ) in why
+
+
+def test_mariadbs_handshake_version_is_labelled_by_the_real_version(mysql_lab: Lab) -> None:
+    """The protocol's greeting says 5.5.5-10.11.x-MariaDB (a prefix for old clients); the
+    spec runner reads that one, SELECT VERSION() the other: both name the same server."""
+    engine = mysql_lab.engine
+    with mysql_lab.connect(Schema.UNCONSTRAINED) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT VERSION()")
+        selected = engine.server_label(str(cursor.fetchone()[0]))
+    spec_server = engine.spec_server(mysql_lab.url_of(Schema.UNCONSTRAINED))
+    try:
+        greeted = engine.server_label(spec_server.version())
+    finally:
+        spec_server.close()
+    assert greeted == selected
+    assert "5.5.5" not in greeted

@@ -123,11 +123,12 @@ class MySQL:
         return mysql_drivers.chosen().sqlalchemy
 
     def server_label(self, version: str) -> str:
-        return (
-            f"MariaDB {version.split('-')[0]}"
-            if "mariadb" in version.lower()
-            else (f"MySQL {version}")
-        )
+        """``10.11.19-MariaDB-0+deb12u1`` as ``MariaDB 10.11.19``. Over the protocol's
+        handshake MariaDB says ``5.5.5-10.11.19-MariaDB...``: the 5.5.5 prefix is there for
+        old MySQL clients' replication checks, not the server's version."""
+        if "mariadb" not in version.lower():
+            return f"MySQL {version}"
+        return f"MariaDB {version.removeprefix('5.5.5-').split('-')[0]}"
 
     # -- connections --------------------------------------------------------------------
 

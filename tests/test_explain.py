@@ -333,3 +333,17 @@ def test_an_ssi_refusal_tells_the_reads_and_writes_in_the_order_they_ran(
         f" one (#{position[(2, 'insert')]})"
     ) in why
     assert "then tried to insert one" not in why
+
+
+@pytest.mark.parametrize("level", [RC, RR])
+def test_a_locking_check_that_missed_an_uncommitted_grant_says_why_it_did_not_wait(
+    scheduler: Scheduler, level: Isolation
+) -> None:
+    """lock_check at t2-waits: T2's FOR UPDATE ran after T1's insert, found no row (it cannot
+    see an uncommitted one) and so locked nothing: the why says the engine's rule."""
+    run = scheduled(scheduler, "lock_check", level, "t2-waits")
+    assert run.red_packets == 2
+    assert not [e for e in run.events if e.kind is Kind.WAIT]
+    why = str(explain(run))
+    assert "was a locking read that found no row" in why
+    assert scheduler.lab.engine.empty_locking_read_rule(level) in why

@@ -775,6 +775,7 @@ def test_a_deadlock_why_names_the_locks_the_server_reported(
     held = failure.locks[0].held[0]
     assert f"T1 and T2 each held {held.what} on {held.place}" in why
     assert "wanted an insert-intention lock there" in why
+    assert " a exclusive" not in why
     assert json.loads(json.dumps(run.to_json(), default=str))["events"][run.events.index(failure)][
         "locks"
     ]
@@ -827,6 +828,9 @@ def test_a_lost_version_race_says_why_the_check_missed_the_grant(scheduler: Sche
     assert not events[check].rows
     why = str(explain(run))
     assert "lost the race" in why
+    bump = next(e for e in events if e.role == "bump" and e.session == 2 and not e.rows)
+    assert bump.read == "current read"
+    assert "an UPDATE is a current read on InnoDB" in why
     assert (
         f"ran after T1's commit (#{commit + 1}) and still found no red packet: it read T2's"
         f" snapshot from #{snapshot + 1}"

@@ -206,7 +206,8 @@ class Lock:
         strength = {"S": "shared", "X": "exclusive"}.get(self.mode, self.mode)
         # on the supremum a next-key lock covers only the gap: the place says so
         kind = "" if self.at_end or self.kind == "table" else f" {self.kind}"
-        return f"a {strength} ({self.mode}){kind} lock"
+        article = "an" if strength[:1].lower() in "aeiou" else "a"
+        return f"{article} {strength} ({self.mode}){kind} lock"
 
     @property
     def place(self) -> str:

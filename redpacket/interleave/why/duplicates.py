@@ -96,7 +96,11 @@ def missed(story: Story, late: int, other: int, check: Event, insert: Event) -> 
             sentences.append(Sentence("Both checks ran before either commit."))
             sentences += below_serializable(story, check, other_check)
         if not story.waits(late, story.attempts(late)):
-            sentences.append(Sentence(f"Nothing made T{late} wait for T{other}, so both inserted."))
+            said = f"Nothing made T{late} wait for T{other}, so both inserted."
+            if _ROW_LOCK.search(check.sql) and not check.rows:  # a locking check, no row
+                rule = story.engine.empty_locking_read_rule(story.level(late))
+                said = f"T{late}'s check was a locking read that found no row; {rule}. " + said
+            sentences.append(Sentence(said, (story.at(check),)))
         return sentences
     attempt = story.attempts(late)
     snapshot = story.snapshot(late, attempt)

@@ -248,6 +248,11 @@ def lost_race(story: Story, winner: int, loser: int, attempt: int, decided: Even
             f"; it had waited for T{winner}'s row lock, and read committed re-checked its"
             " condition against the newest row version"
         )
+    elif decided.read == "current read":  # InnoDB: the UPDATE saw the new version anyway
+        text += (
+            f"; an UPDATE is a current read on {story.server}: it compared the newest committed"
+            " version, whatever T" + str(loser) + "'s snapshot showed"
+        )
     text += f". T{loser} lost the race and rolled back, its insert with it."
     check = story.check_of(loser, attempt)
     snapshot = story.snapshot(loser, attempt)

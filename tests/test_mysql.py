@@ -852,3 +852,18 @@ def test_mariadbs_handshake_version_is_labelled_by_the_real_version(mysql_lab: L
         spec_server.close()
     assert greeted == selected
     assert "5.5.5" not in greeted
+
+
+def test_a_deadlock_of_a_transaction_that_wrote_nothing_still_names_its_locks(
+    scheduler: Scheduler,
+) -> None:
+    """optimistic at serializable: the victim had only read (shared-locking reads), so InnoDB
+    gave it no transaction id and prints its locks as trx id 0; they are still its locks."""
+    run = scheduled(scheduler, "optimistic", SER, "t2-first-read")
+    failure = next(e for e in run.events if e.sqlstate == "1213")
+    assert {c.waiting for c in failure.locks} == {1, 2}
+    wanted = {(c.wanted.table, c.wanted.mode) for c in failure.locks}
+    assert ("orders", "X") in wanted  # the version bump's row lock
+    for conflict in failure.locks:
+        assert {lock.holder for lock in conflict.held} == {3 - conflict.waiting}
+    assert "The locks, as InnoDB reported this deadlock" in str(explain(run))

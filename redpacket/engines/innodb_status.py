@@ -74,7 +74,9 @@ def parse(status: str) -> dict[int, InnoDBTransaction]:
 
 _DEADLOCK = "\nLATEST DETECTED DEADLOCK\n"
 _PART = re.compile(r"^\*\*\* (.*)$", re.M)
-_TRX_HEADER = re.compile(r"^TRANSACTION (\d+),", re.M)
+# a transaction that has written nothing has no id yet: InnoDB prints its address, and
+# "trx id 0" on its locks
+_TRX_HEADER = re.compile(r"^TRANSACTION (?:(\d+)|\(0x[0-9a-f]+\)),", re.M)
 _VICTIM = re.compile(r"WE ROLL BACK TRANSACTION \((\d+)\)")
 _RECORD_LOCK = re.compile(
     r"^RECORD LOCKS .*? index (\S+) of table `[^`]*`\.`([^`]*)`"
@@ -116,7 +118,7 @@ def deadlock_of(status: str, victim: int) -> tuple[LockConflict, ...]:
             if trx is None or thread is None:
                 return ()
             current = number.group(1)
-            transactions[current] = (int(trx.group(1)), int(thread.group(1)))
+            transactions[current] = (int(trx.group(1) or 0), int(thread.group(1)))
             continue
         locks = _locks(body)
         if "WAITING FOR THIS LOCK" in heading and locks and current:

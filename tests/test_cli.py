@@ -390,3 +390,15 @@ def test_stress_history_file_holds_every_request_and_matches_the_table(
         rows = [row[0] for row in conn.execute("SELECT id FROM red_packets ORDER BY id")]
     assert reported == rows  # every grant the callers were told of, and nothing else
     assert len(rows) > 20  # seed at repeatable-read: the duplicates are in the history too
+
+
+def test_doctors_hint_names_the_lab_and_the_server_it_is_about(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = server.url.render_as_string(hide_password=False)
+    if server.backend != "url":
+        pytest.skip("the hint names the URL's server; this test server is the lab's own")
+    assert main(["--database-url", url, "--lab-database", "redpacket_never_made", "doctor"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "redpacket --lab-database redpacket_never_made migrate" in out
+    assert "with the same --database-url" in out

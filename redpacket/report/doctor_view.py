@@ -29,6 +29,8 @@ def doctor_rows(report: DoctorReport) -> list[tuple[str, str]]:
             )
         )
     hint = f"no: run `{migrate_command(report.lab_database)}`"
+    if report.backend == "url":  # the server named by a URL: the same one, not the default
+        hint += " with the same --database-url (or REDPACKET_DATABASE_URL)"
     rows.append(("ready", "yes" if report.migrated else hint))
     rows.append(("stress loop", report.stress_loop))
     rows.append(("stress wire", report.stress_wire))

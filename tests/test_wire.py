@@ -23,6 +23,7 @@ from redpacket.cli import main
 from redpacket.database.backends import Server
 from redpacket.database.url import URL
 from redpacket.engines.postgresql import ENGINE, conninfo
+from redpacket.race.controller import RaceError
 from redpacket.race.wire_race import WireRace
 from redpacket.wire.housekeeping import is_housekeeping
 from redpacket.wire.link import Answer, Link, PassThrough, Request
@@ -240,7 +241,7 @@ def test_race_bad_input_is_one_line_and_status_2(
 
 def test_a_command_that_never_connects_is_named(wire_db: URL) -> None:
     race = WireRace(wire_db, ["true", "true"], check=CHECK, step_timeout=5)
-    with pytest.raises(Exception, match=r"T1 \(true\) ran to its end without a statement"):
+    with pytest.raises(RaceError, match=r"T1 \(true\) ran to its end without a statement"):
         race.scheduled("serial")
 
 

@@ -13,7 +13,7 @@ the name of the holder is missing from it (MariaDB prints holders' locks only wi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redpacket.engines.base import Lock, LockConflict
@@ -131,21 +131,13 @@ def deadlock_of(status: str, victim: int) -> tuple[LockConflict, ...]:
     threads = dict(transactions.values())
     conflicts = []
     for name, lock in wanted.items():
-        own = transactions[name][0]
+        own, session = transactions[name]
         others = tuple(
-            Lock(threads.get(h.holder, 0), h.mode, h.kind, h.table, h.index, h.at_end)
+            replace(h, holder=threads.get(h.holder, 0))
             for h in dict.fromkeys(held)
             if h.holder != own and (h.table, h.index) == (lock.table, lock.index)
         )
-        conflicts.append(
-            LockConflict(
-                transactions[name][1],
-                Lock(
-                    transactions[name][1], lock.mode, lock.kind, lock.table, lock.index, lock.at_end
-                ),
-                others,
-            )
-        )
+        conflicts.append(LockConflict(session, replace(lock, holder=session), others))
     return tuple(conflicts)
 
 

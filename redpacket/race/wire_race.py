@@ -9,7 +9,6 @@ attempt). A schedule runs once; explore runs every order of the participants' st
 from __future__ import annotations
 
 import contextlib
-import shlex
 import socket
 import subprocess
 import time
@@ -194,7 +193,3 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise LabError(f"--listen {text!r}: give HOST:PORT, e.g. 127.0.0.1:6432")
     return host or "127.0.0.1", int(port)
-
-
-def quoted(commands: Sequence[str]) -> str:
-    return " ".join(f"--run {shlex.quote(c)}" for c in commands)

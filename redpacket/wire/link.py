@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,7 +37,6 @@ class Answer:
     error: tuple[str, str] | None = None  # (SQLSTATE or MySQL's number, the server's message)
     tags: tuple[str, ...] = ()  # what each statement said it did (COMMIT, INSERT 0 1, ...)
     in_transaction: bool = False  # after it: inside a transaction block (or a failed one)
-    failed_transaction: bool = False  # after it: in a transaction that can only roll back
 
 
 @dataclass
@@ -47,12 +47,8 @@ class Link:
     client: socket.socket
     upstream: socket.socket
     session_id: int | None = None  # the server's id of the session (backend pid, thread id)
-    user: str | None = None
-    database: str | None = None
     in_transaction: bool = False
-    owner: Any = None  # what the listener keeps for it (a race's call)
     closed: bool = False
-    drop_answers: bool = False  # a fault: the server's answers no longer reach the client
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def close(self) -> None:
@@ -64,6 +60,15 @@ class Link:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+
+@dataclass(frozen=True)
+class WireProtocol:
+    """What an engine's protocol module gives the proxy: its relay, made per upstream."""
+
+    name: str
+    default_port: int
+    factory: Callable[[tuple[str, int]], Any]
 
 
 class Listener(Protocol):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from redpacket.wire.link import Answer, Link, Listener, Request
+from redpacket.wire.link import Answer, Link, Listener, Request, WireProtocol
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
@@ -31,7 +31,6 @@ CANCEL_REQUEST = 80877102
 PROTOCOL_3 = 196608
 _NEEDS_ANSWER = {3, 5, 7, 8, 10, 11}  # cleartext, md5, GSS, GSS continue, SASL, SASL continue
 _ENDS_REQUEST = {b"Q", b"S", b"X"}
-_COPY_FROM_CLIENT = {b"d", b"c", b"f"}
 
 
 class Closed(Exception):
@@ -64,11 +63,6 @@ def read_message(reader: BinaryIO) -> tuple[bytes, bytes]:
 
 def _cstrings(data: bytes) -> list[str]:
     return [part.decode("utf-8", "replace") for part in data.split(b"\0")]
-
-
-def _startup_fields(packet: bytes) -> dict[str, str]:
-    parts = _cstrings(packet[8:])
-    return dict(zip(parts[0::2], parts[1::2], strict=False))
 
 
 def _error_fields(message: bytes) -> dict[str, str]:
@@ -106,7 +100,6 @@ class PostgresWire:
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
-        self.notes: list[str] = []  # what the proxy should tell its user (one line each)
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -156,8 +149,6 @@ class PostgresWire:
             if code != PROTOCOL_3:
                 return False
             break
-        fields = _startup_fields(packet)
-        link.user, link.database = fields.get("user"), fields.get("database") or fields.get("user")
         link.upstream.sendall(packet)
         while True:
             kind, message = read_message(upstream_in)
@@ -285,8 +276,7 @@ class _Relay:
                         self.tags.append(message[5:].rstrip(b"\0").decode("utf-8", "replace"))
                 elif kind == b"Z":
                     self._ready(message[5:6])
-                if not self.link.drop_answers:
-                    self.link.client.sendall(message)
+                self.link.client.sendall(message)
         except (Closed, OSError):
             self.link.close()
 
@@ -296,18 +286,11 @@ class _Relay:
             if self.outstanding:
                 return
             request, counted = self.current, self.counted
-            answer = Answer(self.error, tuple(self.tags), status != b"I", status == b"E")
+            answer = Answer(self.error, tuple(self.tags), status != b"I")
             self.link.in_transaction = answer.in_transaction
             self.current, self.counted = None, False
         if request is not None and counted:  # before the client hears it: recorded first
             self.listener.after(self.link, request, answer)
-
-
-@dataclass(frozen=True)
-class WireProtocol:
-    name: str
-    default_port: int
-    factory: Callable[[tuple[str, int]], Any]
 
 
 PROTOCOL = WireProtocol("postgresql", 5432, PostgresWire)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from redpacket.stress.ctrl_c import CTRL_C
 from redpacket.stress.fast import FastEngine
 from redpacket.stress.plan import StressPlan
 from redpacket.stress.statements import ServerGone, StatementRefused
@@ -43,16 +44,18 @@ def drive(
     cpu_started = time.process_time()
     deadline = started + plan.duration_s if plan.duration_s else None
     interrupted, error = False, None
-    try:
-        ready()  # every worker is connected: faults may start
-        engine.run(deadline, progress, barrier)
-    except KeyboardInterrupt:
-        interrupted = True
-    except ServerGone as exc:
-        error = f"the server went away mid-run ({exc}); the figures are those gathered so far"
-    except StatementRefused as exc:  # the schema changed under the run, and a worker reconnected
-        error = f"{exc}, mid-run; the figures are those gathered so far"
-    finally:
-        engine.close()
-        engine.tally.client_cpu_s += time.process_time() - cpu_started
+    with CTRL_C.deferred() as ctrl_c:  # Ctrl-C never cuts a request's count in half
+        try:
+            ready()  # every worker is connected: faults may start
+            engine.run(deadline, progress, barrier)
+        except KeyboardInterrupt:
+            interrupted = True
+        except ServerGone as exc:
+            error = f"the server went away mid-run ({exc}); the figures are those gathered so far"
+        except StatementRefused as exc:  # the schema changed, and a worker reconnected
+            error = f"{exc}, mid-run; the figures are those gathered so far"
+        finally:
+            engine.close()
+            engine.tally.client_cpu_s += time.process_time() - cpu_started
+        interrupted = interrupted or ctrl_c.pending  # pressed after the last wait
     return time.monotonic() - started, interrupted, error

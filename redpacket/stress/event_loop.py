@@ -21,6 +21,7 @@ from typing import Final, TypeVar
 
 from redpacket.retry import RetryPolicy
 from redpacket.strategies import End, Ending
+from redpacket.stress.ctrl_c import CTRL_C
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.statements import ConnectionFailed, ServerGone
 from redpacket.stress.tally import ALREADY_GRANTED, GRANTED, INTERRUPTED, Tally
@@ -239,7 +240,7 @@ class EventLoop:
         if self.plan.workload.hot:
             for orders in self.rounds():
                 if barrier is not None:
-                    barrier()
+                    self._wait(barrier)
                 if self.stopping:
                     break
                 for worker in self.workers:
@@ -252,6 +253,16 @@ class EventLoop:
             self._pump()
         progress(self.tally)
         return self.tally
+
+    def _wait(self, barrier: Callable[[], None]) -> None:
+        """Wait at the barrier, where Ctrl-C may raise at once: nothing is being counted."""
+        ctrl_c = CTRL_C
+        ctrl_c.waiting = True
+        try:
+            ctrl_c.raise_if_pending()
+            barrier()
+        finally:
+            ctrl_c.waiting = False
 
     def stop(self) -> None:
         self.stopping = True
@@ -273,11 +284,18 @@ class EventLoop:
         by_fd = self.by_fd
         timers = self.timers
         monotonic = time.monotonic
+        ctrl_c = CTRL_C
         while self.busy:
             timeout = PROGRESS_EVERY_S
             if timers:
                 timeout = max(0.0, min(timeout, timers[0][0] - monotonic()))
-            for fd, mask in poll(timeout):
+            ctrl_c.waiting = True
+            try:
+                ctrl_c.raise_if_pending()
+                events = poll(timeout)
+            finally:
+                ctrl_c.waiting = False
+            for fd, mask in events:
                 worker = by_fd.get(fd)
                 if worker is None:
                     continue

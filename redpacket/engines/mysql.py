@@ -97,7 +97,9 @@ class MySQL:
     )
 
     def wire_protocol(self) -> Any:
-        raise LabError("the proxy speaks PostgreSQL's protocol so far; MySQL's is not written yet")
+        from redpacket.wire import mysql as wire
+
+        return wire.PROTOCOL
 
     def empty_locking_read_rule(self, level: Isolation) -> str:
         """What a locking read that found no row locked, at ``level``."""

@@ -32,9 +32,15 @@ def with_values(sql: str, params: Any) -> str:
     if isinstance(params, dict):
         return re.sub(r"%\((\w+)\)s", lambda m: _value(params.get(m.group(1))), sql)
     if isinstance(params, list | tuple) and params:
+        if "%s" not in sql:  # from the wire: $1 or ?, bound apart; said beside the SQL
+            return f"{sql}  (bound: {', '.join(_bound(v) for v in params)})"
         values = iter(params)
         return re.sub(r"%s", lambda _m: _value(next(values, None)), sql)
     return sql
+
+
+def _bound(value: Any) -> str:
+    return "NULL" if value is None else str(value)
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class WireCalls(Participants):
                 self.changed.notify_all()
         if call is None or self.free:
             return False
-        params = request.params[0] if len(request.params) == 1 else request.params
+        params = tuple(value for bound in request.params for value in bound)  # in order sent
         self.starts_for(call, link.session_id, request.sql, params)
         return True
 

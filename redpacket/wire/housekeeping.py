@@ -26,7 +26,7 @@ import re
 
 _COMMENTS = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
 _QUIET = re.compile(
-    r"^(set|show|reset|discard|deallocate|begin|start\s+transaction)\b(?!.*\bsnapshot\b)",
+    r"^(set|show|reset|discard|deallocate|use|begin|start\s+transaction)\b(?!.*\bsnapshot\b)",
     re.I | re.S,
 )
 _REPORTING = (

@@ -75,11 +75,23 @@ def _error_fields(message: bytes) -> dict[str, str]:
     return fields
 
 
-def _value(data: bytes | None, text_format: bool) -> Any:
+_BINARY_INTEGERS = {20: "!q", 21: "!h", 23: "!i", 26: "!I"}  # int8, int2, int4, oid
+_BINARY_FLOATS = {700: "!f", 701: "!d"}
+_BINARY_TEXT = {25, 1043, 1042, 19}  # text, varchar, bpchar, name
+
+
+def _value(data: bytes | None, text_format: bool, type_oid: int = 0) -> Any:
+    """A bound parameter as the server reads it: text as sent; binary decoded where the
+    client declared its type in Parse (pgjdbc's setInt), else said by its size."""
     if data is None:
         return None
-    if text_format:
+    if text_format or type_oid in _BINARY_TEXT:
         return data.decode("utf-8", "replace")
+    code = _BINARY_INTEGERS.get(type_oid) or _BINARY_FLOATS.get(type_oid)
+    if code is not None and len(data) == struct.calcsize(code):
+        return struct.unpack(code, data)[0]
+    if type_oid == 16 and len(data) == 1:
+        return data != b"\0"
     return f"<{len(data)} bytes, binary>"
 
 
@@ -173,7 +185,7 @@ class _Relay:
     ) -> None:
         self.link, self.listener = link, listener
         self.client_in, self.upstream_in = client_in, upstream_in
-        self.prepared: dict[str, str] = {}  # statement name -> its SQL (Parse)
+        self.prepared: dict[str, tuple[str, tuple[int, ...]]] = {}  # name -> SQL, param types
         self.changed = threading.Condition()
         self.outstanding = 0  # ReadyForQuery messages still to come for requests in flight
         self.current: Request | None = None
@@ -233,7 +245,10 @@ class _Relay:
             parsed.syncs += 1
         elif kind == b"P":
             name, sql = _cstrings(body)[:2]
-            self.prepared[name] = sql
+            at = body.index(b"\0", body.index(b"\0") + 1) + 1
+            (count,) = struct.unpack("!h", body[at : at + 2])
+            oids = struct.unpack(f"!{count}I", body[at + 2 : at + 2 + 4 * count])
+            self.prepared[name] = (sql, oids)
         elif kind == b"B":
             parsed.statements.append(self._bound(body, parsed))
         elif kind == b"S":
@@ -245,6 +260,7 @@ class _Relay:
         portal_end = body.index(b"\0")
         statement_end = body.index(b"\0", portal_end + 1)
         name = body[portal_end + 1 : statement_end].decode("utf-8", "replace")
+        sql, oids = self.prepared.get(name, (f"<prepared statement {name!r}>", ()))
         at = statement_end + 1
         (formats,) = struct.unpack("!h", body[at : at + 2])
         codes = struct.unpack(f"!{formats}h", body[at + 2 : at + 2 + 2 * formats])
@@ -258,9 +274,9 @@ class _Relay:
             data = None if length < 0 else body[at : at + length]
             at += max(length, 0)
             code = codes[i] if len(codes) > 1 else (codes[0] if codes else 0)
-            values.append(_value(data, code == 0))
+            values.append(_value(data, code == 0, oids[i] if i < len(oids) else 0))
         parsed.params.append(tuple(values))
-        return self.prepared.get(name, f"<prepared statement {name!r}>")
+        return sql
 
     def answers(self) -> None:
         try:

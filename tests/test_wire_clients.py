@@ -1,0 +1,160 @@
+"""Other languages' clients through the proxy: node-postgres, mysql2, pgjdbc, MariaDB
+Connector/J, each running the seed's grant as its own program, unchanged.
+
+Each is raced at t2-waits: at repeatable read the duplicate shows on both servers (T2
+waits on the server for T1's lock, then its check misses T1's row), at read committed
+the same program is correct. Where a client is not installed the test says so;
+``.ci/run`` installs them all (npm's ``pg`` and ``mysql2`` into tests/node, Debian's
+``libpostgresql-jdbc-java`` and ``libmariadb-java``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pymysql
+import pytest
+
+from redpacket.database.backends import Server
+from redpacket.database.url import URL
+from redpacket.engines.postgresql import conninfo
+from redpacket.race.wire_race import WireRace
+
+HERE = Path(__file__).parent
+NODE_MODULES = HERE / "node" / "node_modules"
+JARS = {"postgresql": Path("/usr/share/java/postgresql.jar"),
+        "mysql": Path("/usr/share/java/mariadb-java-client.jar")}  # fmt: skip
+CHECK = "SELECT order_id, count(*) FROM red_packets GROUP BY order_id HAVING count(*) > 1"
+RESET = "DELETE FROM red_packets"
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    engine: str  # "postgresql" or "mysql": which server it talks to
+
+    def missing(self) -> str | None:
+        if self.name.startswith("node"):
+            module = "pg" if self.engine == "postgresql" else "mysql2"
+            if shutil.which("node") is None:
+                return "node is not installed"
+            if not (NODE_MODULES / module).is_dir():
+                return f"npm's {module} is not installed (npm install --prefix tests/node)"
+            return None
+        if shutil.which("javac") is None or shutil.which("java") is None:
+            return "javac and java (a JDK) are not installed"
+        jar = JARS[self.engine]
+        if not jar.exists():
+            package = {"postgresql": "libpostgresql-jdbc-java", "mysql": "libmariadb-java"}
+            return f"{jar} is missing (apt-get install {package[self.engine]})"
+        return None
+
+    def command(self, classes: Path, level: str) -> str:
+        if self.name.startswith("node"):
+            script = "grant_pg.js" if self.engine == "postgresql" else "grant_mysql.js"
+            return f'node {HERE / "node" / script} "{level}"'
+        return f'java -cp {classes}:{JARS[self.engine]} Grant "{level}"'
+
+
+CLIENTS = [
+    Client("node-postgres", "postgresql"),
+    Client("node-mysql2", "mysql"),
+    Client("pgjdbc", "postgresql"),
+    Client("mariadb-connector-j", "mysql"),
+]
+
+
+def _pg_database(server: Server, name: str) -> Iterator[URL]:
+    with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = server.url.set(database=name)
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE red_packets (id serial PRIMARY KEY, order_id int NOT NULL)")
+        conn.execute("INSERT INTO orders VALUES (7)")
+    yield url
+    with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _mysql(url: URL) -> pymysql.Connection[pymysql.cursors.Cursor]:
+    return pymysql.connect(host=url.host, port=int(url.port or 3306),
+                           user=url.username or "root", password=url.password or "",
+                           autocommit=True)  # fmt: skip
+
+
+def _mysql_database(server: Server, name: str) -> Iterator[URL]:
+    with _mysql(server.url) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.execute(f"CREATE DATABASE {name}")
+        cur.execute(f"USE {name}")
+        cur.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        cur.execute("CREATE TABLE red_packets (id int AUTO_INCREMENT PRIMARY KEY,"
+                    " order_id int NOT NULL)")  # fmt: skip
+        cur.execute("INSERT INTO orders VALUES (7)")
+    yield server.url.set(database=name)
+    with _mysql(server.url) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+@pytest.fixture(scope="module")
+def classes(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """Grant.java compiled once, where a JDK is installed."""
+    if shutil.which("javac") is None:
+        return None
+    out = tmp_path_factory.mktemp("java")
+    subprocess.run(["javac", "-d", str(out), str(HERE / "java" / "Grant.java")], check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    return out
+
+
+@pytest.fixture(params=CLIENTS, ids=lambda c: c.name)
+def client(request: pytest.FixtureRequest) -> Client:
+    chosen: Client = request.param
+    why = chosen.missing()
+    if why:
+        pytest.skip(why)
+    return chosen
+
+
+@pytest.fixture
+def database(
+    client: Client, request: pytest.FixtureRequest, worker_id_suffix: str
+) -> Iterator[URL]:
+    name = f"redpacket_clients_{worker_id_suffix}"
+    if client.engine == "postgresql":
+        yield from _pg_database(request.getfixturevalue("server"), name)
+    else:
+        request.getfixturevalue("innodb_watch")
+        yield from _mysql_database(request.getfixturevalue("mysql_server"), name)
+
+
+def test_the_clients_program_duplicates_at_repeatable_read_and_holds_at_read_committed(
+    client: Client, database: URL, classes: Path | None
+) -> None:
+    assert classes is not None or client.name.startswith("node")
+    broken = client.command(classes or HERE, "REPEATABLE READ")
+    race = WireRace(database, [broken, broken], check=CHECK, reset=RESET, step_timeout=30)
+    attempt = race.scheduled("t2-waits")
+    outputs = [getattr(f, "output", f) for f in attempt.finished]
+    assert [getattr(f, "status", None) for f in attempt.finished] == [0, 0], outputs
+    assert attempt.broken == ((7, 2),)
+    waits = [e for e in attempt.result.events if e.kind == "wait"]
+    assert [(e.call, e.waited_on) for e in waits] == [(2, (1,))]  # the server's account
+    assert "FOR UPDATE" in waits[0].sql
+    steps = [e.sql for e in attempt.result.events if e.call == 1 and e.kind == "done"]
+    assert len(steps) == 5, steps  # the drivers' start-up talk glued, not counted
+    # the order's id as the server got it: bound apart (text, pgjdbc's binary int4, mysql2's
+    # binary double) or written into the SQL by the driver (Connector/J's client-side prepare)
+    assert re.search(r"\(bound: 7(\.0)?\)$|id = 7$", steps[0]), steps[0]
+
+    fixed = client.command(classes or HERE, "READ COMMITTED")
+    race = WireRace(database, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=30)
+    assert race.scheduled("t2-waits").broken == ()

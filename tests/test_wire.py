@@ -24,6 +24,7 @@ from redpacket.database.backends import Server
 from redpacket.database.url import URL
 from redpacket.engines.postgresql import ENGINE, conninfo
 from redpacket.race.controller import RaceError
+from redpacket.race.wire_faults import parse_fault
 from redpacket.race.wire_race import WireRace
 from redpacket.wire.housekeeping import is_housekeeping
 from redpacket.wire.link import Answer, Link, PassThrough, Request
@@ -223,7 +224,7 @@ def test_race_command_exit_statuses_and_json(
     ("args", "says"),
     [
         (["--run", "true", "--schedule", "serial"], "two --run commands or more"),
-        (["--run", "true", "--run", "true"], "give --schedule S or --explore"),
+        (["--run", "true", "--run", "true"], "give --schedule S, --explore or --hammer N"),
         (["--run", "a", "--run", "b", "--explore", "--schedule", "serial"], "one of them"),
         (["--run", "a", "--run", "b", "--schedule", "serial", "--listen", "nope"], "--listen"),
         (["--run", "a", "--run", "b", "--schedule", "serial", "--expect", "correct"], "--check"),
@@ -340,3 +341,133 @@ def test_proxy_command_traces_psql_as_json_lines(wire_db: URL) -> None:
         finally:
             tracer.terminate()
             tracer.wait(10)
+
+
+RETRYING_GRANT = """\
+import os, sys, psycopg
+# A service's grant for request r1 with the usual retry on a lost connection. "blind"
+# inserts one red packet per request without looking; "checked" looks first, in the same
+# transaction, with the order locked.
+mode = sys.argv[1]
+for attempt in range(1, 4):
+    try:
+        with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+            if mode == "checked":
+                conn.execute("SELECT id FROM orders WHERE id = 7 FOR UPDATE")
+                found = conn.execute(
+                    "SELECT count(*) FROM red_packets WHERE order_id = 7").fetchone()
+                if found[0]:
+                    print(f"attempt {attempt}: already granted")
+                    break
+            conn.execute("INSERT INTO red_packets (order_id) VALUES (7)")
+        print(f"attempt {attempt}: granted")
+        break
+    except psycopg.OperationalError as exc:
+        print(f"attempt {attempt}: connection lost ({type(exc).__name__}), retrying")
+"""
+ONE_PER_REQUEST = "SELECT order_id, count(*) FROM red_packets GROUP BY order_id HAVING count(*) > 1"
+
+
+def retrying(tmp_path: Path, mode: str) -> str:
+    path = tmp_path / "retrying_grant.py"
+    path.write_text(RETRYING_GRANT, encoding="utf-8")
+    return f"{sys.executable} {path} {mode}"
+
+
+def test_cut_after_commit_a_blind_retry_grants_twice_and_the_cut_is_reported_unknown(
+    wire_db: URL, tmp_path: Path
+) -> None:
+    """The server committed T1's grant; the proxy cut T1 before it heard. T1 retries on a
+    new connection (still T1: the cut participant's next connection is its own), and a
+    grant that does not look first inserts a second red packet for the same request."""
+    blind, checked = retrying(tmp_path, "blind"), retrying(tmp_path, "checked")
+    race = WireRace(wire_db, [blind, checked], check=ONE_PER_REQUEST, reset=RESET,
+                    step_timeout=20, faults=[parse_fault("cut-after-commit:T1", 2)])  # fmt: skip
+    attempt = race.scheduled("serial")
+    with psycopg.connect(conninfo(wire_db)) as conn:
+        assert conn.execute("SELECT count(*) FROM red_packets").fetchone() == (2,)
+    assert attempt.broken == ((7, 2),)
+    [cut] = attempt.cuts
+    assert (cut.fault, cut.participant, cut.sql, cut.server) == (
+        "cut-after-commit",
+        1,
+        "COMMIT",
+        "committed",
+    )
+    t1, t2 = attempt.finished
+    assert "attempt 1: connection lost" in t1.output  # type: ignore[union-attr]
+    assert "attempt 2: granted" in t1.output  # type: ignore[union-attr]
+    assert "attempt 1: already granted" in t2.output  # type: ignore[union-attr]
+    t1_sql = [e.sql for e in attempt.result.events if e.call == 1]
+    assert t1_sql == ["INSERT INTO red_packets (order_id) VALUES (7)", "COMMIT",
+                      "INSERT INTO red_packets (order_id) VALUES (7)", "COMMIT"]  # fmt: skip
+    marks = [(e.call, e.sql, e.error[0]) for e in attempt.result.events if e.error]
+    assert marks == [(1, "COMMIT", "cut-after-commit")]  # the fault's mark, not the server's
+    assert "[cut-after-commit: the server" in attempt.result.timeline
+
+
+def test_cut_after_commit_a_checked_retry_sees_its_own_grant(wire_db: URL, tmp_path: Path) -> None:
+    checked = retrying(tmp_path, "checked")
+    race = WireRace(wire_db, [checked, checked], check=ONE_PER_REQUEST, reset=RESET,
+                    step_timeout=20, faults=[parse_fault("cut-after-commit:T1", 2)])  # fmt: skip
+    attempt = race.scheduled("serial")
+    assert attempt.broken == ()
+    t1 = attempt.finished[0]
+    assert "attempt 2: already granted" in t1.output  # type: ignore[union-attr]
+    assert [c.server for c in attempt.cuts] == ["committed"]
+
+
+def test_cut_before_commit_the_server_rolls_back_and_the_retry_grants(
+    wire_db: URL, tmp_path: Path
+) -> None:
+    checked = retrying(tmp_path, "checked")
+    race = WireRace(wire_db, [checked, checked], check=ONE_PER_REQUEST, reset=RESET,
+                    step_timeout=20, faults=[parse_fault("cut-before-commit:T1", 2)])  # fmt: skip
+    attempt = race.scheduled("serial")
+    assert attempt.broken == ()
+    with psycopg.connect(conninfo(wire_db)) as conn:
+        assert conn.execute("SELECT count(*) FROM red_packets").fetchone() == (1,)
+    [cut] = attempt.cuts
+    assert cut.server.startswith("rolled back")
+    t1, t2 = attempt.finished
+    assert "attempt 1: connection lost" in t1.output  # type: ignore[union-attr]
+    assert "attempt 2: granted" in t1.output  # type: ignore[union-attr]
+    assert "already granted" in t2.output  # type: ignore[union-attr]
+
+
+@needs_psql
+def test_hammer_through_the_wire_breaks_the_seed_and_not_the_fix(
+    wire_db: URL, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = wire_db.render_as_string(hide_password=False)
+    base = ["race", "--upstream", url, "--check", CHECK, "--reset", RESET, "--json"]
+    broken, fixed = script(tmp_path, "REPEATABLE READ"), script(tmp_path, "READ COMMITTED")
+    assert main([*base, "--run", broken, "--run", broken, "--hammer", "5",
+                 "--expect", "correct"]) == 1  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["gated"] == 5  # every attempt's first steps went together
+    assert data["broken_attempts"], data  # released together, the seed breaks
+    with psycopg.connect(conninfo(wire_db)) as conn:  # the last attempt's rows, as counted
+        count = conn.execute("SELECT count(*) FROM red_packets").fetchone()
+    assert count == ((2,) if 5 in data["broken_attempts"] else (1,))
+    assert main([*base, "--run", fixed, "--run", fixed, "--hammer", "5",
+                 "--fault", "latency:5", "--expect", "correct"]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["broken_attempts"] == []
+    assert data["exits"] == {"0": 10}
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("cut-after-commit:T3", "T1 to T2"), ("latency:-1", "milliseconds"), ("cut:T1", "give")],
+)
+def test_bad_faults_are_one_line(
+    wire_db: URL, text: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = wire_db.render_as_string(hide_password=False)
+    argv = ["race", "--upstream", url, "--run", "a", "--run", "b", "--schedule", "serial",
+            "--fault", text]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert len(err.strip().splitlines()) == 1

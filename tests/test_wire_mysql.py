@@ -22,6 +22,7 @@ from redpacket.cli import main
 from redpacket.database.backends import Server
 from redpacket.database.url import URL
 from redpacket.engines.mysql import ENGINE
+from redpacket.race.wire_faults import parse_fault
 from redpacket.race.wire_race import WireRace
 from redpacket.wire.link import Answer, Link, PassThrough, Request
 from redpacket.wire.proxy import Proxy
@@ -293,3 +294,53 @@ def test_the_tracer_reports_innodb_waits_ends_and_refusals(
     assert records[1]["steps"][0]["waited_on"] == [1]
     assert records[2]["error"]["code"] == "1062"  # then the client rolled back
     assert [(w["connection"], w["waits_for"]) for w in waits] == [(2, [1])]
+
+
+BLIND_RETRY = """\
+import os
+from urllib.parse import urlsplit
+import pymysql
+url = urlsplit(os.environ["DATABASE_URL"])
+for attempt in range(1, 4):  # a grant that does not look first, retried on a lost connection
+    try:
+        conn = pymysql.connect(host=url.hostname, port=url.port, user=url.username or "root",
+                               database=url.path.lstrip("/"))
+        conn.cursor().execute("INSERT INTO red_packets (order_id) VALUES (7)")
+        conn.commit()
+        print(f"attempt {attempt}: granted")
+        break
+    except pymysql.err.OperationalError as exc:
+        print(f"attempt {attempt}: connection lost ({exc.args[0]}), retrying")
+"""
+
+
+def test_cut_after_commit_on_mysql_a_blind_retry_grants_twice(
+    wire_db: URL, tmp_path: Path, innodb_watch: None
+) -> None:
+    path = tmp_path / "blind.py"
+    path.write_text(BLIND_RETRY, encoding="utf-8")
+    blind = f"{sys.executable} {path}"
+    race = WireRace(wire_db, [blind, grant(tmp_path, "READ COMMITTED")], check=CHECK,
+                    reset=RESET, step_timeout=20,
+                    faults=[parse_fault("cut-after-commit:T1", 2)])  # fmt: skip
+    attempt = race.scheduled("serial")
+    assert attempt.broken == ((7, 2),)
+    [cut] = attempt.cuts
+    assert (cut.participant, cut.sql, cut.server) == (1, "COMMIT", "committed")
+    output = attempt.finished[0].output  # type: ignore[union-attr]
+    assert "attempt 1: connection lost" in output
+    assert "attempt 2: granted" in output
+
+
+def test_hammer_on_mysql_breaks_the_seed_at_repeatable_read(
+    wire_db: URL, tmp_path: Path, innodb_watch: None
+) -> None:
+    command = grant(tmp_path, "REPEATABLE READ")
+    race = WireRace(wire_db, [command, command], check=CHECK, reset=RESET, step_timeout=20)
+    found = race.hammered(4)
+    assert found.gated == 4
+    assert found.broken  # released together, InnoDB's old snapshot lets the second in
+    assert found.exits == {0: 8}
+    fixed = grant(tmp_path, "READ COMMITTED")
+    race = WireRace(wire_db, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=20)
+    assert race.hammered(4).broken == []

@@ -89,6 +89,11 @@ def proxy(options: Options, upstream: str | None, listen: str, as_json: bool) ->
 @click.option("--max-runs", default=1000, show_default=True, help="Explore's bound.")
 @click.option("--step-timeout", default=30.0, show_default=True, help="Seconds a step (or a"
               " command's start) may take before the race says it is stuck.")  # fmt: skip
+@click.option("--fault", "faults", multiple=True, help="cut-after-commit:T1 (the server commits,"
+              " the client is cut before it hears), cut-before-commit:T1, latency:MS; repeat"
+              " for several.")  # fmt: skip
+@click.option("--hammer", type=click.IntRange(min=1), help="N attempts, the commands started"
+              " together and their first steps released together at a barrier.")  # fmt: skip
 @click.option("--expect", type=click.Choice(["correct"]), help="Exit 1 when any attempt breaks"
               " the invariant (0 when none does).")  # fmt: skip
 @json_option
@@ -97,13 +102,17 @@ def race(
     options: Options, upstream: str | None, listen: str, commands: tuple[str, ...],
     serve: str | None, ready: str | None, check: str | None, reset: str | None,
     setup: str | None, schedule: str | None, explore: bool, max_runs: int,
-    step_timeout: float, expect: str | None, as_json: bool,
+    step_timeout: float, faults: tuple[str, ...], hammer: int | None, expect: str | None,
+    as_json: bool,
 ) -> int:  # fmt: skip
-    """Race any service's requests through the proxy: a schedule, or every interleaving."""
+    """Race any service's requests through the proxy: a schedule, every interleaving, or a
+    hammer of attempts released together; with faults where real networks have them."""
+    from redpacket.race.wire_faults import parse_fault
     from redpacket.race.wire_race import WireRace, parse_listen
 
-    if bool(schedule) == explore:
-        raise LabError("give --schedule S or --explore (one of them)")
+    if sum((bool(schedule), explore, hammer is not None)) != 1:
+        raise LabError("give --schedule S, --explore or --hammer N (one of them)")
+    parsed = [parse_fault(text, max(len(commands), 1)) for text in faults]
     if expect and not check:
         raise LabError("--expect correct needs --check SQL: the rows that break the invariant")
     if ready and not serve:
@@ -111,9 +120,12 @@ def race(
     wire = WireRace(
         _upstream(options, upstream), commands, check=check, reset=reset, setup=setup,
         serve=serve, ready=ready, listen=parse_listen(listen), step_timeout=step_timeout,
+        faults=parsed,
     )  # fmt: skip
     if explore:
         return _explored(wire, max_runs, expect, as_json)
+    if hammer is not None:
+        return _hammered(wire, hammer, expect, as_json)
     assert schedule is not None
     attempt = wire.scheduled(schedule)
     broken = bool(attempt.broken)
@@ -123,6 +135,8 @@ def race(
         out = console()
         out.print(attempt.result.timeline, markup=False, highlight=False)
         _participants(out, attempt.finished)
+        for cut in attempt.cuts:
+            out.print(cut.text(), markup=False)
         out.print(_verdict(attempt.broken, check), markup=False)
     for note in wire.notes:
         click.echo(f"redpacket: {note}", err=True)
@@ -163,6 +177,39 @@ def _explored(wire: Any, max_runs: int, expect: str | None, as_json: bool) -> in
     return 1 if expect and found.failing else 0
 
 
+def _hammered(wire: Any, attempts: int, expect: str | None, as_json: bool) -> int:
+    with progress_bar() as bar:
+        task = bar.add_task("hammering", total=attempts)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        found = wire.hammered(attempts, progress=progress)
+    if as_json:
+        print_json({
+            "attempts": found.attempts,
+            "broken_attempts": found.broken,
+            "broken_rows": [list(row) for row in found.first_broken],
+            "gated": found.gated,
+            "exits": {str(code): n for code, n in sorted(found.exits.items())},
+            "unknown": [dict(_cut_json(cut), attempt=attempt) for attempt, cut in found.cuts],
+            "seconds": round(found.seconds, 3),
+        })  # fmt: skip
+    else:
+        out = console()
+        out.print(found.summary(), markup=False)
+        if found.first_broken:
+            shown = ", ".join(repr(tuple(row)) for row in found.first_broken[:3])
+            out.print(f"the first broken attempt's --check rows: {shown}", markup=False)
+        if found.last_failure:
+            out.print(f"a failing command said: {found.last_failure}", markup=False)
+        for attempt, cut in found.cuts[:5]:
+            out.print(f"attempt {attempt}: {cut.text()}", markup=False)
+    for note in wire.notes:
+        click.echo(f"redpacket: {note}", err=True)
+    return 1 if expect and found.broken else 0
+
+
 def _events(result: Any) -> list[dict[str, Any]]:
     return [
         {"position": e.position, "session": e.call, "step": e.number, "sql": e.sql,
@@ -178,8 +225,14 @@ def _attempt_json(attempt: Any, check: str | None) -> dict[str, Any]:
         "verdict": "broken" if attempt.broken else ("correct" if check else "unchecked"),
         "broken_rows": [list(row) for row in attempt.broken],
         "participants": [_finished_json(f) for f in attempt.finished],
+        "unknown": [_cut_json(cut) for cut in attempt.cuts],
         "events": _events(attempt.result),
     }
+
+
+def _cut_json(cut: Any) -> dict[str, Any]:
+    return {"fault": cut.fault, "session": cut.participant, "step": cut.step, "sql": cut.sql,
+            "on_server": cut.server, "text": cut.text()}  # fmt: skip
 
 
 def _finished_json(finished: Any) -> dict[str, Any]:

@@ -65,7 +65,9 @@ class RaceEvent:
             flat = f"(#{self.number} returns)"
         else:
             flat = f"#{self.number} {flat}"
-        if self.error is not None:
+        if self.error is not None and self.error[0].startswith("cut-"):  # a fault, not the server
+            marks += f"  [{self.error[0]}: {self.error[1]}]"
+        elif self.error is not None:
             marks += f"  [error {self.error[0]}: {self.error[1]}]"
         return flat + marks
 

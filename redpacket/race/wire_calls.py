@@ -22,6 +22,7 @@ from typing import Any
 from redpacket.engines import Engine as DatabaseEngine
 from redpacket.race.calls import Call, Participants, State
 from redpacket.race.controller import RaceError
+from redpacket.race.wire_faults import Cut, Fault, Injector
 from redpacket.wire.housekeeping import is_housekeeping
 from redpacket.wire.link import Answer, Link, PassThrough, Request
 from redpacket.wire.proxy import Proxy
@@ -56,11 +57,12 @@ class WireCalls(Participants):
 
     def __init__(
         self, proxy: Proxy, database: DatabaseEngine, commands: Sequence[str], *,
-        start_timeout: float = 30.0,
+        start_timeout: float = 30.0, faults: Sequence[Fault] = (),
     ) -> None:  # fmt: skip
         self.proxy = proxy
         self.commands = list(commands)
         self.start_timeout = start_timeout
+        self.faults = Injector(faults)
         self._links: dict[int, Call] = {}  # link number -> its call
         self._waiting_for_link: Call | None = None  # the call whose first step is awaited
         super().__init__(database, [self._runner(i) for i in range(len(self.commands))])
@@ -92,19 +94,32 @@ class WireCalls(Participants):
             call = self._links.get(link.number)
             if call is None and self._waiting_for_link is not None:
                 call = self._waiting_for_link
-                self._links[link.number] = call
                 self._waiting_for_link = None
+            elif call is None and (number := self.faults.reconnected()) is not None:
+                call = self.calls[number - 1]  # the cut participant, on a new connection
+            if call is not None:
+                self._links.setdefault(link.number, call)
                 self.changed.notify_all()
         if call is None or self.free:
             return False
         params = tuple(value for bound in request.params for value in bound)  # in order sent
         self.starts_for(call, link.session_id, request.sql, params)
+        cut = self.faults.before(call.number, call.started, link, request)
+        if cut is not None:
+            self.ends_for(call, cut.error)
+            return False
         return True
 
     def after(self, link: Link, request: Request, answer: Answer) -> None:
         call = self._links.get(link.number)
-        if call is not None:
-            self.ends_for(call, answer.error)
+        if call is None:
+            return
+        cut = self.faults.after(call.number, call.started, link, request, answer)
+        self.ends_for(call, answer.error if cut is None else cut.error)
+
+    @property
+    def cuts(self) -> list[Cut]:
+        return self.faults.cuts
 
     # -- starting the commands, one at a time ---------------------------------------------
 

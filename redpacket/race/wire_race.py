@@ -23,6 +23,8 @@ from redpacket.race.controller import Controller, RaceError, schedule_entries
 from redpacket.race.explore import Exploration, explore_with
 from redpacket.race.timeline import RaceResult
 from redpacket.race.wire_calls import Finished, WireCalls, proxy_env, with_url
+from redpacket.race.wire_faults import Cut, Fault
+from redpacket.race.wire_hammer import WireHammered, hammer
 from redpacket.wire.proxy import Proxy
 
 READY_TIMEOUT_S = 30.0
@@ -35,6 +37,7 @@ class Attempt:
     result: RaceResult
     broken: tuple[tuple[Any, ...], ...]  # the rows --check returned
     schedule: str
+    cuts: tuple[Cut, ...] = ()  # the faults' cuts: outcomes the clients could not know
 
     @property
     def finished(self) -> list[Finished | BaseException | None]:
@@ -52,6 +55,7 @@ class WireRace:
     ready: str | None = None
     listen: tuple[str, int] = ("127.0.0.1", 0)
     step_timeout: float = 30.0
+    faults: Sequence[Fault] = ()
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -118,10 +122,13 @@ class WireRace:
             _wait_ready(self.ready, service)
         return service
 
-    def _controller(self, proxy: Proxy) -> Controller:
+    def _controller(self, proxy: Proxy, made: list[WireCalls] | None = None) -> Controller:
         def participants() -> WireCalls:
-            return WireCalls(proxy, self.database, self.commands,
-                             start_timeout=self.step_timeout)  # fmt: skip
+            calls = WireCalls(proxy, self.database, self.commands,
+                              start_timeout=self.step_timeout, faults=self.faults)  # fmt: skip
+            if made is not None:
+                made.append(calls)
+            return calls
 
         return Controller(self.upstream, participants, len(self.commands),
                           step_timeout=self.step_timeout)  # fmt: skip
@@ -130,9 +137,17 @@ class WireRace:
         entries = schedule_entries(schedule, len(self.commands))
         with self.running() as proxy:
             self._reset()
-            result = self._controller(proxy).run(entries)
+            made: list[WireCalls] = []
+            result = self._controller(proxy, made).run(entries)
             _no_idle(result, self.commands)
-            return Attempt(result, self._broken(), schedule)
+            return Attempt(result, self._broken(), schedule, tuple(made[-1].cuts))
+
+    def hammered(
+        self, attempts: int, progress: Callable[[int, int], None] | None = None
+    ) -> WireHammered:
+        with self.running() as proxy:
+            return hammer(proxy, self.commands, attempts, self.faults, self._reset,
+                          self._broken, progress)  # fmt: skip
 
     def explored(
         self, max_runs: int = 1000, progress: Callable[[int, int], None] | None = None

@@ -48,6 +48,7 @@ class Link:
     upstream: socket.socket
     session_id: int | None = None  # the server's id of the session (backend pid, thread id)
     in_transaction: bool = False
+    autocommit: bool = True  # a statement outside a transaction block commits (MySQL: a flag)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -332,7 +332,7 @@ class _Relay:
         self.prepared: dict[int, _Prepared] = {}
         self.changed = threading.Lock()
         self.pending: deque[_Pending] = deque()
-        self.autocommit = autocommit
+        self.autocommit = link.autocommit = autocommit
 
     # -- the client's commands ---------------------------------------------------------
 
@@ -394,6 +394,7 @@ class _Relay:
         if pending.status is not None:
             in_transaction = bool(pending.status & SERVER_STATUS_IN_TRANS)
             self.autocommit = bool(pending.status & SERVER_STATUS_AUTOCOMMIT)
+            self.link.autocommit = self.autocommit
         elif pending.error is not None and pending.error[0] == str(DEADLOCK):
             in_transaction = False  # InnoDB rolled the whole transaction back
         else:  # an ERR carries no flags: the statement failed, its transaction goes on, and

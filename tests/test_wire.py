@@ -454,7 +454,7 @@ def test_hammer_through_the_wire_breaks_the_seed_and_not_the_fix(
                  "--fault", "latency:5", "--expect", "correct"]) == 0  # fmt: skip
     data = json.loads(capsys.readouterr().out)
     assert data["broken_attempts"] == []
-    assert data["exits"] == {"0": 10}
+    assert data["outcomes"] == {"exited 0": 10}
 
 
 @pytest.mark.parametrize(

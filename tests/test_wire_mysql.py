@@ -340,7 +340,7 @@ def test_hammer_on_mysql_breaks_the_seed_at_repeatable_read(
     found = race.hammered(4)
     assert found.gated == 4
     assert found.broken  # released together, InnoDB's old snapshot lets the second in
-    assert found.exits == {0: 8}
+    assert found.outcomes == {"exited 0": 8}
     fixed = grant(tmp_path, "READ COMMITTED")
     race = WireRace(wire_db, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=20)
     assert race.hammered(4).broken == []

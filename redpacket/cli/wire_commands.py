@@ -191,7 +191,7 @@ def _hammered(wire: Any, attempts: int, expect: str | None, as_json: bool) -> in
             "broken_attempts": found.broken,
             "broken_rows": [list(row) for row in found.first_broken],
             "gated": found.gated,
-            "exits": {str(code): n for code, n in sorted(found.exits.items())},
+            "outcomes": dict(sorted(found.outcomes.items())),
             "unknown": [dict(_cut_json(cut), attempt=attempt) for attempt, cut in found.cuts],
             "seconds": round(found.seconds, 3),
         })  # fmt: skip

@@ -8,7 +8,7 @@ line, never a hang.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Engine
 
@@ -18,6 +18,9 @@ from redpacket.race.controller import RaceError, for_engine, schedule_entries
 from redpacket.race.explore import Exploration, explore
 from redpacket.race.hammer import Hammered, hammer
 from redpacket.race.timeline import RaceResult
+
+if TYPE_CHECKING:
+    from redpacket.race.proxied import ProxiedRace
 
 
 def _raise(error: LabError) -> NoReturn:
@@ -44,6 +47,18 @@ class Race:
         if not self.engine.url.drivername.startswith("postgresql"):
             raise RaceError("psycopg_connect needs a PostgreSQL engine")
         return connect(conninfo(from_sqlalchemy(self.engine.url), "redpacket race"), **kwargs)
+
+    def through_proxy(self) -> ProxiedRace:
+        """The proxy in front of the race's database, for code on any driver (asyncpg,
+        psycopg2, Django): ``with race.through_proxy() as proxied:`` connect the functions
+        to ``proxied.url``, then ``proxied.interleave`` / ``explore`` / ``hammer``."""
+        from redpacket.race.proxied import ProxiedRace
+
+        def take(notes: list[str]) -> None:
+            self.notes = notes
+
+        return ProxiedRace(from_sqlalchemy(self.engine.url), step_timeout=self.step_timeout,
+                           on_misuse=self.on_misuse, on_notes=take)  # fmt: skip
 
     def _interleave(
         self, *fns: Callable[[], Any], schedule: str = "t2-first-read", engine: Engine | None = None

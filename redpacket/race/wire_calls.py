@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,32 +52,36 @@ def with_url(command: str, proxy: Proxy) -> str:
     return command.replace("{url}", proxy.url().render_as_string(hide_password=False))
 
 
+def command_runner(command: str, proxy: Proxy) -> Callable[[], Finished]:
+    """A shell command as a participant: run with the proxy's URL, its exit kept."""
+
+    def run() -> Finished:
+        done = subprocess.run(
+            with_url(command, proxy), shell=True, env=proxy_env(proxy), capture_output=True,
+            text=True, errors="replace", stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        return Finished(command, done.returncode, (done.stdout + done.stderr)[-OUTPUT_KEPT:])
+
+    return run
+
+
 class WireCalls(Participants):
-    """The commands of one attempt, and the proxy's listener while it runs."""
+    """The participants of one attempt (shell commands, or Python callables on any driver
+    connected to the proxy), and the proxy's listener while they run."""
 
     def __init__(
-        self, proxy: Proxy, database: DatabaseEngine, commands: Sequence[str], *,
-        start_timeout: float = 30.0, faults: Sequence[Fault] = (),
+        self, proxy: Proxy, database: DatabaseEngine, fns: Sequence[Callable[[], Any]],
+        names: Sequence[str], *, start_timeout: float = 30.0, faults: Sequence[Fault] = (),
+        hint: str = "does it connect to DATABASE_URL (or {url})?",
     ) -> None:  # fmt: skip
         self.proxy = proxy
-        self.commands = list(commands)
+        self.hint = hint
+        self.names = list(names)
         self.start_timeout = start_timeout
         self.faults = Injector(faults)
         self._links: dict[int, Call] = {}  # link number -> its call
         self._waiting_for_link: Call | None = None  # the call whose first step is awaited
-        super().__init__(database, [self._runner(i) for i in range(len(self.commands))])
-
-    def _runner(self, index: int) -> Any:
-        def run() -> Finished:
-            command = with_url(self.commands[index], self.proxy)
-            done = subprocess.run(
-                command, shell=True, env=proxy_env(self.proxy), capture_output=True,
-                text=True, errors="replace", stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-            return Finished(self.commands[index], done.returncode,
-                            (done.stdout + done.stderr)[-OUTPUT_KEPT:])  # fmt: skip
-
-        return run
+        super().__init__(database, list(fns))
 
     # -- the proxy's listener --------------------------------------------------------------
 
@@ -135,9 +139,9 @@ class WireCalls(Participants):
                     if time.monotonic() > deadline:
                         self.release_all()
                         raise RaceError(
-                            f"T{call.number} ({self.commands[call.number - 1]}) sent no"
+                            f"T{call.number} ({self.names[call.number - 1]}) sent no"
                             f" statement through the proxy in {self.start_timeout:.0f} s:"
-                            " does it connect to DATABASE_URL (or {url})?"
+                            f" {self.hint}"
                         )
                     self.changed.wait(0.01)
                 self._waiting_for_link = None

@@ -12,7 +12,6 @@ commands exited, and every cut whose outcome the client could not know.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redpacket.race.wire_calls import OUTPUT_KEPT, Finished, proxy_env, with_url
+from redpacket.race.wire_calls import Finished
 from redpacket.race.wire_faults import Cut, Fault, Injector
 from redpacket.wire.housekeeping import is_housekeeping
 from redpacket.wire.link import Answer, Link, PassThrough, Request
@@ -36,13 +35,13 @@ class WireHammered:
     broken: list[int] = field(default_factory=list)  # attempts (1-based) whose check failed
     first_broken: tuple[tuple[Any, ...], ...] = ()  # the rows of the first failed check
     gated: int = 0  # attempts whose first steps were all released together
-    exits: Counter[int] = field(default_factory=Counter)  # exit status -> commands
-    last_failure: str = ""  # the last line a failing command printed
+    outcomes: Counter[str] = field(default_factory=Counter)  # "exited 0", "returned", "raised X"
+    last_failure: str = ""  # the last line a failing command printed, or what a call raised
     cuts: list[tuple[int, Cut]] = field(default_factory=list)  # (attempt, cut)
     seconds: float = 0.0
 
     def summary(self) -> str:
-        exits = ", ".join(f"{n} exited {code}" for code, n in sorted(self.exits.items()))
+        exits = ", ".join(f"{n} {how}" for how, n in sorted(self.outcomes.items()))
         gated = "" if self.gated == self.attempts else f" ({self.gated} released together)"
         broke = f"{len(self.broken)} of {self.attempts} attempts broke the invariant"
         cut = (
@@ -50,7 +49,7 @@ class WireHammered:
             if self.cuts
             else ""
         )
-        return f"{broke}{gated}; commands: {exits}{cut}; {self.seconds:.1f} s"
+        return f"{broke}{gated}; participants: {exits}{cut}; {self.seconds:.1f} s"
 
 
 class _Gate(PassThrough):
@@ -97,25 +96,25 @@ class _Gate(PassThrough):
 
 
 def hammer(
-    proxy: Proxy, commands: Sequence[str], attempts: int, faults: Sequence[Fault],
+    proxy: Proxy, runners: Sequence[Callable[[], Any]], attempts: int, faults: Sequence[Fault],
     reset: Callable[[], None], broken: Callable[[], tuple[tuple[Any, ...], ...]],
     progress: Callable[[int, int], None] | None = None,
 ) -> WireHammered:  # fmt: skip
-    result = WireHammered(attempts, len(commands))
+    result = WireHammered(attempts, len(runners))
     started = time.monotonic()
     for attempt in range(1, attempts + 1):
         reset()
-        gate = _Gate(len(commands), faults)
+        gate = _Gate(len(runners), faults)
         proxy.listener = gate
         try:
-            finished = _run_together(proxy, commands)
+            outcomes = _run_together(runners)
         finally:
             proxy.listener = PassThrough()
-        result.gated += not gate.timed_out and len(gate.numbers) >= len(commands)
-        for done in finished:
-            result.exits[done.status] += 1
-            if done.status and done.last_line:
-                result.last_failure = done.last_line
+        result.gated += not gate.timed_out and len(gate.numbers) >= len(runners)
+        for outcome in outcomes:
+            how, failure = _outcome(outcome)
+            result.outcomes[how] += 1
+            result.last_failure = failure or result.last_failure
         result.cuts += [(attempt, cut) for cut in gate.faults.cuts]
         rows = broken()
         if rows:
@@ -127,19 +126,29 @@ def hammer(
     return result
 
 
-def _run_together(proxy: Proxy, commands: Sequence[str]) -> list[Finished]:
-    """Start every command at once and wait for all of them."""
-    env = proxy_env(proxy)
-    running = [
-        (command, subprocess.Popen(
-            with_url(command, proxy), shell=True, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-        ))
-        for command in commands
-    ]  # fmt: skip
-    finished = []
-    for command, process in running:
-        with process:
-            output, _ = process.communicate()
-        finished.append(Finished(command, process.returncode, output[-OUTPUT_KEPT:]))
-    return finished
+def _outcome(outcome: Any) -> tuple[str, str]:
+    """How a participant ended, and what it said if it failed."""
+    if isinstance(outcome, Finished):
+        return f"exited {outcome.status}", outcome.last_line if outcome.status else ""
+    if isinstance(outcome, BaseException):
+        return f"raised {type(outcome).__name__}", f"{type(outcome).__name__}: {outcome}"
+    return "returned", ""
+
+
+def _run_together(runners: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Start every participant at once (a thread each) and wait for all of them: each one's
+    return value, or the exception it raised."""
+    outcomes: list[Any] = [None] * len(runners)
+
+    def run(index: int) -> None:
+        try:
+            outcomes[index] = runners[index]()
+        except BaseException as exc:  # the participant's outcome, counted
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(runners))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes

@@ -22,7 +22,7 @@ from redpacket.errors import LabError
 from redpacket.race.controller import Controller, RaceError, schedule_entries
 from redpacket.race.explore import Exploration, explore_with
 from redpacket.race.timeline import RaceResult
-from redpacket.race.wire_calls import Finished, WireCalls, proxy_env, with_url
+from redpacket.race.wire_calls import Finished, WireCalls, command_runner, proxy_env, with_url
 from redpacket.race.wire_faults import Cut, Fault
 from redpacket.race.wire_hammer import WireHammered, hammer
 from redpacket.wire.proxy import Proxy
@@ -124,7 +124,8 @@ class WireRace:
 
     def _controller(self, proxy: Proxy, made: list[WireCalls] | None = None) -> Controller:
         def participants() -> WireCalls:
-            calls = WireCalls(proxy, self.database, self.commands,
+            runners = [command_runner(command, proxy) for command in self.commands]
+            calls = WireCalls(proxy, self.database, runners, self.commands,
                               start_timeout=self.step_timeout, faults=self.faults)  # fmt: skip
             if made is not None:
                 made.append(calls)
@@ -146,8 +147,9 @@ class WireRace:
         self, attempts: int, progress: Callable[[int, int], None] | None = None
     ) -> WireHammered:
         with self.running() as proxy:
-            return hammer(proxy, self.commands, attempts, self.faults, self._reset,
-                          self._broken, progress)  # fmt: skip
+            runners = [command_runner(command, proxy) for command in self.commands]
+            return hammer(proxy, runners, attempts, self.faults, self._reset, self._broken,
+                          progress)  # fmt: skip
 
     def explored(
         self, max_runs: int = 1000, progress: Callable[[int, int], None] | None = None

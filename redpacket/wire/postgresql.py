@@ -10,7 +10,11 @@ answered 'N' so a client at ``sslmode=prefer`` goes on in plain text, and a
 A request is everything the client sends up to a ``Query`` or a ``Sync`` (a pipeline
 of several Syncs sent at once is one request); its answer ends at the
 ``ReadyForQuery`` of its last one, whose status byte says idle, in a transaction or in
-a failed one. A ``Flush`` without a ``Sync`` is part of the request its Sync ends.
+a failed one. A ``Flush`` lets a request go before its ``Sync``; what follows it up to
+the Sync is part of that request (asyncpg's Parse, Describe, Flush, then Bind, Execute,
+Sync: one step, held at the Parse, which takes the snapshot), except when the part
+before the Flush carried no statement at all: then the Bind starts a round trip of its
+own.
 Messages of a request in flight (COPY's data) pass at once.
 """
 
@@ -103,6 +107,17 @@ class _Parsed:
     params: list[tuple[Any, ...]] = field(default_factory=list)
     closes: bool = False
     syncs: int = 0  # ReadyForQuery answers it will get
+    parsed: list[str] = field(default_factory=list)  # SQL of its Parse messages
+
+    def request(self) -> Request:
+        """A request that parses but binds nothing is still that statement's step: inside a
+        transaction block, PostgreSQL's Parse of a query on a table takes the transaction's
+        snapshot (exec_parse_message), so at repeatable read it fixes what the statement
+        will see. asyncpg sends Parse, Describe, Flush and waits, then Bind, Execute, Sync:
+        the step is held at the Parse, and its Bind follows as part of it."""
+        statements = self.statements or self.parsed
+        params = self.params or [() for _ in statements]
+        return Request(tuple(statements), tuple(params), self.closes)
 
 
 class PostgresWire:
@@ -197,6 +212,7 @@ class _Relay:
         pending: list[bytes] = []
         parsed = _Parsed()
         flushed = False  # the request was let go at a Flush; the rest of it follows freely
+        flushed_steps = False  # that request carried statements (a Bind)
         while True:
             kind, message = read_message(self.client_in)
             with self.changed:
@@ -210,6 +226,10 @@ class _Relay:
                 if kind == b"X":
                     return
                 continue
+            if flushed and kind == b"B" and not flushed_steps:
+                # the part before the Flush carried no statement (a Describe): the Bind
+                # starts a round trip of its own
+                flushed, parsed = False, _Parsed()
             self._read_into(parsed, kind, message)
             if flushed:  # the rest of a request already let go
                 self.link.upstream.sendall(message)
@@ -223,7 +243,7 @@ class _Relay:
             pending.append(message)
             if kind not in _ENDS_REQUEST and kind != b"H":
                 continue
-            request = Request(tuple(parsed.statements), tuple(parsed.params), parsed.closes)
+            request = parsed.request()
             counted = self.listener.before(self.link, request)
             with self.changed:
                 self.current, self.counted = request, counted
@@ -232,6 +252,7 @@ class _Relay:
             self.link.upstream.sendall(b"".join(pending))
             pending = []
             flushed = kind == b"H"  # answers come now; its Sync ends it
+            flushed_steps = bool(request.statements)
             if not flushed:
                 parsed = _Parsed()
             if kind == b"X":
@@ -245,6 +266,7 @@ class _Relay:
             parsed.syncs += 1
         elif kind == b"P":
             name, sql = _cstrings(body)[:2]
+            parsed.parsed.append(sql)
             at = body.index(b"\0", body.index(b"\0") + 1) + 1
             (count,) = struct.unpack("!h", body[at : at + 2])
             oids = struct.unpack(f"!{count}I", body[at + 2 : at + 2 + 4 * count])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from redpacket.cli import main
 from redpacket.database.backends import Server
 from redpacket.database.url import URL
 from redpacket.engines.postgresql import ENGINE, conninfo
+from redpacket.errors import LabError
 from redpacket.race.controller import RaceError
 from redpacket.race.wire_faults import parse_fault
 from redpacket.race.wire_race import WireRace
@@ -471,3 +473,76 @@ def test_bad_faults_are_one_line(
     err = capsys.readouterr().err
     assert says in err
     assert len(err.strip().splitlines()) == 1
+
+
+SERVICE = """\
+import os, queue, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import psycopg
+
+level = sys.argv[2]
+pool = queue.Queue()
+for _ in range(2):  # the service's pool, opened before any request
+    pool.put(psycopg.connect(os.environ["DATABASE_URL"]))
+
+
+class Grant(BaseHTTPRequestHandler):
+    def do_POST(self):
+        conn = pool.get()
+        try:
+            conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+            conn.execute("SELECT id FROM orders WHERE id = 7")
+            conn.execute("SELECT id FROM orders WHERE id = 7 FOR UPDATE")
+            if not conn.execute("SELECT 1 FROM red_packets WHERE order_id = 7").fetchone():
+                conn.execute("INSERT INTO red_packets (order_id) VALUES (7)")
+            conn.commit()
+        finally:
+            pool.put(conn)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"granted")
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Grant).serve_forever()
+"""
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize(("level", "broken"), [("REPEATABLE READ", ((7, 2),)),
+                                               ("READ COMMITTED", ())])  # fmt: skip
+def test_a_long_running_service_is_raced_through_its_pool(
+    wire_db: URL, tmp_path: Path, level: str, broken: tuple[tuple[int, int], ...]
+) -> None:
+    """--serve starts the service once (its pool's two connections open before the race);
+    each --run is an HTTP request, and its participant is the pooled connection that
+    carries the first step after the request was fired."""
+    path = tmp_path / "service.py"
+    path.write_text(SERVICE, encoding="utf-8")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    request = f"curl -sf -X POST http://127.0.0.1:{port}/grant"
+    race = WireRace(wire_db, [request, request], check=CHECK, reset=RESET, step_timeout=20,
+                    serve=f'{sys.executable} {path} {port} "{level}"',
+                    ready=f"127.0.0.1:{port}")  # fmt: skip
+    attempt = race.scheduled("t2-waits")
+    assert attempt.broken == broken
+    assert [f.output for f in attempt.finished] == ["granted", "granted"]  # type: ignore[union-attr]
+    waits = [(e.call, e.waited_on) for e in attempt.result.events if e.kind == "wait"]
+    assert waits == [(2, (1,))]  # T2's FOR UPDATE on the pool's other connection
+    sessions = {e.call: s.session_id for e in attempt.result.events for s in
+                attempt.result.calls[e.call - 1].statements}  # fmt: skip
+    assert len(set(sessions.values())) == 2
+
+
+def test_ready_that_never_answers_is_one_line(wire_db: URL) -> None:
+    race = WireRace(wire_db, ["true", "true"], serve="sleep 30", ready="127.0.0.1:1",
+                    ready_timeout=1)  # fmt: skip
+    with pytest.raises(LabError, match=r"^--ready 127\.0\.0\.1:1 did not answer within 1 s$"):
+        race.scheduled("serial")
+    exited = WireRace(wire_db, ["true", "true"], serve="exit 3", ready="127.0.0.1:1")
+    with pytest.raises(LabError, match="--serve exited with status 3 before it was ready"):
+        exited.scheduled("serial")

@@ -9,6 +9,8 @@ attempt). A schedule runs once; explore runs every order of the participants' st
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -55,6 +57,7 @@ class WireRace:
     ready: str | None = None
     listen: tuple[str, int] = ("127.0.0.1", 0)
     step_timeout: float = 30.0
+    ready_timeout: float = READY_TIMEOUT_S
     faults: Sequence[Fault] = ()
     notes: list[str] = field(default_factory=list)
 
@@ -100,15 +103,12 @@ class WireRace:
                 self.sql(self.setup, "--setup")
             service = self._serve(proxy)
             try:
+                if service is not None and self.ready:
+                    _wait_ready(self.ready, service, self.ready_timeout)
                 yield proxy
             finally:
                 if service is not None:
-                    service.terminate()
-                    try:
-                        service.wait(5)
-                    except subprocess.TimeoutExpired:
-                        service.kill()
-                        service.wait()
+                    _stop(service)
 
     def _serve(self, proxy: Proxy) -> subprocess.Popen[bytes] | None:
         if not self.serve:
@@ -118,8 +118,6 @@ class WireRace:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-        if self.ready:
-            _wait_ready(self.ready, service)
         return service
 
     def _controller(self, proxy: Proxy, made: list[WireCalls] | None = None) -> Controller:
@@ -176,16 +174,28 @@ def _no_idle(result: RaceResult, commands: Sequence[str]) -> None:
         )
 
 
-def _wait_ready(ready: str, service: subprocess.Popen[bytes]) -> None:
+def _stop(service: subprocess.Popen[bytes]) -> None:
+    """The service and whatever its shell started (its own process group) end with the race."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(service.pid, signal.SIGTERM)
+    try:
+        service.wait(5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.pid, signal.SIGKILL)
+        service.wait()
+
+
+def _wait_ready(ready: str, service: subprocess.Popen[bytes], timeout_s: float) -> None:
     """``--ready``: an HTTP URL that answers, or HOST:PORT that accepts a connection."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if service.poll() is not None:
             raise LabError(f"--serve exited with status {service.returncode} before it was ready")
         if _answers(ready):
             return
         time.sleep(0.05)  # polling a service's readiness, not deciding a race
-    raise LabError(f"--ready {ready} did not answer within {READY_TIMEOUT_S:.0f} s")
+    raise LabError(f"--ready {ready} did not answer within {timeout_s:g} s")
 
 
 def _answers(ready: str) -> bool:

@@ -213,7 +213,12 @@ def test_race_command_exit_statuses_and_json(
                  "--expect", "correct"]) == 1  # fmt: skip
     out = capsys.readouterr().out
     assert "verdict: broken" in out
-    assert "[waits for T1]" in out
+    flat = " ".join(out.replace("│", " ").split())  # the table's cells, their lines joined
+    assert "[waits for T1]" in flat
+    # explain's table: T2 marked blocked from its wait to its return, rows as they ran
+    assert "schedule t2-waits on PostgreSQL" in out
+    assert out.count("┆ blocked") == 3  # T1's check, insert and COMMIT ran meanwhile
+    assert "#2 returns [T1 let it go]" in flat
     assert main([*base, "--run", fixed, "--run", fixed, "--schedule", "t2-waits",
                  "--expect", "correct", "--json"]) == 0  # fmt: skip
     data = json.loads(capsys.readouterr().out)

@@ -132,8 +132,10 @@ def race(
     if as_json:
         print_json(_attempt_json(attempt, check))
     else:
+        from redpacket.report.race_view import race_table
+
         out = console()
-        out.print(attempt.result.timeline, markup=False, highlight=False)
+        out.print(race_table(attempt.result, f"schedule {attempt.schedule}"))
         _participants(out, attempt.finished)
         for cut in attempt.cuts:
             out.print(cut.text(), markup=False)
@@ -172,8 +174,10 @@ def _explored(wire: Any, max_runs: int, expect: str | None, as_json: bool) -> in
                 f" the shortest: {shortest.schedule}",
                 markup=False,
             )
+            from redpacket.report.race_view import race_table
+
             out.print(shortest.message, markup=False)
-            out.print(shortest.result.timeline, markup=False, highlight=False)
+            out.print(race_table(shortest.result, f"schedule {shortest.schedule}"))
     return 1 if expect and found.failing else 0
 
 

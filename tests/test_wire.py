@@ -305,6 +305,8 @@ def test_the_tracer_reports_waits_ends_and_refusals_from_the_server(wire_db: URL
         (("SHOW TRANSACTION ISOLATION LEVEL",), True, True),
         (("/* mysql-connector-j */ SELECT @@session.transaction_read_only",), False, True),
         (("SELECT version()",), False, True),
+        (("SELECT set_config('TimeZone', 'UTC', false)",), False, True),  # Django's
+        (("SELECT set_config('TimeZone', 'UTC', false)",), True, False),
         (("SELECT 1",), False, True),
         (("SELECT 1",), True, False),  # inside a transaction PostgreSQL takes the snapshot
         (("BEGIN", "SELECT 1"), False, False),
@@ -551,3 +553,17 @@ def test_ready_that_never_answers_is_one_line(wire_db: URL) -> None:
     exited = WireRace(wire_db, ["true", "true"], serve="exit 3", ready="127.0.0.1:1")
     with pytest.raises(LabError, match="--serve exited with status 3 before it was ready"):
         exited.scheduled("serial")
+
+
+def test_a_closed_proxy_frees_its_port_at_once(wire_db: URL) -> None:
+    """Django reads DATABASES once, so a test suite may put a proxy on the same port test
+    after test: closing must release it (an accept() under way kept it bound)."""
+    first = Proxy(wire_db, ENGINE.wire_protocol()).start()
+    port = first.port
+    first.close()
+    second = Proxy(wire_db, ENGINE.wire_protocol(), ("127.0.0.1", port)).start()
+    try:
+        with psycopg.connect(conninfo(second.url())) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        second.close()

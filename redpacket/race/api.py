@@ -48,17 +48,19 @@ class Race:
             raise RaceError("psycopg_connect needs a PostgreSQL engine")
         return connect(conninfo(from_sqlalchemy(self.engine.url), "redpacket race"), **kwargs)
 
-    def through_proxy(self) -> ProxiedRace:
+    def through_proxy(self, port: int = 0) -> ProxiedRace:
         """The proxy in front of the race's database, for code on any driver (asyncpg,
         psycopg2, Django): ``with race.through_proxy() as proxied:`` connect the functions
-        to ``proxied.url``, then ``proxied.interleave`` / ``explore`` / ``hammer``."""
+        to ``proxied.url``, then ``proxied.interleave`` / ``explore`` / ``hammer``. ``port``:
+        a fixed one on 127.0.0.1, for settings read once (Django's DATABASES); 0: a free one."""
         from redpacket.race.proxied import ProxiedRace
 
         def take(notes: list[str]) -> None:
             self.notes = notes
 
         return ProxiedRace(from_sqlalchemy(self.engine.url), step_timeout=self.step_timeout,
-                           on_misuse=self.on_misuse, on_notes=take)  # fmt: skip
+                           on_misuse=self.on_misuse, on_notes=take,
+                           listen=("127.0.0.1", port))  # fmt: skip
 
     def _interleave(
         self, *fns: Callable[[], Any], schedule: str = "t2-first-read", engine: Engine | None = None

@@ -54,13 +54,14 @@ class ProxiedRace:
         self, upstream: URL, *, step_timeout: float = 30.0,
         on_misuse: Callable[[LabError], NoReturn] | None = None,
         on_notes: Callable[[list[str]], None] | None = None,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
     ) -> None:  # fmt: skip
         self.on_misuse = on_misuse  # the fixture: fail the test in one line
         self.on_notes = on_notes  # the fixture: the notes a failing test's report shows
         self.upstream = upstream
         self.database = engine_of(upstream)
         self.step_timeout = step_timeout
-        self.proxy = Proxy(upstream, self.database.wire_protocol())
+        self.proxy = Proxy(upstream, self.database.wire_protocol(), listen)
         self.last: RaceResult | None = None
         self.notes: list[str] = []  # what a failing test's report shows
 

@@ -13,8 +13,9 @@ released, changes nothing another session can see:
   ``SET TRANSACTION SNAPSHOT``, which do take one, nor MySQL's ``SET autocommit`` inside a
   transaction, which commits it;
 - a ``SELECT`` of server variables (``@@...``), literals and functions that only report
-  the session (``version()``, ``current_setting(...)``, ``DATABASE()``) with no ``FROM``,
-  outside a transaction block: inside one, PostgreSQL would fix the snapshot there.
+  or set the session (``version()``, ``current_setting(...)``, ``DATABASE()``, Django's
+  ``set_config('TimeZone', ...)``) with no ``FROM``, outside a transaction block: inside
+  one, PostgreSQL would fix the snapshot there.
 
 Anything else is a step: a statement on a table, a lock function (``GET_LOCK``,
 ``pg_advisory_xact_lock``), COMMIT and ROLLBACK.
@@ -32,7 +33,7 @@ _QUIET = re.compile(
 _REPORTING = (
     r"version|current_setting|current_schema|current_database|current_user|session_user|user"
     r"|database|schema|connection_id|pg_backend_pid|txid_current_if_assigned|now"
-    r"|current_timestamp|last_insert_id"
+    r"|current_timestamp|last_insert_id|set_config"
 )
 _SELECT_ONLY = re.compile(
     rf"^select\s+(?:(?:@@[\w.]+|'[^']*'|\d+|true|false|null|(?:{_REPORTING})\s*\([^()]*\)"

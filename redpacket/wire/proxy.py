@@ -106,9 +106,14 @@ class Proxy:
             relay.join(timeout)
 
     def close(self) -> None:
+        """Stop listening (the port is free again when this returns) and cut every link."""
         self._running = False
+        with contextlib.suppress(OSError):  # wakes the accept() under way: else the kernel
+            self.server.shutdown(socket.SHUT_RDWR)  # keeps the socket, and its port, bound
         with contextlib.suppress(OSError):
             self.server.close()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)
         with self._lock:
             links = list(self.links)
         for link in links:

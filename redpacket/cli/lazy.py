@@ -33,8 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("lab_commands", "Create the lab database if needed and upgrade its schemas."),
     "proxy": ("wire_commands", "Trace every transaction between clients and the server: steps,"
               " waits, ends."),
-    "race": ("wire_commands", "Race any service's requests through the proxy: a schedule, or every"
-             " interleaving."),
+    "race": ("wire_commands", "Race any service's requests through the proxy: a schedule, every"
+             " order, or a hammer."),
     "reset": ("lab_commands", "Empty the lab's tables and load fresh orders (migrating first if"
               " needed)."),
     "spec": ("spec_commands", "Run isolationtester SPEC_FILES (PostgreSQL's src/test/isolation"

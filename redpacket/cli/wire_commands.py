@@ -105,8 +105,10 @@ def race(
     step_timeout: float, faults: tuple[str, ...], hammer: int | None, expect: str | None,
     as_json: bool,
 ) -> int:  # fmt: skip
-    """Race any service's requests through the proxy: a schedule, every interleaving, or a
-    hammer of attempts released together; with faults where real networks have them."""
+    """Race any service's requests through the proxy: a schedule, every order, or a hammer.
+
+    Faults (--fault) cut connections where real networks do, and say which outcomes the
+    client could not know."""
     from redpacket.race.wire_faults import parse_fault
     from redpacket.race.wire_race import WireRace, parse_listen
 

@@ -85,7 +85,7 @@ THE_READERS_FILES = {  # the command -> the reader's file it names
     " \"$DATABASE_URL\" -f grant.sql' --run 'psql -X -q {url} -f grant.sql' --reset \"DELETE"
     ' FROM red_packets" --check "SELECT order_id FROM red_packets GROUP BY order_id HAVING'
     ' count(*) > 1" --explore --expect correct': "grant.sql",
-    # the same race on tests/java/Grant.java runs in tests/test_wire_clients.py
+    # the same race on examples/jdbc/Grant.java runs in tests/test_wire_clients.py
     "redpacket race --upstream mysql://root@127.0.0.1:3306/shop --run 'java -cp"
     " classes:/usr/share/java/mariadb-java-client.jar Grant' --run 'java -cp"
     " classes:/usr/share/java/mariadb-java-client.jar Grant' --reset \"DELETE FROM"

@@ -28,6 +28,7 @@ from redpacket.race.wire_race import WireRace
 
 HERE = Path(__file__).parent
 NODE_MODULES = HERE / "node" / "node_modules"
+JDBC_EXAMPLE = HERE.parent / "examples" / "jdbc"
 JARS = {"postgresql": Path("/usr/share/java/postgresql.jar"),
         "mysql": Path("/usr/share/java/mariadb-java-client.jar")}  # fmt: skip
 CHECK = "SELECT order_id, count(*) FROM red_packets GROUP BY order_id HAVING count(*) > 1"
@@ -60,6 +61,9 @@ class Client:
             script = "grant_pg.js" if self.engine == "postgresql" else "grant_mysql.js"
             return f'node {HERE / "node" / script} "{level}"'
         return f'java -cp {classes}:{JARS[self.engine]} Grant "{level}"'
+
+    def java(self, classes: Path, main: str) -> str:
+        return f"java -cp {classes}:{JARS[self.engine]} {main}"
 
 
 CLIENTS = [
@@ -110,8 +114,9 @@ def classes(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     if shutil.which("javac") is None:
         return None
     out = tmp_path_factory.mktemp("java")
-    subprocess.run(["javac", "-d", str(out), str(HERE / "java" / "Grant.java")], check=True,
-                   capture_output=True, timeout=120)  # fmt: skip
+    sources = [str(JDBC_EXAMPLE / name) for name in ("Grant.java", "GrantLockFirst.java")]
+    subprocess.run(["javac", "-d", str(out), *sources], check=True, capture_output=True,
+                   timeout=120)  # fmt: skip
     return out
 
 
@@ -158,3 +163,29 @@ def test_the_clients_program_duplicates_at_repeatable_read_and_holds_at_read_com
     fixed = client.command(classes or HERE, "READ COMMITTED")
     race = WireRace(database, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=30)
     assert race.scheduled("t2-waits").broken == ()
+
+
+@pytest.mark.parametrize(
+    "client", [c for c in CLIENTS if not c.name.startswith("node")], ids=lambda c: c.name,
+    indirect=True,
+)  # fmt: skip
+def test_the_jdbc_example_breaks_and_its_lock_first_fix_holds_on_innodb_only(
+    client: Client, database: URL, classes: Path | None
+) -> None:
+    """examples/jdbc, as its README runs it: the seed's service is broken by the shortest
+    schedule explore finds; lock first holds in every schedule on InnoDB (a locking read
+    takes no snapshot) and not on PostgreSQL (the lock fixed the snapshot)."""
+    assert classes is not None
+    seed = client.java(classes, "Grant")
+    found = WireRace(database, [seed, seed], check=CHECK, reset=RESET).explored()
+    assert found.complete
+    assert found.shortest is not None
+    assert found.shortest.schedule == "T1:1,T2:end,T1:end"
+    fixed = client.java(classes, "GrantLockFirst")
+    race = WireRace(database, [fixed, fixed], check=CHECK, reset=RESET)
+    if client.engine == "mysql":
+        found = race.explored()
+        assert found.complete
+        assert found.failing == []
+    else:
+        assert race.scheduled("t2-waits").broken == ((7, 2),)

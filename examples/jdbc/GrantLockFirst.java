@@ -1,15 +1,18 @@
-// The seed's grant on JDBC, as the original Spring service ran it: a transaction, the
-// order read, locked FOR UPDATE, the existence check, the insert. DATABASE_URL is the
-// proxy's URL (postgresql://user@host:port/db or mysql://...); the driver's own JDBC URL is
-// made from it. pgjdbc and MariaDB Connector/J send their start-up queries first: the
-// proxy glues them to the first step.
+// The lock-first fix of Grant.java: the order locked FOR UPDATE as the transaction's first
+// statement, then the existence check and the insert. On InnoDB a locking read takes no
+// snapshot, so the check (the first plain read) sees what the lock's holder committed; on
+// PostgreSQL at REPEATABLE READ the snapshot is fixed by the first statement, the lock
+// itself, and the fix does not hold there.
+// DATABASE_URL is the proxy's URL (postgresql://user@host:port/db or mysql://...); the
+// driver's own JDBC URL is made from it. pgjdbc and MariaDB Connector/J send their
+// start-up queries first: the proxy glues them to the first step.
 import java.net.URI;
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 
-public final class Grant {
+public final class GrantLockFirst {
     public static void main(String[] args) throws Exception {
         URI url = new URI(System.getenv("DATABASE_URL"));
         String level = args.length > 0 ? args[0] : "REPEATABLE READ";
@@ -22,8 +25,7 @@ public final class Grant {
             conn.setTransactionIsolation(
                 level.equals("READ COMMITTED") ? Connection.TRANSACTION_READ_COMMITTED
                     : Connection.TRANSACTION_REPEATABLE_READ);
-            run(conn, "SELECT id FROM orders WHERE id = ?");
-            run(conn, "SELECT id FROM orders WHERE id = ? FOR UPDATE");
+            run(conn, "SELECT id FROM orders WHERE id = ? FOR UPDATE");  // the lock, first
             boolean absent;
             try (PreparedStatement check = conn.prepareStatement(
                     "SELECT count(*) FROM red_packets WHERE order_id = ?")) {

@@ -29,9 +29,9 @@ from redpacket.race.controller import RaceError
 from redpacket.race.wire_faults import parse_fault
 from redpacket.race.wire_race import WireRace
 from redpacket.wire.housekeeping import is_housekeeping
-from redpacket.wire.link import Answer, Link, PassThrough, Request
 from redpacket.wire.proxy import Proxy
 from redpacket.wire.tracer import Tracer
+from tests.wire_support import proxied, seed_database_pg
 
 PSQL = shutil.which("psql")
 needs_psql = pytest.mark.skipif(PSQL is None, reason="psql (PostgreSQL's client) is not installed")
@@ -53,46 +53,13 @@ RESET = "DELETE FROM red_packets"
 @pytest.fixture(scope="module")
 def wire_db(server: Server, worker_id_suffix: str) -> Iterator[URL]:
     """A database of this module's own, with the seed's two tables and order 7."""
-    name = f"redpacket_wire_{worker_id_suffix}"
-    with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    url = server.url.set(database=name)
-    with psycopg.connect(conninfo(url), autocommit=True) as conn:
-        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
-        conn.execute("CREATE TABLE red_packets (id serial PRIMARY KEY, order_id int NOT NULL)")
-        conn.execute("INSERT INTO orders VALUES (7)")
-    yield url
-    with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from seed_database_pg(server, f"redpacket_wire_{worker_id_suffix}")
 
 
 def script(tmp_path: Path, level: str) -> str:
     path = tmp_path / f"grant-{level.replace(' ', '-')}.sql"
     path.write_text(SEED.format(level=level), encoding="utf-8")
     return f'psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f {path}'
-
-
-class Heard(PassThrough):
-    """Records what the proxy saw, holding nothing."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[Link, Request]] = []
-        self.answers: list[Answer] = []
-
-    def before(self, link: Link, request: Request) -> bool:
-        self.requests.append((link, request))
-        return True
-
-    def after(self, link: Link, request: Request, answer: Answer) -> None:
-        self.answers.append(answer)
-
-
-def proxied(url: URL) -> tuple[Proxy, Heard]:
-    proxy = Proxy(url, ENGINE.wire_protocol()).start()
-    heard = Heard()
-    proxy.listener = heard
-    return proxy, heard
 
 
 def test_the_proxy_relays_simple_and_extended_queries_and_knows_the_session(

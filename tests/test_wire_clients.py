@@ -17,14 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-import pymysql
 import pytest
 
-from redpacket.database.backends import Server
 from redpacket.database.url import URL
-from redpacket.engines.postgresql import conninfo
 from redpacket.race.wire_race import WireRace
+from tests.wire_support import seed_database_mysql, seed_database_pg
 
 HERE = Path(__file__).parent
 NODE_MODULES = HERE / "node" / "node_modules"
@@ -74,40 +71,6 @@ CLIENTS = [
 ]
 
 
-def _pg_database(server: Server, name: str) -> Iterator[URL]:
-    with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    url = server.url.set(database=name)
-    with psycopg.connect(conninfo(url), autocommit=True) as conn:
-        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
-        conn.execute("CREATE TABLE red_packets (id serial PRIMARY KEY, order_id int NOT NULL)")
-        conn.execute("INSERT INTO orders VALUES (7)")
-    yield url
-    with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _mysql(url: URL) -> pymysql.Connection[pymysql.cursors.Cursor]:
-    return pymysql.connect(host=url.host, port=int(url.port or 3306),
-                           user=url.username or "root", password=url.password or "",
-                           autocommit=True)  # fmt: skip
-
-
-def _mysql_database(server: Server, name: str) -> Iterator[URL]:
-    with _mysql(server.url) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        cur.execute(f"CREATE DATABASE {name}")
-        cur.execute(f"USE {name}")
-        cur.execute("CREATE TABLE orders (id int PRIMARY KEY)")
-        cur.execute("CREATE TABLE red_packets (id int AUTO_INCREMENT PRIMARY KEY,"
-                    " order_id int NOT NULL)")  # fmt: skip
-        cur.execute("INSERT INTO orders VALUES (7)")
-    yield server.url.set(database=name)
-    with _mysql(server.url) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
 @pytest.fixture(scope="module")
 def classes(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     """Grant.java compiled once, where a JDK is installed."""
@@ -135,10 +98,10 @@ def database(
 ) -> Iterator[URL]:
     name = f"redpacket_clients_{worker_id_suffix}"
     if client.engine == "postgresql":
-        yield from _pg_database(request.getfixturevalue("server"), name)
+        yield from seed_database_pg(request.getfixturevalue("server"), name)
     else:
         request.getfixturevalue("innodb_watch")
-        yield from _mysql_database(request.getfixturevalue("mysql_server"), name)
+        yield from seed_database_mysql(request.getfixturevalue("mysql_server"), name)
 
 
 def test_the_clients_program_duplicates_at_repeatable_read_and_holds_at_read_committed(

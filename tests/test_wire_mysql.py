@@ -24,9 +24,9 @@ from redpacket.database.url import URL
 from redpacket.engines.mysql import ENGINE
 from redpacket.race.wire_faults import parse_fault
 from redpacket.race.wire_race import WireRace
-from redpacket.wire.link import Answer, Link, PassThrough, Request
 from redpacket.wire.proxy import Proxy
 from redpacket.wire.tracer import Tracer
+from tests.wire_support import mysql_connect, proxied, seed_database_mysql
 
 MARIADB = shutil.which("mariadb") or shutil.which("mysql")
 needs_client = pytest.mark.skipif(MARIADB is None, reason="the mariadb client is not installed")
@@ -52,54 +52,19 @@ CHECK = "SELECT order_id, count(*) FROM red_packets GROUP BY order_id HAVING cou
 RESET = "DELETE FROM red_packets"
 
 
-def connect(url: URL, **options: Any) -> pymysql.Connection[Any]:
-    return pymysql.connect(
-        host=url.host, port=int(url.port or 3306), user=url.username or "root",
-        password=url.password or "", database=url.database, **options,
-    )  # fmt: skip
+connect = mysql_connect
 
 
 @pytest.fixture(scope="module")
 def wire_db(mysql_server: Server, worker_id_suffix: str) -> Iterator[URL]:
     """A database of this module's own, with the seed's two tables and order 7."""
-    name = f"redpacket_wire_{worker_id_suffix}"
-    with connect(mysql_server.url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        cur.execute(f"CREATE DATABASE {name}")
-        cur.execute(f"CREATE TABLE {name}.orders (id int PRIMARY KEY)")
-        cur.execute(f"CREATE TABLE {name}.red_packets (id int AUTO_INCREMENT PRIMARY KEY,"
-                    " order_id int NOT NULL)")  # fmt: skip
-        cur.execute(f"USE {name}")
-        cur.execute("INSERT INTO orders VALUES (7)")
-    yield mysql_server.url.set(database=name)
-    with connect(mysql_server.url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    yield from seed_database_mysql(mysql_server, f"redpacket_wire_{worker_id_suffix}")
 
 
 def grant(tmp_path: Path, level: str) -> str:
     path = tmp_path / "grant.py"
     path.write_text(GRANT, encoding="utf-8")
     return f'{sys.executable} {path} "{level}"'
-
-
-class Heard(PassThrough):
-    def __init__(self) -> None:
-        self.requests: list[tuple[Link, Request]] = []
-        self.answers: list[Answer] = []
-
-    def before(self, link: Link, request: Request) -> bool:
-        self.requests.append((link, request))
-        return True
-
-    def after(self, link: Link, request: Request, answer: Answer) -> None:
-        self.answers.append(answer)
-
-
-def proxied(url: URL) -> tuple[Proxy, Heard]:
-    proxy = Proxy(url, ENGINE.wire_protocol()).start()
-    heard = Heard()
-    proxy.listener = heard
-    return proxy, heard
 
 
 def test_the_proxy_relays_queries_results_and_errors_and_knows_the_session(

@@ -14,7 +14,11 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
+
+
+class Closed(Exception):
+    """One side hung up."""
 
 
 @dataclass(frozen=True)
@@ -101,3 +105,37 @@ class PassThrough:
 
     def closed(self, link: Link) -> None:
         pass
+
+
+class Relay(Protocol):
+    """A protocol's relay of one connection once it has started: two loops, one a thread."""
+
+    def requests(self) -> None: ...
+
+    def answers(self) -> None: ...
+
+
+def relay_connection(
+    link: Link, listener: Listener, start: Callable[[BinaryIO, BinaryIO], Relay | None]
+) -> None:
+    """One connection's life, whatever the protocol: ``start`` does the start-up and
+    authentication (None: the connection ends there); then the client's requests are read
+    here and the server's answers in a thread of their own; however it ends, both sockets
+    close and the listener is told."""
+    client_in = link.client.makefile("rb")
+    upstream_in = link.upstream.makefile("rb")
+    try:
+        relay = start(client_in, upstream_in)
+        if relay is None:
+            return
+        listener.opened(link)
+        answers = threading.Thread(target=relay.answers, daemon=True,
+                                   name=f"redpacket-proxy-{link.number}-answers")  # fmt: skip
+        answers.start()
+        relay.requests()
+        answers.join()
+    except (Closed, OSError):
+        pass
+    finally:
+        link.close()
+        listener.closed(link)

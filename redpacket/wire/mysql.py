@@ -25,7 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
-from redpacket.wire.link import Answer, Link, Listener, Request, WireProtocol
+from redpacket.wire.link import (
+    Answer,
+    Closed,
+    Link,
+    Listener,
+    Request,
+    WireProtocol,
+    relay_connection,
+)
 
 CLIENT_LONG_PASSWORD: Final = 0x1  # cleared by MariaDB servers: extended flags follow
 CLIENT_COMPRESS: Final = 0x20
@@ -55,10 +63,6 @@ COM_STMT_CLOSE: Final = 0x19
 COM_STMT_FETCH: Final = 0x1C
 _UNANSWERED: Final = {COM_STMT_SEND_LONG_DATA, COM_STMT_CLOSE}
 _MAX_PAYLOAD: Final = 0xFFFFFF
-
-
-class Closed(Exception):
-    """One side hung up."""
 
 
 def _exact(reader: BinaryIO, n: int) -> bytes:
@@ -255,24 +259,15 @@ class MySQLWire:
         self.upstream = upstream
 
     def serve(self, link: Link, listener: Listener, on_note: Callable[[str], None]) -> None:
-        client_in = link.client.makefile("rb")
-        upstream_in = link.upstream.makefile("rb")
-        try:
+        """Relay one connection from its greeting to its end."""
+
+        def start(client_in: BinaryIO, upstream_in: BinaryIO) -> _Relay | None:
             agreed = self._start(link, client_in, upstream_in, on_note)
             if agreed is None:
-                return
-            listener.opened(link)
-            relay = _Relay(link, listener, client_in, upstream_in, *agreed)
-            answers = threading.Thread(target=relay.answers, daemon=True,
-                                       name=f"redpacket-proxy-{link.number}-answers")  # fmt: skip
-            answers.start()
-            relay.requests()
-            answers.join()
-        except (Closed, OSError):
-            pass
-        finally:
-            link.close()
-            listener.closed(link)
+                return None
+            return _Relay(link, listener, client_in, upstream_in, *agreed)
+
+        relay_connection(link, listener, start)
 
     def _start(
         self, link: Link, client_in: BinaryIO, upstream_in: BinaryIO, on_note: Callable[[str], None]

@@ -27,7 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from redpacket.wire.link import Answer, Link, Listener, Request, WireProtocol
+from redpacket.wire.link import (
+    Answer,
+    Closed,
+    Link,
+    Listener,
+    Request,
+    WireProtocol,
+    relay_connection,
+)
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
@@ -35,10 +43,6 @@ CANCEL_REQUEST = 80877102
 PROTOCOL_3 = 196608
 _NEEDS_ANSWER = {3, 5, 7, 8, 10, 11}  # cleartext, md5, GSS, GSS continue, SASL, SASL continue
 _ENDS_REQUEST = {b"Q", b"S", b"X"}
-
-
-class Closed(Exception):
-    """One side hung up."""
 
 
 def _exact(reader: BinaryIO, n: int) -> bytes:
@@ -132,23 +136,13 @@ class PostgresWire:
 
     def serve(self, link: Link, listener: Listener, on_note: Callable[[str], None]) -> None:
         """Relay one connection from start-up to its end."""
-        client_in = link.client.makefile("rb")
-        upstream_in = link.upstream.makefile("rb")
-        try:
+
+        def start(client_in: BinaryIO, upstream_in: BinaryIO) -> _Relay | None:
             if not self._start(link, client_in, upstream_in, on_note):
-                return
-            listener.opened(link)
-            relay = _Relay(link, listener, client_in, upstream_in)
-            answers = threading.Thread(target=relay.answers, daemon=True,
-                                       name=f"redpacket-proxy-{link.number}-answers")  # fmt: skip
-            answers.start()
-            relay.requests()
-            answers.join()
-        except (Closed, OSError):
-            pass
-        finally:
-            link.close()
-            listener.closed(link)
+                return None
+            return _Relay(link, listener, client_in, upstream_in)
+
+        relay_connection(link, listener, start)
 
     def _start(
         self, link: Link, client_in: BinaryIO, upstream_in: BinaryIO, on_note: Callable[[str], None]

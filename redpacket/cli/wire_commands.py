@@ -35,10 +35,18 @@ upstream_option = click.option(
 @cli.command()
 @upstream_option
 @listen_option
+@click.option("--pass-through", is_flag=True, help="Trace nothing: after each connection's"
+              " start-up its bytes are relayed unread, at a load test's speed.")  # fmt: skip
 @json_option
 @click.pass_obj
-def proxy(options: Options, upstream: str | None, listen: str, as_json: bool) -> None:
-    """Trace every transaction between clients and the server: steps, waits, ends."""
+def proxy(
+    options: Options, upstream: str | None, listen: str, pass_through: bool, as_json: bool
+) -> None:
+    """Trace every transaction between clients and the server: steps, waits, ends.
+
+    With --pass-through the proxy traces nothing and costs a load test little
+    (benchmarks/vs_pgbouncer.py measures it against pgbouncer).
+    """
     from redpacket.race.wire_race import parse_listen
     from redpacket.wire.proxy import Proxy
     from redpacket.wire.tracer import Tracer
@@ -59,18 +67,23 @@ def proxy(options: Options, upstream: str | None, listen: str, as_json: bool) ->
     def note(text: str) -> None:
         click.echo(f"redpacket: {text}", err=True)
 
-    with Proxy(url, database.wire_protocol(), parse_listen(listen), on_note=note) as running:
-        tracer = Tracer(url, database, emit)
-        running.listener = tracer
+    address = parse_listen(listen)
+    protocol = database.wire_protocol()
+    with Proxy(url, protocol, address, on_note=note, pass_through=pass_through) as running:
+        tracer = None if pass_through else Tracer(url, database, emit)
+        if tracer is not None:
+            running.listener = tracer
         shown = running.url().render_as_string(hide_password=True)
-        click.echo(f"redpacket: proxy for {url.render_as_string()} at {shown}", err=True)
+        mode = " (pass-through: nothing traced)" if pass_through else ""
+        click.echo(f"redpacket: proxy for {url.render_as_string()} at {shown}{mode}", err=True)
         stop = threading.Event()
         try:
             stop.wait()
         except KeyboardInterrupt:
             pass
         finally:
-            tracer.close()
+            if tracer is not None:
+                tracer.close()
 
 
 @cli.command()

@@ -115,20 +115,39 @@ class Relay(Protocol):
     def answers(self) -> None: ...
 
 
+class Adopter(Protocol):
+    """Takes a started link over and relays its bytes unread (``BytesRelay``)."""
+
+    def adopt(self, link: Link, on_closed: Callable[[Link], None]) -> None: ...
+
+
 def relay_connection(
-    link: Link, listener: Listener, start: Callable[[BinaryIO, BinaryIO], Relay | None]
-) -> None:
+    link: Link, listener: Listener, start: Callable[[BinaryIO, BinaryIO], Relay | None],
+    bytes_only: Adopter | None = None,
+) -> None:  # fmt: skip
     """One connection's life, whatever the protocol: ``start`` does the start-up and
     authentication (None: the connection ends there); then the client's requests are read
     here and the server's answers in a thread of their own; however it ends, both sockets
-    close and the listener is told."""
-    client_in = link.client.makefile("rb")
-    upstream_in = link.upstream.makefile("rb")
+    close and the listener is told. With ``bytes_only``, the start-up reads nothing ahead
+    and the started link is handed to it: nobody hears its round trips."""
+    if bytes_only is not None:
+        from redpacket.wire.bytes_relay import ExactReader
+
+        client_in: Any = ExactReader(link.client)
+        upstream_in: Any = ExactReader(link.upstream)
+    else:
+        client_in = link.client.makefile("rb")
+        upstream_in = link.upstream.makefile("rb")
+    adopted = False
     try:
         relay = start(client_in, upstream_in)
         if relay is None:
             return
         listener.opened(link)
+        if bytes_only is not None:
+            bytes_only.adopt(link, listener.closed)
+            adopted = True
+            return
         answers = threading.Thread(target=relay.answers, daemon=True,
                                    name=f"redpacket-proxy-{link.number}-answers")  # fmt: skip
         answers.start()
@@ -137,5 +156,6 @@ def relay_connection(
     except (Closed, OSError):
         pass
     finally:
-        link.close()
-        listener.closed(link)
+        if not adopted:
+            link.close()
+            listener.closed(link)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
 from redpacket.wire.link import (
+    Adopter,
     Answer,
     Closed,
     Link,
@@ -258,7 +259,10 @@ class MySQLWire:
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
 
-    def serve(self, link: Link, listener: Listener, on_note: Callable[[str], None]) -> None:
+    def serve(
+        self, link: Link, listener: Listener, on_note: Callable[[str], None],
+        bytes_only: Adopter | None = None,
+    ) -> None:  # fmt: skip
         """Relay one connection from its greeting to its end."""
 
         def start(client_in: BinaryIO, upstream_in: BinaryIO) -> _Relay | None:
@@ -267,7 +271,7 @@ class MySQLWire:
                 return None
             return _Relay(link, listener, client_in, upstream_in, *agreed)
 
-        relay_connection(link, listener, start)
+        relay_connection(link, listener, start, bytes_only)
 
     def _start(
         self, link: Link, client_in: BinaryIO, upstream_in: BinaryIO, on_note: Callable[[str], None]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from redpacket.wire.link import (
+    Adopter,
     Answer,
     Closed,
     Link,
@@ -134,7 +135,10 @@ class PostgresWire:
 
     # -- start-up ------------------------------------------------------------------------
 
-    def serve(self, link: Link, listener: Listener, on_note: Callable[[str], None]) -> None:
+    def serve(
+        self, link: Link, listener: Listener, on_note: Callable[[str], None],
+        bytes_only: Adopter | None = None,
+    ) -> None:  # fmt: skip
         """Relay one connection from start-up to its end."""
 
         def start(client_in: BinaryIO, upstream_in: BinaryIO) -> _Relay | None:
@@ -142,7 +146,7 @@ class PostgresWire:
                 return None
             return _Relay(link, listener, client_in, upstream_in)
 
-        relay_connection(link, listener, start)
+        relay_connection(link, listener, start, bytes_only)
 
     def _start(
         self, link: Link, client_in: BinaryIO, upstream_in: BinaryIO, on_note: Callable[[str], None]

@@ -17,14 +17,17 @@ from typing import Any
 
 from redpacket.database.url import URL
 from redpacket.errors import LabError
+from redpacket.wire.bytes_relay import BytesRelay
 from redpacket.wire.link import Link, Listener, PassThrough
 
 
 class Proxy:
     def __init__(
         self, upstream: URL, protocol: Any, listen: tuple[str, int] = ("127.0.0.1", 0),
-        on_note: Callable[[str], None] | None = None,
+        on_note: Callable[[str], None] | None = None, pass_through: bool = False,
     ) -> None:  # fmt: skip
+        """``pass_through``: nobody will ever listen; after its start-up each connection is
+        relayed as bytes by one event loop (``BytesRelay``), the fast path of a load test."""
         self.upstream_url = upstream
         self.address = (upstream.host or "127.0.0.1", int(upstream.port or protocol.default_port))
         self.protocol = protocol.factory(self.address)
@@ -40,6 +43,7 @@ class Proxy:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, daemon=True, name="redpacket-proxy")
         self._running = False
+        self.bytes_only: BytesRelay | None = BytesRelay() if pass_through else None
 
     @property
     def host(self) -> str:
@@ -86,7 +90,8 @@ class Proxy:
             with self._lock:
                 self.links.append(link)
             relay = threading.Thread(
-                target=self.protocol.serve, args=(link, self.listener_of, self.note),
+                target=self.protocol.serve,
+                args=(link, self.listener_of, self.note, self.bytes_only),
                 daemon=True, name=f"redpacket-proxy-{number}",
             )  # fmt: skip
             with self._lock:
@@ -114,6 +119,8 @@ class Proxy:
             self.server.close()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5)
+        if self.bytes_only is not None:  # its loop stops before the sockets it polls close
+            self.bytes_only.close()
         with self._lock:
             links = list(self.links)
         for link in links:

@@ -6,9 +6,9 @@ that a listener can hold a step; when nobody will ever listen (``redpacket proxy
 the GIL at every round trip (3.3k tps through the proxy against pgbouncer's 17k, pgbench
 ``-S -M prepared -c 8``). Here every such connection is served by one loop in one thread,
 pgbouncer's design: a socket is read when the kernel says it has bytes, and what was read
-is written to the other side at once. asyncio's transports do the same generically and
-were measured 10 % slower than this loop (benchmarks/vs_pgbouncer.py, 2026-12-07), which is
-why it is written out here.
+is written to the other side at once. asyncio's transports do the same generically; a
+first try with them ran about 15 % slower than this loop (the same pgbench, 4 interleaved
+8 s rounds, 13.0k against 15.5k tps median, 2026-12-07), which is why it is written out.
 
 Flow control: when the other side cannot take everything (its socket buffer is full: a
 slow client reading a big result), the rest is kept and this side is not read again until

@@ -188,20 +188,3 @@ class BytesRelay:
                 end.peer.sock.sendall(end.peer.out)
         end.link.close()
         end.on_closed(end.link)
-
-
-class ExactReader:
-    """Reads exactly what it is asked for from a socket, nothing ahead: what the start-up
-    did not read is still in the kernel when the link goes to the relay."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            part = self.sock.recv(n - len(data), socket.MSG_WAITALL)
-            if not part:
-                break
-            data += part
-        return data

@@ -115,6 +115,23 @@ class Relay(Protocol):
     def answers(self) -> None: ...
 
 
+class ExactReader:
+    """Reads exactly what it is asked for from a socket, nothing ahead: what the start-up
+    did not read is still in the kernel when the link goes to the relay."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def read(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            part = self.sock.recv(n - len(data), socket.MSG_WAITALL)
+            if not part:
+                break
+            data += part
+        return data
+
+
 class Adopter(Protocol):
     """Takes a started link over and relays its bytes unread (``BytesRelay``)."""
 
@@ -131,8 +148,6 @@ def relay_connection(
     close and the listener is told. With ``bytes_only``, the start-up reads nothing ahead
     and the started link is handed to it: nobody hears its round trips."""
     if bytes_only is not None:
-        from redpacket.wire.bytes_relay import ExactReader
-
         client_in: Any = ExactReader(link.client)
         upstream_in: Any = ExactReader(link.upstream)
     else:

@@ -12,6 +12,7 @@ from redpacket.database.lab import Lab, Schema
 from redpacket.engines.postgresql import conninfo
 from redpacket.isolation import Isolation
 from redpacket.strategies import STRATEGIES
+from redpacket.stress.faults import BackendKiller
 from redpacket.stress.plan import StressPlan, Workload
 from redpacket.stress.result import StressResult
 from redpacket.stress.runner import run_stress
@@ -138,3 +139,22 @@ def test_fault_options_need_the_loop_engine() -> None:
 
     with pytest.raises(LabError, match="need --engine loop"):
         StressPlan(STRATEGIES["seed"], RC, kill_rate=1.0, engine=Engine.SERVICE)
+
+
+def test_a_timed_run_kills_only_while_it_starts_requests(lab: Lab) -> None:
+    """After ``--duration`` the run drains: killing on would aim every kill at the last
+    requests in flight until one ran out of retries (seen as a failed 08006 on CI)."""
+    lab.reset(1)
+    url = conninfo(lab.url_of(Schema.UNCONSTRAINED))
+    with psycopg.connect(url) as early:
+        early.execute("SELECT 1")  # a transaction open while the window is
+        killer = BackendKiller(lab, Schema.UNCONSTRAINED, rate=200.0, window_s=2.0)
+        killer.start()
+        killer.join(timeout=30)
+        assert not killer.is_alive()  # it ended on its own when the window closed
+        assert killer.killed >= 1
+        with pytest.raises(psycopg.OperationalError):
+            early.execute("SELECT 1")
+    with psycopg.connect(url) as late:
+        late.execute("SELECT 1")  # in a transaction once the window has closed
+        assert late.execute("SELECT 2").fetchone() == (2,)  # nobody came for it

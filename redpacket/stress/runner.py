@@ -43,7 +43,7 @@ def run_stress(
     report = on_progress or (lambda _live: None)
     killer = None
     if plan.kill_rate:
-        killer = BackendKiller(lab, schema, plan.kill_rate, plan.seed)
+        killer = BackendKiller(lab, schema, plan.kill_rate, plan.seed, window_s=plan.duration_s)
     ready = killer.start if killer is not None else nothing
     try:
         if plan.engine is Engine.SERVICE:

@@ -534,3 +534,27 @@ def test_a_closed_proxy_frees_its_port_at_once(wire_db: URL) -> None:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         second.close()
+
+
+def test_an_upstream_on_a_unix_socket_is_reached_by_it_and_clients_by_the_proxy(
+    wire_db: URL,
+) -> None:
+    """The embedded server listens on a socket only (``?host=/tmp/...``): the proxy must
+    reach it there, not 127.0.0.1:5432 (another server), and its URL must not pass the
+    socket on, or clients would skip the proxy."""
+    with psycopg.connect(conninfo(wire_db)) as probe:
+        row = probe.execute("SHOW unix_socket_directories").fetchone()
+    assert row is not None
+    folder = row[0].split(",")[0].strip()
+    by_socket = wire_db.set(host=None, port=None).update_query_dict({"host": folder})
+    proxy = Proxy(by_socket, ENGINE.wire_protocol()).start()
+    try:
+        assert "host" not in proxy.url().query
+        with psycopg.connect(conninfo(proxy.url())) as client:
+            # no client address: the server was reached by its socket, here by the proxy
+            address = client.execute("SELECT inet_client_addr()").fetchone()
+            assert address == (None,)
+            assert client.info.port == proxy.port
+        assert len(proxy.links) == 1
+    finally:
+        proxy.close()

@@ -309,3 +309,22 @@ def test_hammer_on_mysql_breaks_the_seed_at_repeatable_read(
     fixed = grant(tmp_path, "READ COMMITTED")
     race = WireRace(wire_db, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=20)
     assert race.hammered(4).broken == []
+
+
+def test_an_upstream_on_a_unix_socket_is_reached_by_it(wire_db: URL) -> None:
+    """``?unix_socket=`` names MySQL's socket: the proxy goes there, its clients to it."""
+    with mysql_connect(wire_db) as probe, probe.cursor() as cursor:
+        cursor.execute("SELECT @@socket")
+        (path,) = cursor.fetchone() or (None,)
+    by_socket = wire_db.update_query_dict({"unix_socket": path})
+    proxy = Proxy(by_socket, ENGINE.wire_protocol()).start()
+    try:
+        assert "unix_socket" not in proxy.url().query
+        with mysql_connect(proxy.url()) as client, client.cursor() as cursor:
+            cursor.execute(
+                "SELECT host FROM information_schema.processlist WHERE id = CONNECTION_ID()"
+            )
+            assert cursor.fetchone() == ("localhost",)  # a socket session, not 127.0.0.1:N
+        assert len(proxy.links) == 1
+    finally:
+        proxy.close()

@@ -16,6 +16,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
+from redpacket.database.url import URL
+
+# Where the real server listens: (host, port) over TCP, or the path of a Unix socket
+Address = tuple[str, int] | str
+
+
+def connect_to(address: Address, timeout: float) -> socket.socket:
+    """A connection to the server, by TCP or by its Unix socket; no delay on TCP: the
+    proxy forwards whole messages, and Nagle would hold each small one back."""
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection(address, timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(None)
+    return sock
+
 
 class Closed(Exception):
     """One side hung up."""
@@ -73,7 +96,9 @@ class WireProtocol:
 
     name: str
     default_port: int
-    factory: Callable[[tuple[str, int]], Any]
+    factory: Callable[[Address], Any]
+    # where a URL says the server is: its host and port, or a Unix socket in its query
+    address_of: Callable[[URL], Address]
 
 
 class Listener(Protocol):

@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final
 
+from redpacket.database.url import URL
 from redpacket.wire.link import (
+    Address,
     Adopter,
     Answer,
     Closed,
@@ -256,7 +258,7 @@ class MySQLWire:
 
     name = "mysql"
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: Address) -> None:
         self.upstream = upstream
 
     def serve(
@@ -487,4 +489,13 @@ class _Relay:
         return pending.left <= 0
 
 
-PROTOCOL = WireProtocol("mysql", 3306, MySQLWire)
+def address_of(url: URL) -> Address:
+    """The client library's rule: ``?unix_socket=/run/mysqld/mysqld.sock`` wins over the
+    host; otherwise the host (``localhost`` included: the proxy speaks TCP) and port."""
+    socket_path = url.query.get("unix_socket")
+    if isinstance(socket_path, str) and socket_path:
+        return socket_path
+    return (url.host or "127.0.0.1", int(url.port or 3306))
+
+
+PROTOCOL = WireProtocol("mysql", 3306, MySQLWire, address_of)

@@ -20,14 +20,15 @@ Messages of a request in flight (COPY's data) pass at once.
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from redpacket.database.url import URL
 from redpacket.wire.link import (
+    Address,
     Adopter,
     Answer,
     Closed,
@@ -35,6 +36,7 @@ from redpacket.wire.link import (
     Listener,
     Request,
     WireProtocol,
+    connect_to,
     relay_connection,
 )
 
@@ -130,7 +132,7 @@ class PostgresWire:
 
     name = "postgresql"
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: Address) -> None:
         self.upstream = upstream
 
     # -- start-up ------------------------------------------------------------------------
@@ -168,7 +170,7 @@ class PostgresWire:
                 link.client.sendall(b"N")
                 continue
             if code == CANCEL_REQUEST:
-                with socket.create_connection(self.upstream, timeout=5) as cancel:
+                with connect_to(self.upstream, timeout=5) as cancel:
                     cancel.sendall(packet)
                 return False
             if code != PROTOCOL_3:
@@ -329,4 +331,16 @@ class _Relay:
             self.listener.after(self.link, request, answer)
 
 
-PROTOCOL = WireProtocol("postgresql", 5432, PostgresWire)
+def address_of(url: URL) -> Address:
+    """libpq's rules: a ``host`` that starts with a slash is the socket's folder, in the
+    URL's query (``postgresql://u@/db?host=/run/postgresql``, as the embedded server's
+    URL is), and the socket is named after the port, ``.s.PGSQL.5432``."""
+    query_host, query_port = url.query.get("host"), url.query.get("port")
+    port = int(url.port or (query_port if isinstance(query_port, str) else None) or 5432)
+    if isinstance(query_host, str) and query_host.startswith("/"):
+        return f"{query_host.rstrip('/')}/.s.PGSQL.{port}"
+    host = url.host or (query_host if isinstance(query_host, str) and query_host else None)
+    return (host or "127.0.0.1", port)
+
+
+PROTOCOL = WireProtocol("postgresql", 5432, PostgresWire, address_of)

@@ -18,7 +18,10 @@ from typing import Any
 from redpacket.database.url import URL
 from redpacket.errors import LabError
 from redpacket.wire.bytes_relay import BytesRelay
-from redpacket.wire.link import Link, Listener, PassThrough
+from redpacket.wire.link import Link, Listener, PassThrough, connect_to
+
+# where a URL's query can name the server's address instead of its host and port
+SOCKET_PARAMETERS = ("host", "hostaddr", "port", "unix_socket")
 
 
 class Proxy:
@@ -29,7 +32,7 @@ class Proxy:
         """``pass_through``: nobody will ever listen; after its start-up each connection is
         relayed as bytes by one event loop (``BytesRelay``), the fast path of a load test."""
         self.upstream_url = upstream
-        self.address = (upstream.host or "127.0.0.1", int(upstream.port or protocol.default_port))
+        self.address = protocol.address_of(upstream)
         self.protocol = protocol.factory(self.address)
         self.listener: Listener = PassThrough()
         self.notes: list[str] = []
@@ -55,9 +58,15 @@ class Proxy:
 
     def url(self) -> URL:
         """The upstream URL with the proxy's address and no driver: what clients connect to
-        (``postgresql://user@127.0.0.1:PORT/db``, as any language's driver reads it)."""
+        (``postgresql://user@127.0.0.1:PORT/db``, as any language's driver reads it).
+
+        An upstream reached by a Unix socket names it in the query (``?host=/run/...``,
+        ``?unix_socket=``), which drivers put before the URL's host: left in, every client
+        would go past the proxy, to a socket file named after the proxy's port.
+        """
         scheme = self.upstream_url.drivername.partition("+")[0]
-        return self.upstream_url.set(drivername=scheme, host=self.host, port=self.port)
+        direct = self.upstream_url.difference_update_query(SOCKET_PARAMETERS)
+        return direct.set(drivername=scheme, host=self.host, port=self.port)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -78,14 +87,12 @@ class Proxy:
                 return
             number += 1
             try:
-                upstream = socket.create_connection(self.address, timeout=10)
-                upstream.settimeout(None)
+                upstream = connect_to(self.address, timeout=10)
             except OSError as exc:
                 self.note(f"connection {number}: cannot reach the server: {exc.strerror or exc}")
                 client.close()
                 continue
-            for sock in (client, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             link = Link(number, client, upstream)
             with self._lock:
                 self.links.append(link)

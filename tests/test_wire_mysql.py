@@ -315,7 +315,8 @@ def test_an_upstream_on_a_unix_socket_is_reached_by_it(wire_db: URL) -> None:
     """``?unix_socket=`` names MySQL's socket: the proxy goes there, its clients to it."""
     with mysql_connect(wire_db) as probe, probe.cursor() as cursor:
         cursor.execute("SELECT @@socket")
-        (path,) = cursor.fetchone() or (None,)
+        (path,) = cursor.fetchone() or ("",)
+    assert path
     by_socket = wire_db.update_query_dict({"unix_socket": path})
     proxy = Proxy(by_socket, ENGINE.wire_protocol()).start()
     try:

@@ -29,6 +29,7 @@ from redpacket.race.controller import RaceError
 from redpacket.race.wire_faults import parse_fault
 from redpacket.race.wire_race import WireRace
 from redpacket.wire.housekeeping import is_housekeeping
+from redpacket.wire.link import PassThrough, connect_to
 from redpacket.wire.proxy import Proxy
 from redpacket.wire.tracer import Tracer
 from tests.wire_support import proxied, seed_database_pg
@@ -558,3 +559,66 @@ def test_an_upstream_on_a_unix_socket_is_reached_by_it_and_clients_by_the_proxy(
         assert len(proxy.links) == 1
     finally:
         proxy.close()
+
+
+SYNC = b"S\x00\x00\x00\x04"
+THREE_READS = [
+    "SELECT id FROM orders WHERE id = $1",
+    "SELECT id + 1 FROM orders WHERE id = $1",
+    "SELECT id + 2 FROM orders WHERE id = $1",
+]
+
+
+def test_a_flushed_request_is_counted_even_when_its_answer_beats_the_proxy(
+    wire_db: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg sends Parse, Describe, Flush, then Bind, Execute, Sync. The relay must count
+    the Sync's answer before the Sync goes: on a loaded machine the server's
+    ReadyForQuery was relayed first, the late count made the relay think the next
+    request was still in flight, and that step escaped the race (a schedule that always
+    breaks passed). Here the upstream socket holds every Sync's sender until the answer
+    has been heard, which is that interleaving, forced."""
+    asyncpg = pytest.importorskip("asyncpg")
+    import asyncio
+
+    import redpacket.wire.proxy as proxy_module
+
+    heard_answers = threading.Semaphore(0)
+
+    class HeldAtSync(socket.socket):
+        def sendall(self, data: Any, flags: int = 0) -> None:
+            super().sendall(data, flags)
+            if bytes(data).endswith(SYNC):
+                heard_answers.acquire(timeout=3)  # the answer is in before we go on
+
+    def connect_held(address: Any, timeout: float) -> socket.socket:
+        sock = connect_to(address, timeout)
+        return HeldAtSync(sock.family, sock.type, sock.proto, fileno=sock.detach())
+
+    monkeypatch.setattr(proxy_module, "connect_to", connect_held)
+    proxy = Proxy(wire_db, ENGINE.wire_protocol()).start()
+    statements: list[str] = []
+
+    class Counting(PassThrough):
+        def before(self, link: Any, request: Any) -> bool:
+            return True
+
+        def after(self, link: Any, request: Any, answer: Any) -> None:
+            statements.extend(request.statements)
+            heard_answers.release()
+
+    proxy.listener = Counting()
+
+    async def fetches() -> None:
+        conn = await asyncpg.connect(proxy.url().render_as_string(hide_password=False))
+        try:
+            for sql in THREE_READS:
+                assert await conn.fetchval(sql, 7)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(fetches())
+    finally:
+        proxy.close()
+    assert [s for s in statements if s in THREE_READS] == THREE_READS

@@ -232,10 +232,11 @@ class _Relay:
                 flushed, parsed = False, _Parsed()
             self._read_into(parsed, kind, message)
             if flushed:  # the rest of a request already let go
-                self.link.upstream.sendall(message)
-                if kind in _ENDS_REQUEST:
+                if kind in _ENDS_REQUEST:  # counted before it goes: its answer can be quicker
                     with self.changed:
                         self.outstanding += parsed.syncs
+                self.link.upstream.sendall(message)
+                if kind in _ENDS_REQUEST:
                     flushed, parsed = False, _Parsed()
                 if kind == b"X":
                     return

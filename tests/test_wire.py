@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from redpacket.wire.housekeeping import is_housekeeping
 from redpacket.wire.link import PassThrough, connect_to
 from redpacket.wire.proxy import Proxy
 from redpacket.wire.tracer import Tracer
-from tests.wire_support import proxied, seed_database_pg
+from tests.wire_support import proxied, seed_database_pg, sessions_left
 
 PSQL = shutil.which("psql")
 needs_psql = pytest.mark.skipif(PSQL is None, reason="psql (PostgreSQL's client) is not installed")
@@ -55,6 +56,14 @@ RESET = "DELETE FROM red_packets"
 def wire_db(server: Server, worker_id_suffix: str) -> Iterator[URL]:
     """A database of this module's own, with the seed's two tables and order 7."""
     yield from seed_database_pg(server, f"redpacket_wire_{worker_id_suffix}")
+
+
+@pytest.fixture(autouse=True)
+def no_session_left_open(wire_db: URL) -> Iterator[None]:
+    """After every test: no half-open session on the server (its own view)."""
+    yield
+    left = sessions_left(wire_db)
+    assert left == [], f"sessions left open: {left}"
 
 
 def script(tmp_path: Path, level: str) -> str:
@@ -213,6 +222,121 @@ def test_race_bad_input_is_one_line_and_status_2(
     err = capsys.readouterr().err
     assert says in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unreachable_upstream_is_one_line_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:  # a port nobody listens on: bound, never listening
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        url = f"postgresql://postgres:s3cret-pw@127.0.0.1:{port}/shop"
+        assert main(["race", "--upstream", url, "--run", "true", "--run", "true",
+                     "--schedule", "serial"]) == 2  # fmt: skip
+    captured = capsys.readouterr()
+    assert "s3cret-pw" not in captured.err + captured.out
+    assert f"cannot connect to postgresql://postgres:***@127.0.0.1:{port}/shop" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("check", "says"),
+    [
+        ("DELETE FROM red_packets", "--check 'DELETE FROM red_packets' is not a query"),
+        ("SELECT * FROM nowhere", "--check failed on the server: 42P01"),
+    ],
+)
+def test_a_check_that_is_no_query_or_fails_stops_the_race_before_it_starts(
+    wire_db: URL, check: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(conninfo(wire_db), autocommit=True) as conn:
+        conn.execute(RESET)
+        conn.execute("INSERT INTO red_packets (order_id) VALUES (7)")
+    url = wire_db.render_as_string(hide_password=False)
+    marker = "redpacket-never-started"
+    assert main(["race", "--upstream", url, "--check", check, "--run", f"echo {marker}",
+                 "--run", "true", "--schedule", "serial"]) == 2  # fmt: skip
+    captured = capsys.readouterr()
+    assert says in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert marker not in captured.out
+    with psycopg.connect(conninfo(wire_db)) as conn:  # the user's rows are as they were
+        assert conn.execute("SELECT count(*) FROM red_packets").fetchone() == (1,)
+        conn.execute(RESET)
+
+
+def test_a_command_that_fails_before_its_first_step_is_told_with_its_status(
+    wire_db: URL, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = wire_db.render_as_string(hide_password=False)
+    failing = "echo 'grant.js: cannot find module pg' >&2; exit 3"
+    assert main(["race", "--upstream", url, "--check", CHECK, "--run", failing,
+                 "--run", "true", "--schedule", "serial"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert (
+        f"T1 ({failing}) exited with status 3 before its first step:"
+        " grant.js: cannot find module pg"
+    ) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@needs_psql
+def test_a_command_that_sends_only_housekeeping_is_told_so(
+    wire_db: URL, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = wire_db.render_as_string(hide_password=False)
+    ping = f'{PSQL} "$DATABASE_URL" -c "SELECT 1"'
+    assert main(["race", "--upstream", url, "--check", CHECK, "--run", ping, "--run", ping,
+                 "--schedule", "serial"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"T1 ({ping}) sent only statements that touch no table (SELECT 1)" in err
+
+
+def test_a_command_that_never_reaches_the_proxy_is_named_and_ended(
+    wire_db: URL, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = wire_db.render_as_string(hide_password=False)
+    stuck = "exec sleep 97.125"  # a command line no other process has
+    assert main(["race", "--upstream", url, "--check", CHECK, "--run", stuck, "--run", "true",
+                 "--schedule", "serial", "--step-timeout", "1"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"T1 ({stuck}) sent no statement through the proxy in 1 s" in err
+    assert not still_running("sleep 97.125")
+
+
+def still_running(command_line: str, within_s: float = 5.0) -> list[int]:
+    """Processes whose command line is ``command_line`` (none, once a kill has landed)."""
+    import psutil
+
+    deadline = time.monotonic() + within_s
+    while True:
+        found = [
+            p.pid for p in psutil.process_iter(["cmdline", "status"])
+            if " ".join(p.info["cmdline"] or ()) == command_line
+            and p.info["status"] != psutil.STATUS_ZOMBIE
+        ]  # fmt: skip
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)  # a SIGKILL lands at once; the scan is what takes time
+
+
+def test_a_function_that_fails_before_its_first_step_is_told_with_its_exception(
+    wire_db: URL,
+) -> None:
+    from redpacket.race.proxied import ProxiedRace
+
+    with ProxiedRace(wire_db) as proxied:
+
+        def grant() -> None:
+            raise ConnectionRefusedError("the pool is closed")
+
+        def read() -> None:
+            with psycopg.connect(proxied.url) as conn:
+                conn.execute("SELECT id FROM orders")
+
+        told = r"T1 \(grant\) raised ConnectionRefusedError before its first step: the pool is"
+        with pytest.raises(RaceError, match=told):
+            proxied.interleave(grant, read, schedule="serial")
 
 
 def test_a_command_that_never_connects_is_named(wire_db: URL) -> None:

@@ -26,7 +26,7 @@ from redpacket.race.wire_faults import parse_fault
 from redpacket.race.wire_race import WireRace
 from redpacket.wire.proxy import Proxy
 from redpacket.wire.tracer import Tracer
-from tests.wire_support import mysql_connect, proxied, seed_database_mysql
+from tests.wire_support import mysql_connect, proxied, seed_database_mysql, sessions_left
 
 MARIADB = shutil.which("mariadb") or shutil.which("mysql")
 needs_client = pytest.mark.skipif(MARIADB is None, reason="the mariadb client is not installed")
@@ -59,6 +59,14 @@ connect = mysql_connect
 def wire_db(mysql_server: Server, worker_id_suffix: str) -> Iterator[URL]:
     """A database of this module's own, with the seed's two tables and order 7."""
     yield from seed_database_mysql(mysql_server, f"redpacket_wire_{worker_id_suffix}")
+
+
+@pytest.fixture(autouse=True)
+def no_session_left_open(wire_db: URL) -> Iterator[None]:
+    """After every test: no half-open session on the server (its own view)."""
+    yield
+    left = sessions_left(wire_db)
+    assert left == [], f"sessions left open: {left}"
 
 
 def grant(tmp_path: Path, level: str) -> str:

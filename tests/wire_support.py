@@ -3,6 +3,7 @@ records what the proxy heard."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,36 @@ def mysql_connect(url: URL, **options: Any) -> pymysql.Connection[Any]:
     )  # fmt: skip
 
 
+PG_SESSIONS = (
+    "SELECT coalesce(application_name, '') || ' ' || coalesce(state, '') || ': '"
+    " || coalesce(query, '') FROM pg_stat_activity"
+    " WHERE datname = %s AND pid <> pg_backend_pid()"
+)
+MYSQL_SESSIONS = (
+    "SELECT concat(user, '@', host, ' ', command, ': ', coalesce(info, ''))"
+    " FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()"
+)
+
+
+def sessions_left(url: URL, within_s: float = 10.0) -> list[str]:
+    """The sessions still open on ``url``'s database, from the server's own view. A
+    backend ends a moment after its client hangs up, so the server is asked again until
+    none is left or ``within_s`` has passed: a half-open session stays in the answer."""
+    deadline = time.monotonic() + within_s
+    while True:
+        if engine_of(url).name == "postgresql":
+            with psycopg.connect(conninfo(url), autocommit=True) as conn:
+                rows = conn.execute(PG_SESSIONS, (url.database,)).fetchall()
+        else:
+            with mysql_connect(url, autocommit=True) as conn, conn.cursor() as cursor:
+                cursor.execute(MYSQL_SESSIONS, (url.database,))
+                rows = list(cursor.fetchall())
+        left = [str(row[0]) for row in rows]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)  # waiting for backends to exit, as seen from the server
+
+
 def seed_database_pg(server: Server, name: str) -> Iterator[URL]:
     """A database ``name`` with the seed's two tables and order 7; dropped afterwards."""
     with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
@@ -35,8 +66,10 @@ def seed_database_pg(server: Server, name: str) -> Iterator[URL]:
         conn.execute("CREATE TABLE red_packets (id serial PRIMARY KEY, order_id int NOT NULL)")
         conn.execute("INSERT INTO orders VALUES (7)")
     yield url
+    left = sessions_left(url)
     with psycopg.connect(conninfo(server.url), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    assert left == [], f"sessions left open on {name}: {left}"
 
 
 def seed_database_mysql(server: Server, name: str) -> Iterator[URL]:
@@ -49,9 +82,12 @@ def seed_database_mysql(server: Server, name: str) -> Iterator[URL]:
         cur.execute("CREATE TABLE red_packets (id int AUTO_INCREMENT PRIMARY KEY,"
                     " order_id int NOT NULL)")  # fmt: skip
         cur.execute("INSERT INTO orders VALUES (7)")
-    yield server.url.set(database=name)
+    url = server.url.set(database=name)
+    yield url
+    left = sessions_left(url)
     with mysql_connect(server.url, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    assert left == [], f"sessions left open on {name}: {left}"
 
 
 class Heard(PassThrough):

@@ -107,11 +107,12 @@ def explore_with(
     reset: Callable[[], Any] | None = None,
     *,
     max_runs: int = 1000,
-    idle_hint: str = "",
+    idle_hint: str | Callable[[int], str] = "",
     progress: Callable[[int, int], None] | None = None,
 ) -> Exploration:
     """Every order, each run on a controller of its own (Python calls or programs behind
-    the proxy alike); ``progress(runs, known)`` after each run."""
+    the proxy alike); ``progress(runs, known)`` after each run. ``idle_hint``: what to
+    add when a call ran without a statement, or who says why call N had none."""
     if not callable(check):
         raise RaceError("explore needs check=, a function that asserts the invariant")
     found = Exploration()
@@ -129,6 +130,8 @@ def explore_with(
         found.runs += 1
         if found.runs == 1 and any(not call.statements for call in result.calls):
             idle = next(call.number for call in result.calls if not call.statements)
+            if callable(idle_hint):
+                raise RaceError(idle_hint(idle))
             raise RaceError(f"T{idle} ran without a statement {idle_hint}".rstrip())
         seen.add(tuple(executed))
         problem = verdict(check)

@@ -94,15 +94,23 @@ class ProxiedRace:
     def _faults(self, faults: Sequence[str], count: int) -> list[Fault]:
         return [parse_fault(text, count) for text in faults]
 
-    def _controller(self, fns: Sequence[Callable[[], Any]], faults: list[Fault]) -> Controller:
+    def _controller(
+        self, fns: Sequence[Callable[[], Any]], faults: list[Fault],
+        made: list[WireCalls] | None = None,
+    ) -> Controller:  # fmt: skip
         for fn in fns:
             if not callable(fn):
                 raise RaceError(f"{fn!r} is not callable: pass the functions themselves")
         names = [getattr(fn, "__name__", repr(fn)) for fn in fns]
 
         def participants() -> WireCalls:
-            return WireCalls(self.proxy, self.database, fns, names,
-                             start_timeout=self.step_timeout, faults=faults, hint=HINT)  # fmt: skip
+            calls = WireCalls(
+                self.proxy, self.database, fns, names, start_timeout=self.step_timeout,
+                faults=faults, hint=HINT,
+            )  # fmt: skip
+            if made is not None:
+                made.append(calls)
+            return calls
 
         return Controller(self.upstream, participants, len(fns), step_timeout=self.step_timeout)
 
@@ -112,11 +120,12 @@ class ProxiedRace:
     ) -> RaceResult:
         """Each function in its own thread, their round trips released in ``schedule``."""
         entries = schedule_entries(schedule, len(fns))
-        result = self._controller(fns, self._faults(faults, len(fns))).run(entries)
+        made: list[WireCalls] = []
+        result = self._controller(fns, self._faults(faults, len(fns)), made).run(entries)
         self.last = result
         idle = [call.number for call in result.calls if not call.statements]
         if idle:
-            raise RaceError(f"T{idle[0]} ran to its end without a statement {HINT}")
+            raise RaceError(made[-1].why_idle(idle[0]))
         self._note([f"schedule {schedule} (through the proxy)", result.timeline])
         return result
 
@@ -126,8 +135,11 @@ class ProxiedRace:
         reset: Callable[[], Any] | None = None, max_runs: int = 1000,
     ) -> Exploration:  # fmt: skip
         """Every order of the functions' round trips, ``reset`` before and ``check`` after each."""
-        found = explore_with(lambda: self._controller(fns, []), check, reset, max_runs=max_runs,
-                             idle_hint=HINT)  # fmt: skip
+        made: list[WireCalls] = []
+        found = explore_with(
+            lambda: self._controller(fns, [], made), check, reset, max_runs=max_runs,
+            idle_hint=lambda number: made[-1].why_idle(number),
+        )  # fmt: skip
         shortest = found.shortest
         if shortest is not None:
             self.last = shortest.result

@@ -12,8 +12,11 @@ controller its end before the client hears it. Connections that are no participa
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,17 +55,45 @@ def with_url(command: str, proxy: Proxy) -> str:
     return command.replace("{url}", proxy.url().render_as_string(hide_password=False))
 
 
-def command_runner(command: str, proxy: Proxy) -> Callable[[], Finished]:
-    """A shell command as a participant: run with the proxy's URL, its exit kept."""
+class CommandRunner:
+    """A shell command as a participant: run with the proxy's URL, its exit kept.
 
-    def run() -> Finished:
-        done = subprocess.run(
-            with_url(command, proxy), shell=True, env=proxy_env(proxy), capture_output=True,
-            text=True, errors="replace", stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        return Finished(command, done.returncode, (done.stdout + done.stderr)[-OUTPUT_KEPT:])
+    It runs in a process group of its own, so a race that gives up on it (it never
+    reached the proxy, a step timed out) ends it and whatever its shell started, rather
+    than leaving it running after the lab has exited."""
 
-    return run
+    def __init__(self, command: str, proxy: Proxy) -> None:
+        self.command = command
+        self.proxy = proxy
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self._stopped = False
+
+    def __call__(self) -> Finished:
+        with self._lock:
+            if self._stopped:
+                return Finished(self.command, -signal.SIGTERM, "")
+            process = subprocess.Popen(
+                with_url(self.command, self.proxy), shell=True, env=proxy_env(self.proxy),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                text=True, errors="replace", start_new_session=True,
+            )  # fmt: skip
+            self._running.add(process)
+        try:
+            output, _ = process.communicate()
+        finally:
+            with self._lock:
+                self._running.discard(process)
+        return Finished(self.command, process.returncode, output[-OUTPUT_KEPT:])
+
+    def stop(self) -> None:
+        """End the command's process group, now and for any later call."""
+        with self._lock:
+            self._stopped = True
+            running = list(self._running)
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 class WireCalls(Participants):
@@ -81,18 +112,28 @@ class WireCalls(Participants):
         self.faults = Injector(faults)
         self._links: dict[int, Call] = {}  # link number -> its call
         self._waiting_for_link: Call | None = None  # the call whose first step is awaited
+        # what each call did before its first step, to say why it had none
+        self._opened_while: dict[int, int] = {}  # link number -> the call awaited then
+        self._housekeeping: dict[int, list[str]] = {}  # call -> statements not held
         super().__init__(database, list(fns))
 
     # -- the proxy's listener --------------------------------------------------------------
 
     def opened(self, link: Link) -> None:
-        pass
+        with self.changed:
+            if self._waiting_for_link is not None:
+                self._opened_while[link.number] = self._waiting_for_link.number
 
     def closed(self, link: Link) -> None:
         pass
 
     def before(self, link: Link, request: Request) -> bool:
-        if is_housekeeping(request.statements, link.in_transaction) or request.closes:
+        if request.closes:
+            return False
+        if is_housekeeping(request.statements, link.in_transaction):
+            opener = self._opened_while.get(link.number)
+            if opener is not None and request.statements:
+                self._housekeeping.setdefault(opener, []).append(request.sql)
             return False
         with self.changed:
             call = self._links.get(link.number)
@@ -125,6 +166,32 @@ class WireCalls(Participants):
     def cuts(self) -> list[Cut]:
         return self.faults.cuts
 
+    def why_idle(self, number: int) -> str:
+        """Why call ``number`` ended with no step, from what it did: how it ended (a
+        command's exit status and last line; a function's exception), whether it opened
+        a connection through the proxy, and the statements it sent that no race holds."""
+        call = self.calls[number - 1]
+        who = f"T{number} ({self.names[number - 1]})"
+        ended = call.exception if call.exception is not None else call.result
+        if isinstance(ended, Finished) and ended.status != 0:
+            said = f": {ended.last_line}" if ended.last_line else ""
+            return f"{who} exited with status {ended.status} before its first step{said}"
+        if isinstance(ended, BaseException):
+            text = str(ended).strip().splitlines()
+            said = f": {text[0]}" if text else ""
+            return f"{who} raised {type(ended).__name__} before its first step{said}"
+        sent = self._housekeeping.get(number, [])
+        if sent:
+            shown = "; ".join(dict.fromkeys(sent))
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            return (
+                f"{who} sent only statements that touch no table ({shown}): a race holds"
+                " the steps that read or write a table, and it had none"
+            )
+        if number in self._opened_while.values():
+            return f"{who} connected through the proxy but sent no statement"
+        return f"{who} ran to its end without a statement through the proxy: {self.hint}"
+
     # -- starting the commands, one at a time ---------------------------------------------
 
     def __enter__(self) -> WireCalls:
@@ -138,6 +205,7 @@ class WireCalls(Participants):
                 while call.state is State.RUNNING and self._waiting_for_link is call:
                     if time.monotonic() > deadline:
                         self.release_all()
+                        self.stop_commands()
                         raise RaceError(
                             f"T{call.number} ({self.names[call.number - 1]}) sent no"
                             f" statement through the proxy in {self.start_timeout:.0f} s:"
@@ -147,6 +215,14 @@ class WireCalls(Participants):
                 self._waiting_for_link = None
         return self
 
-    def __exit__(self, *_: Any) -> None:
+    def stop_commands(self) -> None:
+        """Participants that are shell commands end with the race that gave up on them."""
+        for call in self.calls:
+            if isinstance(call.fn, CommandRunner):
+                call.fn.stop()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        if kind is not None:
+            self.stop_commands()
         super().__exit__()
         self.proxy.listener = PassThrough()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,18 +19,23 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redpacket.database.connect import connect
 from redpacket.database.url import URL
 from redpacket.database.urls import engine_of
 from redpacket.errors import LabError
 from redpacket.race.controller import Controller, RaceError, schedule_entries
 from redpacket.race.explore import Exploration, explore_with
 from redpacket.race.timeline import RaceResult
-from redpacket.race.wire_calls import Finished, WireCalls, command_runner, proxy_env, with_url
+from redpacket.race.wire_calls import CommandRunner, Finished, WireCalls, proxy_env, with_url
 from redpacket.race.wire_faults import Cut, Fault
 from redpacket.race.wire_hammer import WireHammered, hammer
 from redpacket.wire.proxy import Proxy
 
 READY_TIMEOUT_S = 30.0
+# --check is read, never run for its effects: it must be a query (a statement that
+# changed the data would make every attempt "correct", and change the user's tables)
+_QUERY = re.compile(r"\s*(\(\s*)*(select|with|values|table)\b", re.IGNORECASE)
+CHECK_IS_A_QUERY = "give a query (SELECT ...) returning the rows that break the invariant"
 
 
 @dataclass(frozen=True)
@@ -64,43 +70,52 @@ class WireRace:
     def __post_init__(self) -> None:
         if len(self.commands) < 2:
             raise LabError("a race needs two --run commands or more (the competing requests)")
+        if self.check is not None and not _QUERY.match(self.check):
+            raise LabError(f"--check {_short(self.check)!r} is not a query: {CHECK_IS_A_QUERY}")
         self.database = engine_of(self.upstream)
 
     # -- the server's side ------------------------------------------------------------------
 
-    def sql(self, text: str, what: str) -> tuple[tuple[Any, ...], ...]:
-        """Run ``text`` on the upstream, autocommit; its rows."""
-        conn = self.database.connect(self.upstream, autocommit=True)
-        try:
+    def sql(self, text: str, what: str, query: bool = False) -> tuple[tuple[Any, ...], ...]:
+        """Run ``text`` on the upstream, autocommit; its rows (``query``: it must have a
+        result). Failing to connect is one line naming the server without its password."""
+        with connect(self.upstream, autocommit=True) as conn:
             cursor = conn.cursor()
             try:
                 cursor.execute(text)
             except Exception as exc:
                 error = self.database.error_of(exc)
-                said = error.shown + " " + error.message if error else str(exc)
-                raise LabError(f"{what} failed on the server: {said}") from exc
-            rows = cursor.fetchall() if cursor.description else []
-            return tuple(tuple(row) for row in rows)
-        finally:
-            conn.close()
+                if error is None:
+                    raise
+                raise LabError(
+                    f"{what} failed on the server: {error.shown} {error.message}"
+                ) from None
+            if cursor.description is None:
+                if query:
+                    raise LabError(f"{what} returned no result: {CHECK_IS_A_QUERY}")
+                return ()
+            return tuple(tuple(row) for row in cursor.fetchall())
 
     def _reset(self) -> None:
         if self.reset:
             self.sql(self.reset, "--reset")
 
     def _broken(self) -> tuple[tuple[Any, ...], ...]:
-        return self.sql(self.check, "--check") if self.check else ()
+        return self.sql(self.check, "--check", query=True) if self.check else ()
 
     # -- running ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Proxy]:
         """The proxy up (and the service, if any, started and ready) for the whole race."""
+        with connect(self.upstream, autocommit=True):
+            pass  # the server answers, or the race stops here in one line
         proxy = Proxy(self.upstream, self.database.wire_protocol(), self.listen,
                       on_note=self.notes.append)  # fmt: skip
         with proxy:
             if self.setup:
                 self.sql(self.setup, "--setup")
+            self._broken()  # a --check the server refuses stops the race before it starts
             service = self._serve(proxy)
             try:
                 if service is not None and self.ready:
@@ -122,7 +137,7 @@ class WireRace:
 
     def _controller(self, proxy: Proxy, made: list[WireCalls] | None = None) -> Controller:
         def participants() -> WireCalls:
-            runners = [command_runner(command, proxy) for command in self.commands]
+            runners = [CommandRunner(command, proxy) for command in self.commands]
             calls = WireCalls(proxy, self.database, runners, self.commands,
                               start_timeout=self.step_timeout, faults=self.faults)  # fmt: skip
             if made is not None:
@@ -138,14 +153,14 @@ class WireRace:
             self._reset()
             made: list[WireCalls] = []
             result = self._controller(proxy, made).run(entries)
-            _no_idle(result, self.commands)
+            _no_idle(result, made[-1])
             return Attempt(result, self._broken(), schedule, tuple(made[-1].cuts))
 
     def hammered(
         self, attempts: int, progress: Callable[[int, int], None] | None = None
     ) -> WireHammered:
         with self.running() as proxy:
-            runners = [command_runner(command, proxy) for command in self.commands]
+            runners = [CommandRunner(command, proxy) for command in self.commands]
             return hammer(proxy, runners, attempts, self.faults, self._reset, self._broken,
                           progress)  # fmt: skip
 
@@ -157,21 +172,18 @@ class WireRace:
             if rows:
                 raise AssertionError(f"--check returned {len(rows)} row(s): {rows[0]!r}")
 
+        made: list[WireCalls] = []
         with self.running() as proxy:
             return explore_with(
-                lambda: self._controller(proxy), check, self._reset, max_runs=max_runs,
-                idle_hint="through the proxy: does it connect to DATABASE_URL (or {url})?",
-                progress=progress,
+                lambda: self._controller(proxy, made), check, self._reset, max_runs=max_runs,
+                idle_hint=lambda number: made[-1].why_idle(number), progress=progress,
             )  # fmt: skip
 
 
-def _no_idle(result: RaceResult, commands: Sequence[str]) -> None:
+def _no_idle(result: RaceResult, calls: WireCalls) -> None:
     idle = [call.number for call in result.calls if not call.statements]
     if idle:
-        raise RaceError(
-            f"T{idle[0]} ({commands[idle[0] - 1]}) ran to its end without a statement through"
-            " the proxy: does it connect to DATABASE_URL (or {url})?"
-        )
+        raise RaceError(calls.why_idle(idle[0]))
 
 
 def _stop(service: subprocess.Popen[bytes]) -> None:
@@ -213,6 +225,11 @@ def _answers(ready: str) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+def _short(sql: str) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= 40 else flat[:37] + "..."
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -224,15 +224,22 @@ def test_race_bad_input_is_one_line_and_status_2(
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["race", "--run", "true", "--run", "true", "--schedule", "serial"],
+        ["proxy"],
+        ["proxy", "--pass-through"],
+    ],
+)
 def test_an_unreachable_upstream_is_one_line_without_its_password(
-    capsys: pytest.CaptureFixture[str],
+    command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with socket.socket() as taken:  # a port nobody listens on: bound, never listening
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         url = f"postgresql://postgres:s3cret-pw@127.0.0.1:{port}/shop"
-        assert main(["race", "--upstream", url, "--run", "true", "--run", "true",
-                     "--schedule", "serial"]) == 2  # fmt: skip
+        assert main([*command, "--upstream", url]) == 2
     captured = capsys.readouterr()
     assert "s3cret-pw" not in captured.err + captured.out
     assert f"cannot connect to postgresql://postgres:***@127.0.0.1:{port}/shop" in captured.err

@@ -69,6 +69,10 @@ def proxy(
 
     address = parse_listen(listen)
     protocol = database.wire_protocol()
+    from redpacket.database.connect import connect
+
+    with connect(url, autocommit=True):
+        pass  # the server answers, or the proxy says so in one line before it listens
     with Proxy(url, protocol, address, on_note=note, pass_through=pass_through) as running:
         tracer = None if pass_through else Tracer(url, database, emit)
         if tracer is not None:

@@ -753,3 +753,64 @@ def test_a_flushed_request_is_counted_even_when_its_answer_beats_the_proxy(
     finally:
         proxy.close()
     assert [s for s in statements if s in THREE_READS] == THREE_READS
+
+
+def pipelined_grant(url: str, level: psycopg.IsolationLevel) -> None:
+    """The seed's grant in psycopg 3's pipeline mode: the reads go out together, and the
+    INSERT is sent on, before the pipeline's Sync, once the check's row has been read."""
+    with psycopg.connect(url) as conn:
+        conn.isolation_level = level
+        with conn.pipeline():
+            conn.execute("SELECT id FROM orders WHERE id = %s", (7,))
+            conn.execute("SELECT id FROM orders WHERE id = %s FOR UPDATE", (7,))
+            found = conn.execute("SELECT 1 FROM red_packets WHERE order_id = %s", (7,))
+            if found.fetchone() is None:
+                conn.execute("INSERT INTO red_packets (order_id) VALUES (%s)", (7,))
+
+
+@pytest.mark.parametrize(
+    ("level", "packets"),
+    [(psycopg.IsolationLevel.REPEATABLE_READ, 2), (psycopg.IsolationLevel.READ_COMMITTED, 1)],
+    ids=["repeatable read", "read committed"],
+)
+def test_psycopg_pipeline_mode_is_raced_a_pipeline_a_step(
+    wire_db: URL, level: psycopg.IsolationLevel, packets: int
+) -> None:
+    from redpacket.race.proxied import ProxiedRace
+
+    def count() -> int:
+        with psycopg.connect(conninfo(wire_db)) as conn:
+            row = conn.execute("SELECT count(*) FROM red_packets").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def reset() -> None:
+        with psycopg.connect(conninfo(wire_db)) as conn:
+            conn.execute(RESET)
+
+    reset()
+    with ProxiedRace(wire_db) as proxied:
+        grant = lambda: pipelined_grant(proxied.url, level)  # noqa: E731
+        # a pipeline is one round trip: T1's (its lock taken, its INSERT sent) then T2's,
+        # which waits for T1's lock, then T1's COMMIT
+        result = proxied.interleave(grant, grant, schedule="t1-first-read")
+        assert count() == packets
+        waits = [e for e in result.events if e.kind == "wait"]
+        assert [(e.call, e.waited_on) for e in waits] == [(2, (1,))]  # the server's account
+        t1_pipeline = next(e for e in result.events if e.call == 1 and e.kind == "done")
+        # one step: the three reads and the INSERT sent on before the pipeline's Sync
+        assert "FOR UPDATE" in t1_pipeline.sql
+        assert "INSERT INTO red_packets" in t1_pipeline.sql
+        assert "(bound: 7, 7, 7, 7)" in t1_pipeline.sql
+
+        def one_grant() -> None:
+            assert count() == 1
+
+        found = proxied.explore(grant, grant, check=one_grant, reset=reset)
+        assert found.complete
+        if packets == 1:
+            assert found.failing == []
+        else:
+            assert found.shortest is not None  # T2's pipeline waits on T1's lock, then ends
+            assert found.shortest.schedule == "T1:1,T2:1,T1:end,T2:end"
+    reset()

@@ -160,7 +160,14 @@ class WireCalls(Participants):
         if call is None:
             return
         cut = self.faults.after(call.number, call.started, link, request, answer)
-        self.ends_for(call, answer.error if cut is None else cut.error)
+        with self.changed:
+            statement = call.current
+            if statement is not None and not statement.done and request.statements:
+                # a request let go at a Flush grew after it went (its Bind's values, the
+                # statements a pipeline sent on): the step is what the server received
+                statement.sql = request.sql
+                statement.params = tuple(value for bound in request.params for value in bound)
+            self.ends_for(call, answer.error if cut is None else cut.error)
 
     @property
     def cuts(self) -> list[Cut]:

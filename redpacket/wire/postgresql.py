@@ -232,8 +232,11 @@ class _Relay:
                 flushed, parsed = False, _Parsed()
             self._read_into(parsed, kind, message)
             if flushed:  # the rest of a request already let go
-                if kind in _ENDS_REQUEST:  # counted before it goes: its answer can be quicker
-                    with self.changed:
+                with self.changed:
+                    if kind == b"B" and self.current is not None:
+                        # what the server is now asked too: the step's answer says so
+                        self.current = parsed.request()
+                    if kind in _ENDS_REQUEST:  # counted before it goes: its answer can be quicker
                         self.outstanding += parsed.syncs
                 self.link.upstream.sendall(message)
                 if kind in _ENDS_REQUEST:

@@ -3,7 +3,7 @@ Connector/J, each running the seed's grant as its own program, unchanged.
 
 Each is raced at t2-waits: at repeatable read the duplicate shows on both servers (T2
 waits on the server for T1's lock, then its check misses T1's row), at read committed
-the same program is correct. Where a client is not installed the test says so;
+the same program is correct; then explored, every order of the two programs' steps. Where a client is not installed the test says so;
 ``.ci/run`` installs them all (npm's ``pg`` and ``mysql2`` into tests/node, Debian's
 ``libpostgresql-jdbc-java`` and ``libmariadb-java``).
 """
@@ -126,6 +126,28 @@ def test_the_clients_program_duplicates_at_repeatable_read_and_holds_at_read_com
     fixed = client.command(classes or HERE, "READ COMMITTED")
     race = WireRace(database, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=30)
     assert race.scheduled("t2-waits").broken == ()
+
+
+def test_explore_finds_the_clients_duplicate_and_every_schedule_of_the_fix_holds(
+    client: Client, database: URL, classes: Path | None
+) -> None:
+    """Every order of the two programs' steps, each run judged by the check on the server."""
+    assert classes is not None or client.name.startswith("node")
+    broken = client.command(classes or HERE, "REPEATABLE READ")
+    race = WireRace(database, [broken, broken], check=CHECK, reset=RESET, step_timeout=30)
+    found = race.explored()
+    assert found.complete
+    assert found.shortest is not None, found
+    # T1 reads (its snapshot taken), T2 grants and commits, T1's check misses T2's row
+    assert found.shortest.schedule == "T1:1,T2:end,T1:end"
+    assert "--check returned 1 row(s): (7, 2)" in found.shortest.message
+
+    fixed = client.command(classes or HERE, "READ COMMITTED")
+    race = WireRace(database, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=30)
+    held = race.explored()
+    assert held.complete
+    assert held.runs > 1
+    assert held.failing == [], str(held.shortest)
 
 
 @pytest.mark.parametrize(

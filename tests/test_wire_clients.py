@@ -3,7 +3,8 @@ Connector/J, each running the seed's grant as its own program, unchanged.
 
 Each is raced at t2-waits: at repeatable read the duplicate shows on both servers (T2
 waits on the server for T1's lock, then its check misses T1's row), at read committed
-the same program is correct; then explored, every order of the two programs' steps. Where a client is not installed the test says so;
+the same program is correct; then explored, every order of the two programs' steps.
+Where a client is not installed the test says so;
 ``.ci/run`` installs them all (npm's ``pg`` and ``mysql2`` into tests/node, Debian's
 ``libpostgresql-jdbc-java`` and ``libmariadb-java``).
 """

@@ -24,6 +24,7 @@ from redpacket.database.url import URL
 from redpacket.engines.mysql import ENGINE
 from redpacket.race.wire_faults import parse_fault
 from redpacket.race.wire_race import WireRace
+from redpacket.wire.link import Answer, Link, PassThrough, Request
 from redpacket.wire.proxy import Proxy
 from redpacket.wire.tracer import Tracer
 from tests.wire_support import mysql_connect, proxied, seed_database_mysql, sessions_left
@@ -337,3 +338,54 @@ def test_an_upstream_on_a_unix_socket_is_reached_by_it(wire_db: URL) -> None:
         assert len(proxy.links) == 1
     finally:
         proxy.close()
+
+
+def test_change_user_and_a_server_side_cursor_keep_the_relay_in_step(
+    wire_db: URL, password_user: tuple[str, str, str]
+) -> None:
+    """Oracle's driver asks what few drivers do: a cursor opened on the server
+    (COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY, rows by COM_STMT_FETCH) and
+    COM_CHANGE_USER, whose answer is a new authentication on the same session. The
+    proxy must end each answer where the server did, or every later step is misread."""
+    connector = pytest.importorskip("mysql.connector")
+    native, _edwards, password = password_user
+    proxy, _ = proxied(wire_db)
+    answered: list[tuple[tuple[str, ...], tuple[str, ...], bool]] = []
+
+    class Answers(PassThrough):
+        def before(self, link: Link, request: Request) -> bool:
+            return True  # hear every answer
+
+        def after(self, link: Link, request: Request, answer: Answer) -> None:
+            answered.append((request.statements, answer.tags, answer.in_transaction))
+
+    proxy.listener = Answers()
+    try:
+        cnx = connector.connect(host=proxy.host, port=proxy.port, user="root",
+                                database=wire_db.database, use_pure=True)  # fmt: skip
+        try:
+            prepared = cnx.cmd_stmt_prepare(b"SELECT id FROM orders WHERE id > ?")
+            opened = cnx.cmd_stmt_execute(prepared["statement_id"], data=(0,),
+                                          parameters=prepared["parameters"], flags=1)  # fmt: skip
+            assert opened[2]["status_flag"] & 64  # SERVER_STATUS_CURSOR_EXISTS: no rows yet
+            cnx.cmd_stmt_fetch(prepared["statement_id"], 10)
+            rows, _end = cnx.get_rows(binary=True, columns=opened[1])
+            assert [tuple(row) for row in rows] == [(7,)]
+            cnx.cmd_stmt_close(prepared["statement_id"])
+            cnx.commit()
+            cnx.cmd_change_user(username=native, password=password, database=wire_db.database)
+            cursor = cnx.cursor()
+            cursor.execute("SELECT CONNECTION_ID(), CURRENT_USER(), count(*) FROM orders")
+            session, user, orders = cursor.fetchone()
+            cursor.close()
+        finally:
+            cnx.close()
+    finally:
+        proxy.close()
+    assert user.startswith(native)
+    assert orders == 1
+    assert [link.session_id for link in proxy.links] == [session]  # the same session
+    assert (("SELECT id FROM orders WHERE id > ?",), (), True) in answered  # cursor opened
+    assert ((), ("SELECT 1",), True) in answered  # its fetch: one row, as the server said
+    last = ("SELECT CONNECTION_ID(), CURRENT_USER(), count(*) FROM orders",)
+    assert answered[-1] == (last, ("SELECT 1",), True)  # after the new login, in step

@@ -814,3 +814,20 @@ def test_psycopg_pipeline_mode_is_raced_a_pipeline_a_step(
             assert found.shortest is not None  # T2's pipeline waits on T1's lock, then ends
             assert found.shortest.schedule == "T1:1,T2:1,T1:end,T2:end"
     reset()
+
+
+REQUIRING_TLS = ' "$DATABASE_URL?sslmode=require" -c "SELECT id FROM orders"'
+
+
+@needs_psql
+def test_a_participant_that_requires_tls_is_told_why_in_one_line(
+    wire_db: URL, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = wire_db.render_as_string(hide_password=False)
+    strict = f"{PSQL}{REQUIRING_TLS}"
+    assert main(["race", "--upstream", url, "--check", CHECK, "--run", strict,
+                 "--run", strict, "--schedule", "serial"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"T1 ({strict}) exited with status 2 before its first step" in err
+    assert "server does not support SSL, but SSL was required" in err  # psql's own words

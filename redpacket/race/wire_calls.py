@@ -115,6 +115,7 @@ class WireCalls(Participants):
         # what each call did before its first step, to say why it had none
         self._opened_while: dict[int, int] = {}  # link number -> the call awaited then
         self._housekeeping: dict[int, list[str]] = {}  # call -> statements not held
+        self._notes_from: dict[int, int] = {}  # call -> the proxy's first note since it started
         super().__init__(database, list(fns))
 
     # -- the proxy's listener --------------------------------------------------------------
@@ -173,6 +174,15 @@ class WireCalls(Participants):
     def cuts(self) -> list[Cut]:
         return self.faults.cuts
 
+    def _proxy_said(self, number: int) -> str:
+        """What the proxy noted while the call was the one awaited (a client refused TLS)."""
+        start = self._notes_from.get(number)
+        if start is None:
+            return ""
+        end = self._notes_from.get(number + 1, len(self.proxy.notes))
+        notes = [note.partition(": ")[2] or note for note in self.proxy.notes[start:end]]
+        return f"; the proxy: {'; '.join(notes)}" if notes else ""
+
     def why_idle(self, number: int) -> str:
         """Why call ``number`` ended with no step, from what it did: how it ended (a
         command's exit status and last line; a function's exception), whether it opened
@@ -182,7 +192,8 @@ class WireCalls(Participants):
         ended = call.exception if call.exception is not None else call.result
         if isinstance(ended, Finished) and ended.status != 0:
             said = f": {ended.last_line}" if ended.last_line else ""
-            return f"{who} exited with status {ended.status} before its first step{said}"
+            told = self._proxy_said(number)
+            return f"{who} exited with status {ended.status} before its first step{said}{told}"
         if isinstance(ended, BaseException):
             text = str(ended).strip().splitlines()
             said = f": {text[0]}" if text else ""
@@ -206,6 +217,7 @@ class WireCalls(Participants):
         for call in self.calls:
             with self.changed:
                 self._waiting_for_link = call
+                self._notes_from[call.number] = len(self.proxy.notes)
             self._start(call)
             deadline = time.monotonic() + self.start_timeout
             with self.changed:

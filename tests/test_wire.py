@@ -8,6 +8,7 @@ that know nothing of the lab, which is the point of the wire.
 from __future__ import annotations
 
 import json
+import select
 import shutil
 import socket
 import subprocess
@@ -33,7 +34,7 @@ from redpacket.wire.housekeeping import is_housekeeping
 from redpacket.wire.link import PassThrough, connect_to
 from redpacket.wire.proxy import Proxy
 from redpacket.wire.tracer import Tracer
-from tests.wire_support import proxied, seed_database_pg, sessions_left
+from tests.wire_support import Heard, proxied, seed_database_pg, sessions_left
 
 PSQL = shutil.which("psql")
 needs_psql = pytest.mark.skipif(PSQL is None, reason="psql (PostgreSQL's client) is not installed")
@@ -176,6 +177,11 @@ def test_explore_through_the_wire_finds_the_shortest_breaking_schedule(
     assert 0 < len(found.failing) < found.runs  # serial orders are correct
     serial = WireRace(wire_db, [command, command], check=CHECK, reset=RESET)
     assert serial.scheduled("serial").broken == ()
+    fixed = script(tmp_path, "READ COMMITTED")
+    held = WireRace(wire_db, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=20).explored()
+    assert held.complete
+    assert held.runs > 1
+    assert held.failing == [], str(held.shortest)  # every order of the fix holds
 
 
 @needs_psql
@@ -795,6 +801,9 @@ def test_psycopg_pipeline_mode_is_raced_a_pipeline_a_step(
         # which waits for T1's lock, then T1's COMMIT
         result = proxied.interleave(grant, grant, schedule="t1-first-read")
         assert count() == packets
+        t1_steps = [e.sql for e in result.events if e.call == 1 and e.kind == "done"]
+        assert len(t1_steps) == 2  # the pipeline, then COMMIT (psycopg's lone Flush is none)
+        assert t1_steps[1] == "COMMIT"
         waits = [e for e in result.events if e.kind == "wait"]
         assert [(e.call, e.waited_on) for e in waits] == [(2, (1,))]  # the server's account
         t1_pipeline = next(e for e in result.events if e.call == 1 and e.kind == "done")
@@ -831,3 +840,70 @@ def test_a_participant_that_requires_tls_is_told_why_in_one_line(
     assert len(err.strip().splitlines()) == 1
     assert f"T1 ({strict}) exited with status 2 before its first step" in err
     assert "server does not support SSL, but SSL was required" in err  # psql's own words
+
+
+def test_a_pipelining_client_has_every_request_held_and_answered_in_order(wire_db: URL) -> None:
+    """libpq's pipeline mode, a Sync after each statement, sends its second request while
+    the first is still unanswered (here: waiting, on the server, for a lock held
+    elsewhere). Each is a request of its own, heard before it goes, answered in order;
+    the relay once passed the second one unheard, as if it were the first's COPY data."""
+    proxy, _ = proxied(wire_db)
+    heard: list[tuple[str, ...]] = []
+    answered: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+
+    class InOrder(Heard):
+        def before(self, link: Any, request: Any) -> bool:
+            heard.append(request.statements)
+            return True
+
+        def after(self, link: Any, request: Any, answer: Any) -> None:
+            answered.append((request.statements, answer.tags))
+
+    proxy.listener = InOrder()
+    rows: list[Any] = []
+
+    def pipelined() -> None:
+        """libpq's own pipeline mode: both requests written before any answer is read."""
+        with psycopg.connect(conninfo(proxy.url()), autocommit=True) as conn:
+            pgconn = conn.pgconn
+            pgconn.enter_pipeline_mode()
+            pgconn.send_query_params(b"SELECT id FROM orders WHERE id = $1 FOR UPDATE", [b"7"])
+            pgconn.pipeline_sync()
+            pgconn.send_query_params(b"SELECT count(*) FROM red_packets", None)
+            pgconn.pipeline_sync()
+            while pgconn.flush():
+                pass
+            syncs = 0
+            while syncs < 2:
+                select.select([pgconn.socket], [], [], 5.0)  # an answer to read
+                pgconn.consume_input()
+                while syncs < 2 and not pgconn.is_busy():
+                    result = pgconn.get_result()
+                    if result is None:
+                        continue  # between one statement's results and the next's
+                    if result.status == psycopg.pq.ExecStatus.PIPELINE_SYNC:
+                        syncs += 1
+                    elif result.status == psycopg.pq.ExecStatus.TUPLES_OK:
+                        rows.append(int(result.get_value(0, 0) or b"0"))
+
+    try:
+        with psycopg.connect(conninfo(wire_db)) as holder:
+            holder.execute("SELECT id FROM orders WHERE id = 7 FOR UPDATE")
+            client = threading.Thread(target=pipelined)
+            client.start()
+            deadline = time.monotonic() + 20
+            while not any(ENGINE.blocked_by(holder, link.session_id or 0) for link in proxy.links):
+                assert time.monotonic() < deadline, "the client's first request never waited"
+                time.sleep(0.01)  # polling the server's own view of the wait
+            holder.commit()
+        client.join(20)
+    finally:
+        proxy.close()
+    assert rows == [7, 0]
+    statements = [
+        ("SELECT id FROM orders WHERE id = $1 FOR UPDATE",),
+        ("SELECT count(*) FROM red_packets",),
+    ]
+    assert [h for h in heard if h] == statements  # (and the pipeline's closing lone Sync)
+    assert [a for a in answered if a[0]] == [(statements[0], ("SELECT 1",)),
+                                             (statements[1], ("SELECT 1",))]  # fmt: skip

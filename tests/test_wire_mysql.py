@@ -227,6 +227,14 @@ def test_race_command_explores_mysql_and_finds_the_shortest_break(
     assert data["complete"]
     assert data["shortest"] == "T1:1,T2:end,T1:end"
     assert len(data["failing"]) == data["runs"] - 2
+    fixed = grant(tmp_path, "READ COMMITTED")
+    argv = ["race", "--upstream", url, "--check", CHECK, "--reset", RESET, "--run", fixed,
+            "--run", fixed, "--explore", "--expect", "correct", "--json"]  # fmt: skip
+    assert main(argv) == 0  # every order of the fix holds
+    held = json.loads(capsys.readouterr().out)
+    assert held["complete"]
+    assert held["runs"] > 1
+    assert held["failing"] == []
 
 
 def test_the_tracer_reports_innodb_waits_ends_and_refusals(

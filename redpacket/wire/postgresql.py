@@ -7,14 +7,15 @@ answered 'N' so a client at ``sslmode=prefer`` goes on in plain text, and a
 ``BackendKeyData`` names the session (its pid), so waits are seen from the server
 (``pg_blocking_pids``), as everywhere in the lab.
 
-A request is everything the client sends up to a ``Query`` or a ``Sync`` (a pipeline
-of several Syncs sent at once is one request); its answer ends at the
-``ReadyForQuery`` of its last one, whose status byte says idle, in a transaction or in
-a failed one. A ``Flush`` lets a request go before its ``Sync``; what follows it up to
-the Sync is part of that request (asyncpg's Parse, Describe, Flush, then Bind, Execute,
-Sync: one step, held at the Parse, which takes the snapshot), except when the part
-before the Flush carried no statement at all: then the Bind starts a round trip of its
-own.
+A request is everything the client sends up to a ``Query`` or a ``Sync``; its answer
+ends at its ``ReadyForQuery``, whose status byte says idle, in a transaction or in a
+failed one. A client that pipelines (sends the next request before the last one's
+answer) has each request held in turn and each answer heard in order. A ``Flush``
+lets a request go before its ``Sync``; what follows it up to the Sync is part of that
+request (asyncpg's Parse, Describe, Flush, then Bind, Execute, Sync: one step, held at
+the Parse, which takes the snapshot), except when the part before the Flush carried
+no statement at all: then the Bind starts a round trip of its own. A Flush of nothing
+new (psycopg's, after a pipeline's Sync) is no request.
 Messages of a request in flight (COPY's data) pass at once.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -192,8 +194,28 @@ class PostgresWire:
                 return True
 
 
+@dataclass
+class _InFlight:
+    """A request the server has (or is getting), and its answer so far."""
+
+    request: Request
+    counted: bool  # the listener hears its answer
+    syncs: int  # ReadyForQuery messages still to come for it
+    error: tuple[str, str] | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+_COPY_DATA = {b"d", b"c", b"f"}  # CopyData, CopyDone, CopyFail: inside a request's answer
+
+
 class _Relay:
-    """Requests one way, answers the other; the listener hears both in order."""
+    """Requests one way, answers the other; the listener hears both in order.
+
+    Requests in flight wait in a queue, oldest first, each answered by its own
+    ReadyForQuery messages: a client that sends its next request before the last one's
+    answer (psycopg's pipeline after its BEGIN, any pipelining driver) has that request
+    held like any other, and each answer is heard as the answer of the request it ends.
+    """
 
     def __init__(
         self, link: Link, listener: Listener, client_in: BinaryIO, upstream_in: BinaryIO
@@ -202,45 +224,38 @@ class _Relay:
         self.client_in, self.upstream_in = client_in, upstream_in
         self.prepared: dict[str, tuple[str, tuple[int, ...]]] = {}  # name -> SQL, param types
         self.changed = threading.Condition()
-        self.outstanding = 0  # ReadyForQuery messages still to come for requests in flight
-        self.current: Request | None = None
-        self.counted = False
-        self.error: tuple[str, str] | None = None
-        self.tags: list[str] = []
+        self.in_flight: deque[_InFlight] = deque()
 
     def requests(self) -> None:
         pending: list[bytes] = []
         parsed = _Parsed()
-        flushed = False  # the request was let go at a Flush; the rest of it follows freely
-        flushed_steps = False  # that request carried statements (a Bind)
+        flushed: _InFlight | None = None  # let go at a Flush; the rest follows up to its Sync
         while True:
             kind, message = read_message(self.client_in)
-            with self.changed:
-                busy = self.outstanding > 0
-            if busy and not pending and not flushed:  # in flight: COPY data, pipelining
-                self._read_into(parsed, kind, message)
-                with self.changed:
-                    self.outstanding += parsed.syncs
-                parsed = _Parsed()
-                self.link.upstream.sendall(message)
-                if kind == b"X":
-                    return
+            if kind in _COPY_DATA and not pending and flushed is None:
+                self.link.upstream.sendall(message)  # COPY's data, for the request in flight
                 continue
-            if flushed and kind == b"B" and not flushed_steps:
+            if kind == b"H" and not pending and flushed is None:
+                # a Flush of nothing new (psycopg's after a pipeline's Sync) asks for the
+                # answers already owed: no request of its own, the next one is held as usual
+                self.link.upstream.sendall(message)
+                continue
+            if flushed is not None and kind == b"B" and not flushed.request.statements:
                 # the part before the Flush carried no statement (a Describe): the Bind
-                # starts a round trip of its own
-                flushed, parsed = False, _Parsed()
-            self._read_into(parsed, kind, message)
-            if flushed:  # the rest of a request already let go
+                # starts a round trip of its own, whose Sync answers both
                 with self.changed:
-                    if kind == b"B" and self.current is not None:
-                        # what the server is now asked too: the step's answer says so
-                        self.current = parsed.request()
+                    self.in_flight.remove(flushed)
+                flushed, parsed = None, _Parsed()
+            self._read_into(parsed, kind, message)
+            if flushed is not None:  # the rest of a request already let go
+                with self.changed:
+                    if kind in (b"B", b"Q"):  # what the server is now asked too: its answer says so
+                        flushed.request = parsed.request()
                     if kind in _ENDS_REQUEST:  # counted before it goes: its answer can be quicker
-                        self.outstanding += parsed.syncs
+                        flushed.syncs += parsed.syncs
                 self.link.upstream.sendall(message)
                 if kind in _ENDS_REQUEST:
-                    flushed, parsed = False, _Parsed()
+                    flushed, parsed = None, _Parsed()
                 if kind == b"X":
                     return
                 continue
@@ -249,15 +264,14 @@ class _Relay:
                 continue
             request = parsed.request()
             counted = self.listener.before(self.link, request)
+            entry = _InFlight(request, counted, parsed.syncs)
             with self.changed:
-                self.current, self.counted = request, counted
-                self.error, self.tags = None, []
-                self.outstanding += parsed.syncs
+                self.in_flight.append(entry)
             self.link.upstream.sendall(b"".join(pending))
             pending = []
-            flushed = kind == b"H"  # answers come now; its Sync ends it
-            flushed_steps = bool(request.statements)
-            if not flushed:
+            if kind == b"H":  # answers come now; its Sync ends it
+                flushed = entry
+            else:
                 parsed = _Parsed()
             if kind == b"X":
                 return
@@ -311,11 +325,14 @@ class _Relay:
                 if kind == b"E":
                     fields = _error_fields(message)
                     with self.changed:
-                        if self.error is None:
-                            self.error = (fields.get("C", "?"), fields.get("M", ""))
+                        head = self.in_flight[0] if self.in_flight else None
+                        if head is not None and head.error is None:
+                            head.error = (fields.get("C", "?"), fields.get("M", ""))
                 elif kind == b"C":
                     with self.changed:
-                        self.tags.append(message[5:].rstrip(b"\0").decode("utf-8", "replace"))
+                        if self.in_flight:
+                            tag = message[5:].rstrip(b"\0").decode("utf-8", "replace")
+                            self.in_flight[0].tags.append(tag)
                 elif kind == b"Z":
                     self._ready(message[5:6])
                 self.link.client.sendall(message)
@@ -324,15 +341,18 @@ class _Relay:
 
     def _ready(self, status: bytes) -> None:
         with self.changed:
-            self.outstanding = max(0, self.outstanding - 1)
-            if self.outstanding:
+            in_transaction = status != b"I"
+            self.link.in_transaction = in_transaction
+            if not self.in_flight:
                 return
-            request, counted = self.current, self.counted
-            answer = Answer(self.error, tuple(self.tags), status != b"I")
-            self.link.in_transaction = answer.in_transaction
-            self.current, self.counted = None, False
-        if request is not None and counted:  # before the client hears it: recorded first
-            self.listener.after(self.link, request, answer)
+            head = self.in_flight[0]
+            head.syncs -= 1
+            if head.syncs > 0:
+                return
+            self.in_flight.popleft()
+        if head.counted:  # before the client hears it: recorded first
+            answer = Answer(head.error, tuple(head.tags), in_transaction)
+            self.listener.after(self.link, head.request, answer)
 
 
 def address_of(url: URL) -> Address:

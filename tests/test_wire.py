@@ -907,3 +907,25 @@ def test_a_pipelining_client_has_every_request_held_and_answered_in_order(wire_d
     assert [h for h in heard if h] == statements  # (and the pipeline's closing lone Sync)
     assert [a for a in answered if a[0]] == [(statements[0], ("SELECT 1",)),
                                              (statements[1], ("SELECT 1",))]  # fmt: skip
+
+
+def test_copy_in_and_out_pass_through_the_proxy_as_one_request_each(wire_db: URL) -> None:
+    """COPY's data is part of its request's answer (or of the request itself): it passes
+    at once, and the COPY is heard as one request with its own ending."""
+    proxy, heard = proxied(wire_db)
+    try:
+        with psycopg.connect(conninfo(proxy.url())) as conn:
+            with conn.cursor().copy("COPY red_packets (order_id) FROM STDIN") as copy:
+                for _ in range(1000):
+                    copy.write_row((7,))
+            conn.commit()
+            with conn.cursor().copy("COPY (SELECT order_id FROM red_packets) TO STDOUT") as copy:
+                copied = [row for row in copy.rows()]
+            conn.execute(RESET)
+    finally:
+        proxy.close()
+    assert len(copied) == 1000
+    tags = [answer.tags for answer in heard.answers]
+    assert ("COPY 1000",) in tags  # in, ended where the server ended it
+    assert tags.count(("COPY 1000",)) == 2  # and out
+    assert tags[-1] == ("COMMIT",)  # every later answer in step

@@ -863,28 +863,7 @@ def test_a_pipelining_client_has_every_request_held_and_answered_in_order(wire_d
     rows: list[Any] = []
 
     def pipelined() -> None:
-        """libpq's own pipeline mode: both requests written before any answer is read."""
-        with psycopg.connect(conninfo(proxy.url()), autocommit=True) as conn:
-            pgconn = conn.pgconn
-            pgconn.enter_pipeline_mode()
-            pgconn.send_query_params(b"SELECT id FROM orders WHERE id = $1 FOR UPDATE", [b"7"])
-            pgconn.pipeline_sync()
-            pgconn.send_query_params(b"SELECT count(*) FROM red_packets", None)
-            pgconn.pipeline_sync()
-            while pgconn.flush():
-                pass
-            syncs = 0
-            while syncs < 2:
-                select.select([pgconn.socket], [], [], 5.0)  # an answer to read
-                pgconn.consume_input()
-                while syncs < 2 and not pgconn.is_busy():
-                    result = pgconn.get_result()
-                    if result is None:
-                        continue  # between one statement's results and the next's
-                    if result.status == psycopg.pq.ExecStatus.PIPELINE_SYNC:
-                        syncs += 1
-                    elif result.status == psycopg.pq.ExecStatus.TUPLES_OK:
-                        rows.append(int(result.get_value(0, 0) or b"0"))
+        rows.extend(libpq_pipelined_reads(conninfo(proxy.url())))
 
     try:
         with psycopg.connect(conninfo(wire_db)) as holder:
@@ -929,3 +908,49 @@ def test_copy_in_and_out_pass_through_the_proxy_as_one_request_each(wire_db: URL
     assert ("COPY 1000",) in tags  # in, ended where the server ended it
     assert tags.count(("COPY 1000",)) == 2  # and out
     assert tags[-1] == ("COMMIT",)  # every later answer in step
+
+
+def libpq_pipelined_reads(conninfo_text: str) -> list[int]:
+    """libpq's own pipeline mode: two reads, a Sync after each, both written before any
+    answer is read; the first is a locking read of order 7."""
+    found: list[int] = []
+    with psycopg.connect(conninfo_text, autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.enter_pipeline_mode()
+        pgconn.send_query_params(b"SELECT id FROM orders WHERE id = $1 FOR UPDATE", [b"7"])
+        pgconn.pipeline_sync()
+        pgconn.send_query_params(b"SELECT count(*) FROM red_packets", None)
+        pgconn.pipeline_sync()
+        while pgconn.flush():
+            pass
+        syncs = 0
+        while syncs < 2:
+            select.select([pgconn.socket], [], [], 5.0)  # an answer to read
+            pgconn.consume_input()
+            while syncs < 2 and not pgconn.is_busy():
+                result = pgconn.get_result()
+                if result is None:
+                    continue  # between one statement's results and the next's
+                if result.status == psycopg.pq.ExecStatus.PIPELINE_SYNC:
+                    syncs += 1
+                elif result.status == psycopg.pq.ExecStatus.TUPLES_OK:
+                    found.append(int(result.get_value(0, 0) or b"0"))
+    return found
+
+
+def test_pipelined_requests_of_a_race_are_one_step(wire_db: URL) -> None:
+    """A participant that pipelines two requests: the second is sent before the first is
+    answered, so both are one round trip, one step, ended by the last answer (the race
+    once parked the second as a new step and never saw the first end)."""
+    from redpacket.race.proxied import ProxiedRace
+
+    with ProxiedRace(wire_db, step_timeout=10) as proxied:
+        reads = lambda: libpq_pipelined_reads(proxied.url)  # noqa: E731
+        result = proxied.interleave(reads, reads, schedule="serial")
+    assert result.results == [[7, 0], [7, 0]]
+    steps = [(e.call, e.sql) for e in result.events if e.kind == "done"]
+    both = (
+        "SELECT id FROM orders WHERE id = $1 FOR UPDATE; SELECT count(*) FROM red_packets"
+        "  (bound: 7)"
+    )
+    assert steps == [(1, both), (2, both)], steps

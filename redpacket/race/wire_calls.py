@@ -116,6 +116,11 @@ class WireCalls(Participants):
         self._opened_while: dict[int, int] = {}  # link number -> the call awaited then
         self._housekeeping: dict[int, list[str]] = {}  # call -> statements not held
         self._notes_from: dict[int, int] = {}  # call -> the proxy's first note since it started
+        # a step whose client pipelined more requests before its answer: per link, the
+        # answers still to come, the requests answered so far, and the first error
+        self._answers_to_come: dict[int, int] = {}
+        self._sent_so_far: dict[int, list[Request]] = {}
+        self._first_error: dict[int, tuple[str, str]] = {}
         super().__init__(database, list(fns))
 
     # -- the proxy's listener --------------------------------------------------------------
@@ -148,6 +153,12 @@ class WireCalls(Participants):
                 self.changed.notify_all()
         if call is None or self.free:
             return False
+        with self.changed:
+            if call.state is State.IN_FLIGHT:
+                # pipelined: sent before the step in flight was answered, so it is part of
+                # that round trip; the step ends with the last answer
+                self._answers_to_come[link.number] = self._answers_to_come.get(link.number, 0) + 1
+                return True
         params = tuple(value for bound in request.params for value in bound)  # in order sent
         self.starts_for(call, link.session_id, request.sql, params)
         cut = self.faults.before(call.number, call.started, link, request)
@@ -160,15 +171,28 @@ class WireCalls(Participants):
         call = self._links.get(link.number)
         if call is None:
             return
-        cut = self.faults.after(call.number, call.started, link, request, answer)
         with self.changed:
             statement = call.current
-            if statement is not None and not statement.done and request.statements:
+            sent = self._sent_so_far.pop(link.number, [])
+            if request.statements:
+                sent.append(request)
+            if self._answers_to_come.get(link.number):
+                # a pipelined request's answer is still to come: the step goes on
+                self._answers_to_come[link.number] -= 1
+                self._sent_so_far[link.number] = sent
+                if answer.error is not None:
+                    self._first_error.setdefault(link.number, answer.error)
+                return
+            error = self._first_error.pop(link.number, None) or answer.error
+            if statement is not None and not statement.done and sent:
                 # a request let go at a Flush grew after it went (its Bind's values, the
-                # statements a pipeline sent on): the step is what the server received
-                statement.sql = request.sql
-                statement.params = tuple(value for bound in request.params for value in bound)
-            self.ends_for(call, answer.error if cut is None else cut.error)
+                # statements a pipeline sent on), or pipelined ones followed it: the step is
+                # what the server received
+                statement.sql = "; ".join(r.sql for r in sent)
+                statement.params = tuple(v for r in sent for bound in r.params for v in bound)
+        cut = self.faults.after(call.number, call.started, link, request, answer)
+        with self.changed:
+            self.ends_for(call, error if cut is None else cut.error)
 
     @property
     def cuts(self) -> list[Cut]:

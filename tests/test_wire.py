@@ -954,3 +954,54 @@ def test_pipelined_requests_of_a_race_are_one_step(wire_db: URL) -> None:
         "  (bound: 7)"
     )
     assert steps == [(1, both), (2, both)], steps
+
+
+def housekeeping_first_pipeline(url: str) -> None:
+    """A pipeline whose first part (before psycopg's Flush) is housekeeping."""
+    with psycopg.connect(url) as conn, conn.pipeline():
+        conn.execute("SHOW transaction_isolation").fetchone()
+        conn.execute("SELECT id FROM orders WHERE id = %s FOR UPDATE", (7,))
+        conn.execute("SELECT count(*) FROM red_packets").fetchone()
+
+
+def test_a_flushed_request_that_grows_past_housekeeping_is_held(wire_db: URL) -> None:
+    """The part before the Flush touched no table; the Bind after it does: it is a step,
+    held and raced, not let through with the housekeeping it followed."""
+    from redpacket.race.proxied import ProxiedRace
+
+    with ProxiedRace(wire_db, step_timeout=10) as proxied:
+        run = lambda: housekeeping_first_pipeline(proxied.url)  # noqa: E731
+        result = proxied.interleave(run, run, schedule="t1-first-read")
+    steps = [e.sql for e in result.events if e.call == 1 and e.kind == "done"]
+    assert any("FOR UPDATE" in sql for sql in steps), steps
+    waits = [(e.call, e.waited_on) for e in result.events if e.kind == "wait"]
+    assert waits == [(2, (1,))]  # T2's pipeline waits for T1's lock, as the server says
+
+
+def test_a_function_call_goes_through_and_is_answered(wire_db: URL) -> None:
+    """FunctionCall (psycopg2's large objects, pgjdbc's Fastpath) ends at its own
+    ReadyForQuery: it once waited in the proxy for a Sync that never comes."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    proxy, heard = proxied(wire_db)
+    written: list[int] = []
+
+    def large_object() -> None:
+        conn = psycopg2.connect(proxy.url().render_as_string(hide_password=False))
+        try:
+            large = conn.lobject(mode="wb")
+            written.append(large.write(b"seven"))
+            large.unlink()
+            conn.rollback()
+        finally:
+            conn.close()
+
+    client = threading.Thread(target=large_object, daemon=True)
+    try:
+        client.start()
+        client.join(20)
+        assert not client.is_alive(), "the FunctionCall was never answered"
+    finally:
+        proxy.close()  # a client still waiting gets its connection closed
+    assert written == [5]
+    asked = [request for _link, request in heard.requests if not request.closes]
+    assert len(heard.answers) == len(asked)  # every request answered (Terminate is not)

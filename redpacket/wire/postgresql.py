@@ -47,7 +47,7 @@ GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
 PROTOCOL_3 = 196608
 _NEEDS_ANSWER = {3, 5, 7, 8, 10, 11}  # cleartext, md5, GSS, GSS continue, SASL, SASL continue
-_ENDS_REQUEST = {b"Q", b"S", b"X"}
+_ENDS_REQUEST = {b"Q", b"S", b"X", b"F"}  # F: FunctionCall, answered by a ReadyForQuery
 
 
 def _exact(reader: BinaryIO, n: int) -> bytes:
@@ -248,6 +248,10 @@ class _Relay:
                 flushed, parsed = None, _Parsed()
             self._read_into(parsed, kind, message)
             if flushed is not None:  # the rest of a request already let go
+                if kind in (b"B", b"Q") and not flushed.counted:
+                    # what went before the Flush was housekeeping, what follows may not be:
+                    # the listener is asked again, and may hold it here
+                    flushed.counted = self.listener.before(self.link, parsed.request())
                 with self.changed:
                     if kind in (b"B", b"Q"):  # what the server is now asked too: its answer says so
                         flushed.request = parsed.request()
@@ -291,7 +295,7 @@ class _Relay:
             self.prepared[name] = (sql, oids)
         elif kind == b"B":
             parsed.statements.append(self._bound(body, parsed))
-        elif kind == b"S":
+        elif kind in (b"S", b"F"):
             parsed.syncs += 1
         elif kind == b"X":
             parsed.closes = True

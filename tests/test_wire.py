@@ -257,6 +257,12 @@ def test_an_unreachable_upstream_is_one_line_without_its_password(
     [
         ("DELETE FROM red_packets", "--check 'DELETE FROM red_packets' is not a query"),
         ("SELECT * FROM nowhere", "--check failed on the server: 42P01"),
+        # a query that writes: refused by the read-only transaction it runs in
+        (
+            "WITH gone AS (DELETE FROM red_packets RETURNING *) SELECT * FROM gone WHERE false",
+            "--check failed on the server: 25006",
+        ),
+        ("SELECT * INTO copied FROM red_packets", "--check failed on the server: 25006"),
     ],
 )
 def test_a_check_that_is_no_query_or_fails_stops_the_race_before_it_starts(
@@ -276,6 +282,12 @@ def test_a_check_that_is_no_query_or_fails_stops_the_race_before_it_starts(
     with psycopg.connect(conninfo(wire_db)) as conn:  # the user's rows are as they were
         assert conn.execute("SELECT count(*) FROM red_packets").fetchone() == (1,)
         conn.execute(RESET)
+
+
+def test_a_check_may_open_with_a_comment_and_only_reads(wire_db: URL) -> None:
+    check = "-- duplicates\n/* per order */ SELECT order_id FROM red_packets WHERE false"
+    race = WireRace(wire_db, ["true", "true"], check=check)
+    assert race._broken() == ()
 
 
 def test_a_command_that_fails_before_its_first_step_is_told_with_its_status(

@@ -33,8 +33,13 @@ from redpacket.wire.proxy import Proxy
 
 READY_TIMEOUT_S = 30.0
 # --check is read, never run for its effects: it must be a query (a statement that
-# changed the data would make every attempt "correct", and change the user's tables)
-_QUERY = re.compile(r"\s*(\(\s*)*(select|with|values|table)\b", re.IGNORECASE)
+# changed the data would make every attempt "correct", and change the user's tables),
+# and it runs in a read-only transaction, rolled back, so a data-changing CTE or a
+# second statement after it is refused by the server itself
+_QUERY = re.compile(
+    r"\ufeff?(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*(\(\s*)*(select|with|values|table)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 CHECK_IS_A_QUERY = "give a query (SELECT ...) returning the rows that break the invariant"
 
 
@@ -82,7 +87,10 @@ class WireRace:
         with connect(self.upstream, autocommit=True) as conn:
             cursor = conn.cursor()
             try:
+                if query:
+                    cursor.execute("START TRANSACTION READ ONLY")  # both engines' words
                 cursor.execute(text)
+                rows = cursor.fetchall() if cursor.description is not None else None
             except Exception as exc:
                 error = self.database.error_of(exc)
                 if error is None:
@@ -90,11 +98,15 @@ class WireRace:
                 raise LabError(
                     f"{what} failed on the server: {error.shown} {error.message}"
                 ) from None
-            if cursor.description is None:
+            finally:
+                if query:
+                    with contextlib.suppress(Exception):
+                        cursor.execute("ROLLBACK")
+            if rows is None:
                 if query:
                     raise LabError(f"{what} returned no result: {CHECK_IS_A_QUERY}")
                 return ()
-            return tuple(tuple(row) for row in cursor.fetchall())
+            return tuple(tuple(row) for row in rows)
 
     def _reset(self) -> None:
         if self.reset:

@@ -859,6 +859,8 @@ def test_a_pipelining_client_has_every_request_held_and_answered_in_order(wire_d
     the first is still unanswered (here: waiting, on the server, for a lock held
     elsewhere). Each is a request of its own, heard before it goes, answered in order;
     the relay once passed the second one unheard, as if it were the first's COPY data."""
+    with psycopg.connect(conninfo(wire_db)) as conn:
+        conn.execute(RESET)  # other tests of the module leave their grants
     proxy, _ = proxied(wire_db)
     heard: list[tuple[str, ...]] = []
     answered: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
@@ -903,6 +905,8 @@ def test_a_pipelining_client_has_every_request_held_and_answered_in_order(wire_d
 def test_copy_in_and_out_pass_through_the_proxy_as_one_request_each(wire_db: URL) -> None:
     """COPY's data is part of its request's answer (or of the request itself): it passes
     at once, and the COPY is heard as one request with its own ending."""
+    with psycopg.connect(conninfo(wire_db)) as conn:
+        conn.execute(RESET)  # other tests of the module leave their grants
     proxy, heard = proxied(wire_db)
     try:
         with psycopg.connect(conninfo(proxy.url())) as conn:
@@ -956,6 +960,8 @@ def test_pipelined_requests_of_a_race_are_one_step(wire_db: URL) -> None:
     once parked the second as a new step and never saw the first end)."""
     from redpacket.race.proxied import ProxiedRace
 
+    with psycopg.connect(conninfo(wire_db)) as conn:
+        conn.execute(RESET)  # other tests of the module leave their grants
     with ProxiedRace(wire_db, step_timeout=10) as proxied:
         reads = lambda: libpq_pipelined_reads(proxied.url)  # noqa: E731
         result = proxied.interleave(reads, reads, schedule="serial")

@@ -98,11 +98,10 @@ def test_psycopg2_grant(race, level):
         assert packets(proxied.url) == 1
 
 
-@pytest.mark.parametrize("level", ["repeatable_read", "read_committed"])
-def test_asyncpg_grant_every_schedule(race, level):
+def holds_in_every_schedule(race, grant, level):
     with race.through_proxy() as proxied:
         setup(proxied.url)
-        request = lambda: grant_asyncpg(proxied.url, level)
+        request = lambda: grant(proxied.url, level)
 
         def one_grant():
             assert packets(proxied.url) == 1
@@ -111,21 +110,16 @@ def test_asyncpg_grant_every_schedule(race, level):
                                 reset=lambda: reset(proxied.url))
         assert found.complete
         assert found.failing == [], str(found.shortest)
+
+
+@pytest.mark.parametrize("level", ["repeatable_read", "read_committed"])
+def test_asyncpg_grant_every_schedule(race, level):
+    holds_in_every_schedule(race, grant_asyncpg, level)
 
 
 @pytest.mark.parametrize("level", ["REPEATABLE READ", "READ COMMITTED"])
 def test_psycopg2_grant_every_schedule(race, level):
-    with race.through_proxy() as proxied:
-        setup(proxied.url)
-        request = lambda: grant_psycopg2(proxied.url, level)
-
-        def one_grant():
-            assert packets(proxied.url) == 1
-
-        found = proxied.explore(request, request, check=one_grant,
-                                reset=lambda: reset(proxied.url))
-        assert found.complete
-        assert found.failing == [], str(found.shortest)
+    holds_in_every_schedule(race, grant_psycopg2, level)
 
 
 @pytest.mark.parametrize("level", ["REPEATABLE READ", "READ COMMITTED"])

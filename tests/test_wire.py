@@ -210,6 +210,16 @@ def test_race_command_exit_statuses_and_json(
     assert any(e["kind"] == "wait" and e["waited_on"] == [1] for e in data["events"])
 
 
+def refused_race(wire_db: URL, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, str]:
+    """``redpacket race`` on the module's database, refused: exit status 2 and one line
+    on stderr. What it printed (out, err), for the caller's own assertions."""
+    url = wire_db.render_as_string(hide_password=False)
+    assert main(["race", "--upstream", url, *args]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1, captured.err
+    return captured.out, captured.err
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -223,11 +233,7 @@ def test_race_command_exit_statuses_and_json(
 def test_race_bad_input_is_one_line_and_status_2(
     wire_db: URL, args: list[str], says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = wire_db.render_as_string(hide_password=False)
-    assert main(["race", "--upstream", url, *args]) == 2
-    err = capsys.readouterr().err
-    assert says in err
-    assert len(err.strip().splitlines()) == 1
+    assert says in refused_race(wire_db, capsys, *args)[1]
 
 
 @pytest.mark.parametrize(
@@ -271,14 +277,11 @@ def test_a_check_that_is_no_query_or_fails_stops_the_race_before_it_starts(
     with psycopg.connect(conninfo(wire_db), autocommit=True) as conn:
         conn.execute(RESET)
         conn.execute("INSERT INTO red_packets (order_id) VALUES (7)")
-    url = wire_db.render_as_string(hide_password=False)
     marker = "redpacket-never-started"
-    assert main(["race", "--upstream", url, "--check", check, "--run", f"echo {marker}",
-                 "--run", "true", "--schedule", "serial"]) == 2  # fmt: skip
-    captured = capsys.readouterr()
-    assert says in captured.err
-    assert len(captured.err.strip().splitlines()) == 1
-    assert marker not in captured.out
+    out, err = refused_race(wire_db, capsys, "--check", check, "--run", f"echo {marker}",
+                            "--run", "true", "--schedule", "serial")  # fmt: skip
+    assert says in err
+    assert marker not in out
     with psycopg.connect(conninfo(wire_db)) as conn:  # the user's rows are as they were
         assert conn.execute("SELECT count(*) FROM red_packets").fetchone() == (1,)
         conn.execute(RESET)
@@ -293,38 +296,31 @@ def test_a_check_may_open_with_a_comment_and_only_reads(wire_db: URL) -> None:
 def test_a_command_that_fails_before_its_first_step_is_told_with_its_status(
     wire_db: URL, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = wire_db.render_as_string(hide_password=False)
     failing = "echo 'grant.js: cannot find module pg' >&2; exit 3"
-    assert main(["race", "--upstream", url, "--check", CHECK, "--run", failing,
-                 "--run", "true", "--schedule", "serial"]) == 2  # fmt: skip
-    err = capsys.readouterr().err
+    _, err = refused_race(wire_db, capsys, "--check", CHECK, "--run", failing,
+                          "--run", "true", "--schedule", "serial")  # fmt: skip
     assert (
         f"T1 ({failing}) exited with status 3 before its first step:"
         " grant.js: cannot find module pg"
     ) in err
-    assert len(err.strip().splitlines()) == 1
 
 
 @needs_psql
 def test_a_command_that_sends_only_housekeeping_is_told_so(
     wire_db: URL, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = wire_db.render_as_string(hide_password=False)
     ping = f'{PSQL} "$DATABASE_URL" -c "SELECT 1"'
-    assert main(["race", "--upstream", url, "--check", CHECK, "--run", ping, "--run", ping,
-                 "--schedule", "serial"]) == 2  # fmt: skip
-    err = capsys.readouterr().err
+    _, err = refused_race(wire_db, capsys, "--check", CHECK, "--run", ping, "--run", ping,
+                          "--schedule", "serial")  # fmt: skip
     assert f"T1 ({ping}) sent only statements that touch no table (SELECT 1)" in err
 
 
 def test_a_command_that_never_reaches_the_proxy_is_named_and_ended(
     wire_db: URL, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = wire_db.render_as_string(hide_password=False)
     stuck = "exec sleep 97.125"  # a command line no other process has
-    assert main(["race", "--upstream", url, "--check", CHECK, "--run", stuck, "--run", "true",
-                 "--schedule", "serial", "--step-timeout", "1"]) == 2  # fmt: skip
-    err = capsys.readouterr().err
+    _, err = refused_race(wire_db, capsys, "--check", CHECK, "--run", stuck, "--run", "true",
+                          "--schedule", "serial", "--step-timeout", "1")  # fmt: skip
     assert f"T1 ({stuck}) sent no statement through the proxy in 1 s" in err
     assert not still_running("sleep 97.125")
 
@@ -844,12 +840,9 @@ REQUIRING_TLS = ' "$DATABASE_URL?sslmode=require" -c "SELECT id FROM orders"'
 def test_a_participant_that_requires_tls_is_told_why_in_one_line(
     wire_db: URL, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = wire_db.render_as_string(hide_password=False)
     strict = f"{PSQL}{REQUIRING_TLS}"
-    assert main(["race", "--upstream", url, "--check", CHECK, "--run", strict,
-                 "--run", strict, "--schedule", "serial"]) == 2  # fmt: skip
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1
+    _, err = refused_race(wire_db, capsys, "--check", CHECK, "--run", strict,
+                          "--run", strict, "--schedule", "serial")  # fmt: skip
     assert f"T1 ({strict}) exited with status 2 before its first step" in err
     assert "server does not support SSL, but SSL was required" in err  # psql's own words
 

@@ -105,13 +105,17 @@ def database(
         yield from seed_database_mysql(request.getfixturevalue("mysql_server"), name)
 
 
+def two_of(client: Client, classes: Path | None, database: URL, level: str) -> WireRace:
+    """The client's program at ``level``, twice: the race of two grant requests."""
+    assert classes is not None or client.name.startswith("node")
+    command = client.command(classes or HERE, level)
+    return WireRace(database, [command, command], check=CHECK, reset=RESET, step_timeout=30)
+
+
 def test_the_clients_program_duplicates_at_repeatable_read_and_holds_at_read_committed(
     client: Client, database: URL, classes: Path | None
 ) -> None:
-    assert classes is not None or client.name.startswith("node")
-    broken = client.command(classes or HERE, "REPEATABLE READ")
-    race = WireRace(database, [broken, broken], check=CHECK, reset=RESET, step_timeout=30)
-    attempt = race.scheduled("t2-waits")
+    attempt = two_of(client, classes, database, "REPEATABLE READ").scheduled("t2-waits")
     outputs = [getattr(f, "output", f) for f in attempt.finished]
     assert [getattr(f, "status", None) for f in attempt.finished] == [0, 0], outputs
     assert attempt.broken == ((7, 2),)
@@ -124,28 +128,21 @@ def test_the_clients_program_duplicates_at_repeatable_read_and_holds_at_read_com
     # binary double) or written into the SQL by the driver (Connector/J's client-side prepare)
     assert re.search(r"\(bound: 7(\.0)?\)$|id = 7$", steps[0]), steps[0]
 
-    fixed = client.command(classes or HERE, "READ COMMITTED")
-    race = WireRace(database, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=30)
-    assert race.scheduled("t2-waits").broken == ()
+    assert two_of(client, classes, database, "READ COMMITTED").scheduled("t2-waits").broken == ()
 
 
 def test_explore_finds_the_clients_duplicate_and_every_schedule_of_the_fix_holds(
     client: Client, database: URL, classes: Path | None
 ) -> None:
     """Every order of the two programs' steps, each run judged by the check on the server."""
-    assert classes is not None or client.name.startswith("node")
-    broken = client.command(classes or HERE, "REPEATABLE READ")
-    race = WireRace(database, [broken, broken], check=CHECK, reset=RESET, step_timeout=30)
-    found = race.explored()
+    found = two_of(client, classes, database, "REPEATABLE READ").explored()
     assert found.complete
     assert found.shortest is not None, found
     # T1 reads (its snapshot taken), T2 grants and commits, T1's check misses T2's row
     assert found.shortest.schedule == "T1:1,T2:end,T1:end"
     assert "--check returned 1 row(s): (7, 2)" in found.shortest.message
 
-    fixed = client.command(classes or HERE, "READ COMMITTED")
-    race = WireRace(database, [fixed, fixed], check=CHECK, reset=RESET, step_timeout=30)
-    held = race.explored()
+    held = two_of(client, classes, database, "READ COMMITTED").explored()
     assert held.complete
     assert held.runs > 1
     assert held.failing == [], str(held.shortest)

@@ -69,10 +69,9 @@ def proxy(
 
     address = parse_listen(listen)
     protocol = database.wire_protocol()
-    from redpacket.database.connect import connect
+    from redpacket.database.connect import require_server
 
-    with connect(url, autocommit=True):
-        pass  # the server answers, or the proxy says so in one line before it listens
+    require_server(url)
     with Proxy(url, protocol, address, on_note=note, pass_through=pass_through) as running:
         tracer = None if pass_through else Tracer(url, database, emit)
         if tracer is not None:

@@ -22,6 +22,7 @@ __all__ = [
     "cannot_connect",
     "connect",
     "first_line",
+    "require_server",
     "translate_connect_errors",
 ]
 
@@ -50,6 +51,13 @@ def connect(url: URL, *, autocommit: bool = False, application: str = "redpacket
         raise
     finally:
         conn.close()
+
+
+def require_server(url: URL) -> None:
+    """The server answers at ``url``, or the command stops here in one line (before it
+    listens, starts programs or prints anything else)."""
+    with connect(url, autocommit=True):
+        pass
 
 
 def cannot_connect(url: URL, exc: BaseException | None) -> LabError:

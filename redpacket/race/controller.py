@@ -121,7 +121,8 @@ class Controller:
                     return
                 if time.monotonic() - started > self.step_timeout:
                     raise RaceError(
-                        f"T{call.number}'s statement {statement.number} ({_short(statement.sql)})"
+                        f"T{call.number}'s statement {statement.number}"
+                        f" ({short_sql(statement.sql)})"
                         f" did not finish in {self.step_timeout:.0f} s and the server does not"
                         " show it waiting for a lock"
                     )
@@ -314,6 +315,7 @@ def for_engine(
     return Controller(url, calls, len(fns), step_timeout=step_timeout)
 
 
-def _short(sql: str) -> str:
+def short_sql(sql: str, width: int = 60) -> str:
+    """SQL on one line, cut to ``width`` characters, for a one-line message."""
     flat = " ".join(sql.split())
-    return flat if len(flat) <= 60 else flat[:57] + "..."
+    return flat if len(flat) <= width else flat[: width - 3] + "..."

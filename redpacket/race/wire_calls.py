@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,14 @@ class CommandRunner:
         for process in running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def stop_commands(participants: Iterable[Any]) -> None:
+    """The participants that are shell commands end, with whatever their shells started
+    (each runs in a session of its own: Ctrl-C at the terminal does not reach it)."""
+    for participant in participants:
+        if isinstance(participant, CommandRunner):
+            participant.stop()
 
 
 class WireCalls(Participants):
@@ -248,7 +256,7 @@ class WireCalls(Participants):
                 while call.state is State.RUNNING and self._waiting_for_link is call:
                     if time.monotonic() > deadline:
                         self.release_all()
-                        self.stop_commands()
+                        stop_commands(call.fn for call in self.calls)
                         raise RaceError(
                             f"T{call.number} ({self.names[call.number - 1]}) sent no"
                             f" statement through the proxy in {self.start_timeout:.0f} s:"
@@ -258,14 +266,8 @@ class WireCalls(Participants):
                 self._waiting_for_link = None
         return self
 
-    def stop_commands(self) -> None:
-        """Participants that are shell commands end with the race that gave up on them."""
-        for call in self.calls:
-            if isinstance(call.fn, CommandRunner):
-                call.fn.stop()
-
     def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
-        if kind is not None:
-            self.stop_commands()
+        if kind is not None:  # the race gave up: its commands end with it
+            stop_commands(call.fn for call in self.calls)
         super().__exit__()
         self.proxy.listener = PassThrough()

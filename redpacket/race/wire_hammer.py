@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redpacket.race.wire_calls import CommandRunner, Finished
+from redpacket.race.wire_calls import Finished, stop_commands
 from redpacket.race.wire_faults import Cut, Fault, Injector
 from redpacket.wire.housekeeping import is_housekeeping
 from redpacket.wire.link import Answer, Link, PassThrough, Request
@@ -152,9 +152,7 @@ def _run_together(runners: Sequence[Callable[[], Any]]) -> list[Any]:
     try:
         for thread in threads:
             thread.join()
-    except BaseException:  # Ctrl-C: commands run in sessions of their own, end them
-        for runner in runners:
-            if isinstance(runner, CommandRunner):
-                runner.stop()
+    except BaseException:  # Ctrl-C
+        stop_commands(runners)
         raise
     return outcomes

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redpacket.database.connect import connect
+from redpacket.database.connect import connect, require_server
 from redpacket.database.url import URL
 from redpacket.database.urls import engine_of
 from redpacket.errors import LabError
-from redpacket.race.controller import Controller, RaceError, schedule_entries
+from redpacket.race.controller import Controller, RaceError, schedule_entries, short_sql
 from redpacket.race.explore import Exploration, explore_with
 from redpacket.race.timeline import RaceResult
 from redpacket.race.wire_calls import CommandRunner, Finished, WireCalls, proxy_env, with_url
@@ -76,7 +76,9 @@ class WireRace:
         if len(self.commands) < 2:
             raise LabError("a race needs two --run commands or more (the competing requests)")
         if self.check is not None and not _QUERY.match(self.check):
-            raise LabError(f"--check {_short(self.check)!r} is not a query: {CHECK_IS_A_QUERY}")
+            raise LabError(
+                f"--check {short_sql(self.check, 40)!r} is not a query: {CHECK_IS_A_QUERY}"
+            )
         self.database = engine_of(self.upstream)
 
     # -- the server's side ------------------------------------------------------------------
@@ -120,8 +122,7 @@ class WireRace:
     @contextlib.contextmanager
     def running(self) -> Iterator[Proxy]:
         """The proxy up (and the service, if any, started and ready) for the whole race."""
-        with connect(self.upstream, autocommit=True):
-            pass  # the server answers, or the race stops here in one line
+        require_server(self.upstream)
         proxy = Proxy(self.upstream, self.database.wire_protocol(), self.listen,
                       on_note=self.notes.append)  # fmt: skip
         with proxy:
@@ -237,11 +238,6 @@ def _answers(ready: str) -> bool:
             return True
     except (OSError, ValueError):
         return False
-
-
-def _short(sql: str) -> str:
-    flat = " ".join(sql.split())
-    return flat if len(flat) <= 40 else flat[:37] + "..."
 
 
 def parse_listen(text: str) -> tuple[str, int]:
